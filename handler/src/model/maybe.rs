@@ -1,0 +1,82 @@
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A Graph property that may be absent, explicitly `null`, or set.
+///
+/// `Option` cannot tell absent from `null`, and a PATCH that turns one into
+/// the other changes what Graph stores, so models use this instead.
+/// Pair it with `#[serde(default, skip_serializing_if = "Maybe::is_absent")]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Maybe<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T> Maybe<T> {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Maybe::Absent)
+    }
+
+    pub fn as_ref(&self) -> Option<&T> {
+        match self {
+            Maybe::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Maybe::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn into_option(self) -> Option<T> {
+        match self {
+            Maybe::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value, inserting `T::default()` first when absent or null.
+    pub fn get_or_insert_default(&mut self) -> &mut T
+    where
+        T: Default,
+    {
+        if !matches!(self, Maybe::Value(_)) {
+            *self = Maybe::Value(T::default());
+        }
+        match self {
+            Maybe::Value(v) => v,
+            _ => unreachable!("just set"),
+        }
+    }
+}
+
+impl<T> From<T> for Maybe<T> {
+    fn from(v: T) -> Self {
+        Maybe::Value(v)
+    }
+}
+
+impl<T> From<Option<T>> for Maybe<T> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Maybe::Null, Maybe::Value)
+    }
+}
+
+impl<T: Serialize> Serialize for Maybe<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Maybe::Value(v) => v.serialize(s),
+            _ => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Maybe<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.into())
+    }
+}
