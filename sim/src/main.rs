@@ -1,1 +1,48 @@
-fn main() {}
+//! `caguard-sim`: runs the simulated estate as its own process.
+//!
+//! Usage: `caguard-sim [--estate FILE] [--port N] [--latency-ms N] [--no-throttle] [--page-size N]`.
+//! Without `--estate` it serves the embedded sample estate.
+
+use caguard_sim::{Estate, SimOptions, sample_estate, start};
+use std::net::SocketAddr;
+
+fn arg_value(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn parse<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    arg_value(args, name).map(|v| v.parse().unwrap_or_else(|_| fail(&format!("{name}: '{v}' is not a valid value"))))
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("caguard-sim: {msg}");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let estate: Estate = match arg_value(&args, "--estate") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+            serde_json::from_str(&text).unwrap_or_else(|e| fail(&format!("{path}: not an estate file: {e}")))
+        }
+        None => sample_estate(),
+    };
+    let mut opts = SimOptions::default();
+    if let Some(port) = parse::<u16>(&args, "--port") {
+        opts.bind = SocketAddr::from(([127, 0, 0, 1], port));
+    }
+    if let Some(ms) = parse(&args, "--latency-ms") {
+        opts.faults.latency_ms = ms;
+    }
+    if let Some(n) = parse(&args, "--page-size") {
+        opts.page_size = n;
+    }
+    if args.iter().any(|a| a == "--no-throttle") {
+        opts.faults.ca_throttling = false;
+    }
+    let sim = start(estate, opts).await.unwrap_or_else(|e| fail(&e.to_string()));
+    println!("{}", sim.base_url);
+    let _ = tokio::signal::ctrl_c().await;
+}

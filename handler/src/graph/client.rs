@@ -1,0 +1,358 @@
+use super::token::{CredentialSource, TokenCache};
+use super::{GraphError, Pacer, is_ca_url};
+use crate::model::{BatchRequest, BatchRequestItem, BatchResponse, BatchResponseItem, Collection, GraphErrorBody, MAX_BATCH};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bounded retries for 429/503/504.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// First backoff when no Retry-After is sent; doubles each retry.
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 6, base: Duration::from_millis(1000), cap: Duration::from_secs(32) }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with jitter in [½, 1] of the step, so tenants that
+    /// failed together do not retry together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let step = self.base.saturating_mul(1u32 << attempt.min(16)).min(self.cap);
+        step.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// Where Graph and the login endpoint are, and how politely to call them.
+#[derive(Clone, Debug)]
+pub struct GraphConfig {
+    /// `https://graph.microsoft.com`, or the simulator.
+    pub graph_base: String,
+    /// `https://login.microsoftonline.com`, or the simulator.
+    pub login_base: String,
+    /// `v1.0`.
+    pub version: String,
+    /// Spacing of one tenant's CA requests. Graph allows 1/s; the margin absorbs
+    /// the jitter between our clock and Graph's.
+    pub ca_interval: Duration,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    /// Renew a token this long before it expires.
+    pub token_margin: Duration,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        GraphConfig {
+            graph_base: "https://graph.microsoft.com".into(),
+            login_base: "https://login.microsoftonline.com".into(),
+            version: "v1.0".into(),
+            ca_interval: Duration::from_millis(1100),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(60),
+            token_margin: Duration::from_secs(300),
+        }
+    }
+}
+
+impl GraphConfig {
+    /// Graph and login both served at `base` (the simulator).
+    pub fn for_base(base: &str) -> Self {
+        GraphConfig { graph_base: base.into(), login_base: base.into(), ..Default::default() }
+    }
+}
+
+/// Counters since the client was made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// HTTP requests sent to Graph (a `$batch` counts once).
+    pub requests: u64,
+    pub reads: u64,
+    pub writes: u64,
+    /// Retries after 429/503/504 or a transport error.
+    pub retries: u64,
+    /// 429s received (including inside batches).
+    pub throttled: u64,
+    pub token_requests: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    cfg: GraphConfig,
+    tokens: TokenCache,
+    pacer: Pacer,
+    counters: Counters,
+}
+
+/// A Graph client shared by every task of a sweep (cheap to clone).
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+/// A successful answer: status, request id and body.
+struct Answer {
+    status: StatusCode,
+    request_id: String,
+    body: bytes::Bytes,
+}
+
+fn request_id(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get("request-id")
+        .or_else(|| headers.get("client-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 503 | 504)
+}
+
+impl GraphClient {
+    pub fn new(cfg: GraphConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("caguard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let tokens = TokenCache::new(http.clone(), cfg.login_base.clone(), credentials, cfg.token_margin);
+        let pacer = Pacer::new(cfg.ca_interval);
+        Ok(GraphClient { inner: Arc::new(Inner { http, cfg, tokens, pacer, counters: Counters::default() }) })
+    }
+
+    pub fn config(&self) -> &GraphConfig {
+        &self.inner.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            requests: c.requests.load(Ordering::Relaxed),
+            reads: c.reads.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            token_requests: self.inner.tokens.requests(),
+        }
+    }
+
+    /// `path` below the version root (`/identity/...`), or an absolute nextLink.
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return path.to_string();
+        }
+        let base = self.inner.cfg.graph_base.trim_end_matches('/');
+        format!("{base}/{}/{}", self.inner.cfg.version, path.trim_start_matches('/'))
+    }
+
+    /// Sends one request with pacing, token handling and bounded retries.
+    async fn send(&self, tenant: &str, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, GraphError> {
+        let url = self.url(path);
+        let ca = is_ca_url(&url);
+        let c = &self.inner.counters;
+        let mut retries = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            // Token first: a slow token fetch must not eat into the paced slot.
+            let token = self.inner.tokens.get(tenant).await?;
+            if ca {
+                self.inner.pacer.wait(tenant).await;
+            }
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            let counter = if method == Method::GET { &c.reads } else { &c.writes };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let mut req = self.inner.http.request(method.clone(), &url).bearer_auth(&token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if retries < self.inner.cfg.retry.max_retries && (e.is_timeout() || e.is_connect()) => {
+                    retries += 1;
+                    c.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.inner.cfg.retry.backoff(retries - 1)).await;
+                    continue;
+                }
+                Err(e) => return Err(GraphError::Transport { tenant: tenant.into(), url, message: e.to_string() }),
+            };
+            let status = resp.status();
+            let rid = request_id(resp.headers());
+            if status.is_success() {
+                let body = resp.bytes().await.map_err(|e| GraphError::Transport { tenant: tenant.into(), url: url.clone(), message: e.to_string() })?;
+                return Ok(Answer { status, request_id: rid, body });
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                c.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+                // An expired or revoked token: fetch a new one once.
+                reauthenticated = true;
+                self.inner.tokens.invalidate(tenant).await;
+                continue;
+            }
+            if retryable(status) && retries < self.inner.cfg.retry.max_retries {
+                let wait = retry_after(resp.headers()).unwrap_or_else(|| self.inner.cfg.retry.backoff(retries));
+                retries += 1;
+                c.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(tenant, %url, status = status.as_u16(), ?wait, "retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let bytes = resp.bytes().await.unwrap_or_default();
+            return Err(api_error(tenant, &method, &url, status, rid, &bytes, retries));
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(tenant: &str, url: &str, a: &Answer) -> Result<T, GraphError> {
+        serde_json::from_slice(&a.body).map_err(|e| GraphError::Decode {
+            tenant: tenant.into(),
+            url: url.into(),
+            request_id: a.request_id.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, tenant: &str, path: &str) -> Result<T, GraphError> {
+        let a = self.send(tenant, Method::GET, path, None).await?;
+        Self::decode(tenant, &self.url(path), &a)
+    }
+
+    /// Every item of a collection, following `@odata.nextLink`.
+    pub async fn list<T: DeserializeOwned>(&self, tenant: &str, path: &str) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(p) = next.take() {
+            let page: Collection<T> = self.get(tenant, &p).await?;
+            out.extend(page.value);
+            next = page.next_link.into_option();
+        }
+        Ok(out)
+    }
+
+    /// POST, decoding the created object.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, tenant: &str, path: &str, body: &B) -> Result<T, GraphError> {
+        let body = serde_json::to_value(body).map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        let a = self.send(tenant, Method::POST, path, Some(&body)).await?;
+        if a.body.is_empty() {
+            return Self::decode(tenant, &self.url(path), &Answer { body: bytes::Bytes::from_static(b"null"), ..a });
+        }
+        Self::decode(tenant, &self.url(path), &a)
+    }
+
+    /// POST whose answer has no body we need (for example `sendMail`, 202).
+    pub async fn post_no_content<B: Serialize>(&self, tenant: &str, path: &str, body: &B) -> Result<(), GraphError> {
+        let body = serde_json::to_value(body).map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        self.send(tenant, Method::POST, path, Some(&body)).await.map(|_| ())
+    }
+
+    /// PATCH: only the properties in `body` change.
+    pub async fn patch(&self, tenant: &str, path: &str, body: &Value) -> Result<(), GraphError> {
+        self.send(tenant, Method::PATCH, path, Some(body)).await.map(|_| ())
+    }
+
+    pub async fn delete(&self, tenant: &str, path: &str) -> Result<(), GraphError> {
+        self.send(tenant, Method::DELETE, path, None).await.map(|_| ())
+    }
+
+    /// Sends up to 20 requests in one `$batch`.
+    ///
+    /// Graph throttles each request inside a batch on its own, so a batch may
+    /// carry at most one CA request: it is paced like a direct one. Sub-requests
+    /// answered 429/503/504 are re-sent on their own with the usual retries.
+    pub async fn batch(&self, tenant: &str, items: Vec<BatchRequestItem>) -> Result<Vec<BatchResponseItem>, GraphError> {
+        if items.len() > MAX_BATCH {
+            return Err(GraphError::Invalid { tenant: tenant.into(), message: format!("a batch holds at most {MAX_BATCH} requests, got {}", items.len()) });
+        }
+        let ca_items = items.iter().filter(|i| i.url.as_ref().is_some_and(|u| is_ca_url(&format!("/{}", u.trim_start_matches('/'))))).count();
+        if ca_items > 1 {
+            return Err(GraphError::Invalid { tenant: tenant.into(), message: format!("a batch may carry one Conditional Access request (1 request/second/tenant), got {ca_items}") });
+        }
+        if ca_items == 1 {
+            // Reserve the CA slot before the batch leaves.
+            let token = self.inner.tokens.get(tenant).await?;
+            drop(token);
+            self.inner.pacer.wait(tenant).await;
+        }
+        let body = serde_json::to_value(BatchRequest { requests: items.clone().into(), extra: Default::default() }).expect("serializable");
+        let a = self.send(tenant, Method::POST, "/$batch", Some(&body)).await?;
+        // The POST itself is a read when every item is.
+        if items.iter().all(|i| i.method.as_ref().is_some_and(|m| m.eq_ignore_ascii_case("GET"))) {
+            self.inner.counters.writes.fetch_sub(1, Ordering::Relaxed);
+            self.inner.counters.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        let resp: BatchResponse = Self::decode(tenant, &self.url("/$batch"), &a)?;
+        let mut out = resp.responses.into_option().unwrap_or_default();
+        for r in out.iter_mut() {
+            let status = r.status.as_ref().copied().unwrap_or(0);
+            if status == 429 {
+                self.inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            if !retryable(StatusCode::from_u16(status).unwrap_or(StatusCode::OK)) {
+                continue;
+            }
+            let Some(item) = items.iter().find(|i| i.id == r.id) else { continue };
+            self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            *r = self.resend(tenant, item).await?;
+        }
+        out.sort_by(|a, b| a.id.as_ref().cmp(&b.id.as_ref()));
+        Ok(out)
+    }
+
+    /// Re-sends one batch item on its own, returning it in batch-response shape.
+    async fn resend(&self, tenant: &str, item: &BatchRequestItem) -> Result<BatchResponseItem, GraphError> {
+        let method = item.method.as_ref().and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()).unwrap_or(Method::GET);
+        let path = item.url.as_ref().cloned().unwrap_or_default();
+        let body = item.body.as_ref();
+        let result = self.send(tenant, method, &format!("/{}", path.trim_start_matches('/')), body).await;
+        let (status, body) = match result {
+            Ok(a) => (a.status.as_u16(), serde_json::from_slice(&a.body).ok()),
+            Err(GraphError::Api { status, code, message, .. }) => (status, Some(serde_json::json!({"error": {"code": code, "message": message}}))),
+            Err(e) => return Err(e),
+        };
+        Ok(BatchResponseItem { id: item.id.clone(), status: status.into(), headers: Default::default(), body: body.into(), extra: Default::default() })
+    }
+}
+
+fn api_error(tenant: &str, method: &Method, url: &str, status: StatusCode, header_rid: String, body: &[u8], retries: u32) -> GraphError {
+    let parsed: Option<GraphErrorBody> = serde_json::from_slice(body).ok();
+    let detail = parsed.and_then(|b| b.error.into_option());
+    let code = detail.as_ref().and_then(|d| d.code.as_ref().cloned()).unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").replace(' ', ""));
+    let message = detail.as_ref().and_then(|d| d.message.as_ref().cloned()).unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    let body_rid = detail.as_ref().and_then(|d| d.inner_error.as_ref()).and_then(|i| i.request_id.as_ref().cloned());
+    GraphError::Api {
+        tenant: tenant.into(),
+        method: method.to_string(),
+        url: url.into(),
+        status: status.as_u16(),
+        code,
+        message,
+        request_id: if header_rid.is_empty() { body_rid.unwrap_or_default() } else { header_rid },
+        retries,
+    }
+}

@@ -1,0 +1,86 @@
+//! The estate file: what the simulator is seeded with.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole simulated estate: the MSP tenant, its customers and the apps
+/// that may ask for tokens. See `docs/estate-format.md`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Estate {
+    /// The MSP (partner) tenant. Its GDAP relationships are `relationships`.
+    pub msp_tenant_id: String,
+    /// App registrations the token endpoint knows (client-credentials grant).
+    #[serde(default)]
+    pub apps: Vec<App>,
+    /// Refresh tokens the token endpoint accepts (CIPP's delegated model).
+    #[serde(default)]
+    pub refresh_tokens: Vec<RefreshTokenSpec>,
+    /// `delegatedAdminRelationship` objects, as Graph returns them.
+    #[serde(default)]
+    pub relationships: Vec<Value>,
+    #[serde(default)]
+    pub tenants: Vec<TenantSpec>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshTokenSpec {
+    pub token: String,
+    pub client_id: String,
+    /// The user the token belongs to (CIPP's service account).
+    pub user_id: String,
+    #[serde(default)]
+    pub user_principal_name: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One Entra tenant.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub default_domain: String,
+    /// Security defaults on: CA policies cannot be enabled.
+    #[serde(default)]
+    pub security_defaults: bool,
+    /// Entra ID P1 licensed: without it CA writes are refused.
+    #[serde(default = "yes")]
+    pub p1: bool,
+    /// The caguard/CIPP app is consented here: without it no app-only token is issued.
+    #[serde(default = "yes")]
+    pub consented: bool,
+    /// The app lacks Policy permissions: CA endpoints answer 403 Authorization_RequestDenied.
+    #[serde(default)]
+    pub permissions_denied: bool,
+    #[serde(default)]
+    pub users: Vec<Value>,
+    /// Groups: `{id, displayName, members: [userId]}`.
+    #[serde(default)]
+    pub groups: Vec<Value>,
+    #[serde(default)]
+    pub policies: Vec<Value>,
+    #[serde(default)]
+    pub named_locations: Vec<Value>,
+    #[serde(default)]
+    pub audits: Vec<Value>,
+    #[serde(default)]
+    pub sign_ins: Vec<Value>,
+    #[serde(default)]
+    pub subscriptions: Vec<Value>,
+}

@@ -1,0 +1,568 @@
+//! The Graph endpoints: one dispatcher shared by direct requests and `$batch`
+//! sub-requests, so both are authorised, throttled and journalled alike.
+
+use crate::filter::Filter;
+use crate::state::{Actor, State, is_ca_path, new_guid, now_stamp};
+use crate::validate;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The CA endpoints' documented limit: 1 request per second per tenant.
+pub const CA_WINDOW: Duration = Duration::from_secs(1);
+
+pub(crate) struct Req<'a> {
+    pub method: &'a str,
+    /// Path below the version root, without a leading slash.
+    pub path: &'a str,
+    pub query: &'a HashMap<String, String>,
+    pub body: Option<Value>,
+    /// `http://host:port/v1.0`: where nextLinks point.
+    pub base: &'a str,
+    pub tenant: &'a str,
+    pub actor: &'a Actor,
+    /// Largest page a list answers with.
+    pub page_size: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Resp {
+    pub status: u16,
+    pub body: Option<Value>,
+    /// Graph sends `request-id` with every answer; a throttled CA answer has no Retry-After.
+    pub request_id: String,
+}
+
+impl Resp {
+    fn new(status: u16, body: Option<Value>) -> Resp {
+        Resp { status, body, request_id: new_guid() }
+    }
+}
+
+/// Graph's error body.
+pub(crate) fn error(status: u16, code: &str, message: &str) -> Resp {
+    let mut r = Resp::new(status, None);
+    r.body = Some(json!({"error": {
+        "code": code,
+        "message": message,
+        "innerError": {"date": now_stamp(), "request-id": r.request_id, "client-request-id": r.request_id}
+    }}));
+    r
+}
+
+fn not_found(what: &str) -> Resp {
+    error(404, "Request_ResourceNotFound", &format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."))
+}
+
+/// Authorises, throttles, injects faults and routes one request.
+pub(crate) fn handle(state: &mut State, req: Req, arrived: Instant) -> Resp {
+    let now = arrived;
+    let Some(tenant) = state.tenants.get_mut(req.tenant) else {
+        return error(401, "InvalidAuthenticationToken", "The tenant in the token does not exist.");
+    };
+    let ca = is_ca_path(&format!("/{}", req.path));
+    if ca && tenant.spec.permissions_denied {
+        return error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.");
+    }
+    if ca && state.faults.ca_throttling {
+        let throttled = tenant.last_ca.is_some_and(|last| now.duration_since(last) < CA_WINDOW);
+        if throttled {
+            return error(429, "TooManyRequests", "Too many requests. Please retry again later.");
+        }
+        tenant.last_ca = Some(now);
+    }
+    if ca && state.storm_active(now) {
+        return error(429, "TooManyRequests", "Too many requests. Please retry again later.");
+    }
+    if state.faults.error_rate > 0.0 && fastrand::f64() < state.faults.error_rate {
+        return if fastrand::bool() {
+            error(429, "TooManyRequests", "Too many requests. Please retry again later.")
+        } else {
+            error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
+        };
+    }
+    if state.faults.broken_next_links && req.query.contains_key("$skiptoken") {
+        return error(404, "Request_ResourceNotFound", "The skip token has expired or is not valid.");
+    }
+    route(state, req)
+}
+
+pub(crate) fn route(state: &mut State, req: Req) -> Resp {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let m = req.method;
+    match (m, l.as_slice()) {
+        ("GET", ["identity", "conditionalaccess", "policies"]) => {
+            let items = tenant(state, &req).spec.policies.clone();
+            list(items, &req, "identity/conditionalAccess/policies")
+        }
+        ("POST", ["identity", "conditionalaccess", "policies"]) => create_policy(state, &req),
+        (_, ["identity", "conditionalaccess", "policies", _]) => object(state, &req, Kind::Policy, segs[3]),
+        ("GET", ["identity", "conditionalaccess", "namedlocations"]) => {
+            let items = tenant(state, &req).spec.named_locations.clone();
+            list(items, &req, "identity/conditionalAccess/namedLocations")
+        }
+        ("POST", ["identity", "conditionalaccess", "namedlocations"]) => create_location(state, &req),
+        (_, ["identity", "conditionalaccess", "namedlocations", _]) => object(state, &req, Kind::Location, segs[3]),
+        ("POST", ["identity", "conditionalaccess", "evaluate"]) => evaluate(state, &req),
+        (_, ["policies", "identitysecuritydefaultsenforcementpolicy"]) => security_defaults(state, &req),
+        ("GET", ["tenantrelationships", "delegatedadminrelationships", rest @ ..]) => {
+            if req.tenant != state.msp_tenant_id {
+                return error(403, "Authorization_RequestDenied", "Only the partner tenant has delegated admin relationships.");
+            }
+            let items = state.relationships.clone();
+            match rest {
+                [] => list(items, &req, "tenantRelationships/delegatedAdminRelationships"),
+                [id] => find(&items, id).map_or_else(|| not_found(id), |v| Resp::new(200, Some(v))),
+                _ => not_found(req.path),
+            }
+        }
+        ("GET", ["tenantrelationships", "delegatedadmincustomers"]) => {
+            let mut seen = std::collections::BTreeMap::new();
+            for r in &state.relationships {
+                if let (Some(t), Some(n)) = (r.pointer("/customer/tenantId"), r.pointer("/customer/displayName")) {
+                    seen.insert(t.as_str().unwrap_or_default().to_string(), n.clone());
+                }
+            }
+            let items = seen
+                .into_iter()
+                .map(|(t, n)| json!({"@odata.type": "#microsoft.graph.delegatedAdminCustomer", "id": t, "tenantId": t, "displayName": n}))
+                .collect();
+            list(items, &req, "tenantRelationships/delegatedAdminCustomers")
+        }
+        ("GET", ["auditlogs", "directoryaudits"]) => {
+            let mut items = tenant(state, &req).spec.audits.clone();
+            items.reverse(); // newest first, as Graph orders them
+            list(items, &req, "auditLogs/directoryAudits")
+        }
+        ("GET", ["auditlogs", "signins"]) => {
+            let items = tenant(state, &req).spec.sign_ins.clone();
+            list(items, &req, "auditLogs/signIns")
+        }
+        ("GET", ["subscribedskus"]) => {
+            let items = skus(tenant(state, &req).spec.p1);
+            list(items, &req, "subscribedSkus")
+        }
+        ("GET", ["users"]) => {
+            let items = tenant(state, &req).spec.users.clone();
+            list(items, &req, "users")
+        }
+        ("GET", ["users", _]) => {
+            let t = tenant(state, &req);
+            let hit = t.spec.users.iter().find(|u| {
+                u["id"].as_str() == Some(segs[1])
+                    || u["userPrincipalName"].as_str().is_some_and(|p| p.eq_ignore_ascii_case(segs[1]))
+            });
+            hit.cloned().map_or_else(|| not_found(segs[1]), |u| Resp::new(200, Some(u)))
+        }
+        ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
+        ("GET", ["groups"]) => {
+            let items = tenant(state, &req).spec.groups.iter().map(without_members).collect();
+            list(items, &req, "groups")
+        }
+        ("GET", ["groups", _]) => {
+            let hit = find(&tenant(state, &req).spec.groups, segs[1]);
+            hit.map_or_else(|| not_found(segs[1]), |g| Resp::new(200, Some(without_members(&g))))
+        }
+        ("GET", ["groups", _, "members"]) => {
+            let t = tenant(state, &req);
+            let Some(g) = find(&t.spec.groups, segs[1]) else { return not_found(segs[1]) };
+            let ids: Vec<&str> = g["members"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let items = t.spec.users.iter().filter(|u| u["id"].as_str().is_some_and(|i| ids.contains(&i))).cloned().collect();
+            list(items, &req, "directoryObjects")
+        }
+        ("GET", ["subscriptions"]) => {
+            let items = tenant(state, &req).spec.subscriptions.clone();
+            list(items, &req, "subscriptions")
+        }
+        (_, ["subscriptions", _]) => subscription(state, &req, segs[1]),
+        ("POST", ["subscriptions", _, "reauthorize"]) => {
+            let found = find(&tenant(state, &req).spec.subscriptions, segs[1]).is_some();
+            if found { Resp::new(204, None) } else { not_found(segs[1]) }
+        }
+        _ => error(400, "BadRequest", &format!("Resource not found for the segment '{}' ({m}).", req.path)),
+    }
+}
+
+fn tenant<'s>(state: &'s mut State, req: &Req) -> &'s mut crate::state::Tenant {
+    state.tenants.get_mut(req.tenant).expect("checked in handle")
+}
+
+fn find(items: &[Value], id: &str) -> Option<Value> {
+    items.iter().find(|v| v["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))).cloned()
+}
+
+fn without_members(g: &Value) -> Value {
+    let mut g = g.clone();
+    if let Some(o) = g.as_object_mut() {
+        o.remove("members");
+    }
+    g
+}
+
+fn skus(p1: bool) -> Vec<Value> {
+    let (part, plan) = if p1 { ("AAD_PREMIUM", "AAD_PREMIUM") } else { ("O365_BUSINESS_ESSENTIALS", "EXCHANGE_S_STANDARD") };
+    vec![json!({
+        "capabilityStatus": "Enabled", "consumedUnits": 5, "id": new_guid(), "skuId": new_guid(),
+        "skuPartNumber": part, "appliesTo": "User",
+        "servicePlans": [{"servicePlanId": new_guid(), "servicePlanName": plan, "provisioningStatus": "Success", "appliesTo": "User"}]
+    })]
+}
+
+/// Answers a collection with `$filter`, `$select`, `$top` and `$skiptoken` paging.
+fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
+    let mut items = items;
+    if let Some(f) = req.query.get("$filter") {
+        match Filter::parse(f) {
+            Ok(filter) => items.retain(|i| filter.matches(i)),
+            Err(e) => return error(400, "BadRequest", &format!("Invalid filter clause: {e}")),
+        }
+    }
+    let page = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX).min(req.page_size).max(1);
+    let skip = match req.query.get("$skiptoken").map(|s| s.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) if n <= items.len() => n,
+        Some(_) => return error(400, "BadRequest", "The skip token is not valid."),
+    };
+    let select: Option<Vec<String>> = req.query.get("$select").map(|s| s.split(',').map(|p| p.trim().to_string()).collect());
+    let page_items: Vec<Value> = items.iter().skip(skip).take(page).map(|i| project(i, select.as_deref())).collect();
+    let mut body = Map::new();
+    body.insert("@odata.context".into(), json!(format!("{}/$metadata#{context}", req.base)));
+    if skip + page < items.len() {
+        let mut q: Vec<(String, String)> = req.query.iter().filter(|(k, _)| *k != "$skiptoken").map(|(k, v)| (k.clone(), v.clone())).collect();
+        q.push(("$skiptoken".into(), (skip + page).to_string()));
+        q.sort();
+        let qs = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
+        body.insert("@odata.nextLink".into(), json!(format!("{}/{}?{qs}", req.base, req.path)));
+    }
+    body.insert("value".into(), Value::Array(page_items));
+    Resp::new(200, Some(Value::Object(body)))
+}
+
+/// `$select`: only the named properties, plus `id` and `@odata.type` which Graph always returns.
+fn project(item: &Value, select: Option<&[String]>) -> Value {
+    let Some(select) = select else { return item.clone() };
+    let Some(obj) = item.as_object() else { return item.clone() };
+    let keep = |k: &str| k == "id" || k == "@odata.type" || select.iter().any(|s| s.eq_ignore_ascii_case(k));
+    Value::Object(obj.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// Graph's PATCH: objects merge property by property, anything else is replaced.
+pub(crate) fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                match t.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    Policy,
+    Location,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Policy => "conditional access policy",
+            Kind::Location => "named location",
+        }
+    }
+    fn property(self) -> &'static str {
+        match self {
+            Kind::Policy => "ConditionalAccessPolicy",
+            Kind::Location => "NamedLocation",
+        }
+    }
+    fn validate(self, v: &Value) -> Result<(), String> {
+        match self {
+            Kind::Policy => validate::policy(v),
+            Kind::Location => validate::named_location(v),
+        }
+    }
+    fn items(self, t: &mut crate::state::Tenant) -> &mut Vec<Value> {
+        match self {
+            Kind::Policy => &mut t.spec.policies,
+            Kind::Location => &mut t.spec.named_locations,
+        }
+    }
+}
+
+/// Why a CA write is refused in this tenant, if it is.
+fn write_refusal(t: &crate::state::Tenant, kind: Kind) -> Option<Resp> {
+    if !t.spec.p1 {
+        return Some(error(403, "AccessDenied", "Conditional Access requires a Microsoft Entra ID P1 or P2 license in this tenant."));
+    }
+    if kind == Kind::Policy && t.spec.security_defaults {
+        return Some(error(400, "BadRequest", "Security defaults are enabled in this tenant. Disable security defaults before using Conditional Access policies."));
+    }
+    None
+}
+
+fn create_policy(state: &mut State, req: &Req) -> Resp {
+    let Some(mut p) = req.body.clone().filter(Value::is_object) else {
+        return error(400, "BadRequest", "A request body is required.");
+    };
+    if let Some(r) = write_refusal(tenant(state, req), Kind::Policy) {
+        return r;
+    }
+    normalize_policy(&mut p);
+    if let Err(e) = validate::policy(&p) {
+        return error(400, "BadRequest", &e);
+    }
+    insert(state, req, Kind::Policy, p, "identity/conditionalAccess/policies")
+}
+
+fn create_location(state: &mut State, req: &Req) -> Resp {
+    let Some(mut l) = req.body.clone().filter(Value::is_object) else {
+        return error(400, "BadRequest", "A request body is required.");
+    };
+    if let Some(r) = write_refusal(tenant(state, req), Kind::Location) {
+        return r;
+    }
+    if let Err(e) = validate::named_location(&l) {
+        return error(400, "BadRequest", &e);
+    }
+    if l["@odata.type"] == "#microsoft.graph.ipNamedLocation" && l.get("isTrusted").is_none() {
+        l["isTrusted"] = json!(false);
+    }
+    insert(state, req, Kind::Location, l, "identity/conditionalAccess/namedLocations")
+}
+
+fn insert(state: &mut State, req: &Req, kind: Kind, mut obj: Value, context: &str) -> Resp {
+    let id = new_guid();
+    let stamp = now_stamp();
+    obj["id"] = json!(id);
+    obj["createdDateTime"] = json!(stamp);
+    obj["modifiedDateTime"] = if kind == Kind::Policy { Value::Null } else { json!(stamp) };
+    audit(state, req.tenant, req.actor, kind, "Add", &id, None, Some(&obj));
+    kind.items(tenant(state, req)).push(obj.clone());
+    let mut body = json!({"@odata.context": format!("{}/$metadata#{context}/$entity", req.base)});
+    merge(&mut body, &obj);
+    Resp::new(201, Some(body))
+}
+
+/// GET / PATCH / DELETE of one policy or named location.
+fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
+    let items = kind.items(tenant(state, req));
+    let Some(idx) = items.iter().position(|v| v["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))) else {
+        return not_found(id);
+    };
+    match req.method {
+        "GET" => Resp::new(200, Some(items[idx].clone())),
+        "PATCH" => {
+            let Some(patch) = req.body.clone().filter(Value::is_object) else {
+                return error(400, "BadRequest", "A request body is required.");
+            };
+            if kind == Kind::Location && patch.get("@odata.type").is_none() {
+                return error(400, "BadRequest", "The '@odata.type' property is required when updating a named location.");
+            }
+            if let Some(r) = write_refusal(tenant(state, req), kind) {
+                return r;
+            }
+            let items = kind.items(tenant(state, req));
+            let before = items[idx].clone();
+            let mut after = before.clone();
+            merge(&mut after, &patch);
+            if kind == Kind::Location && before.get("@odata.type") != after.get("@odata.type") {
+                return error(400, "BadRequest", "The '@odata.type' of a named location cannot be changed.");
+            }
+            if let Err(e) = kind.validate(&after) {
+                return error(400, "BadRequest", &e);
+            }
+            after["modifiedDateTime"] = json!(now_stamp());
+            items[idx] = after.clone();
+            audit(state, req.tenant, req.actor, kind, "Update", id, Some(&before), Some(&after));
+            Resp::new(204, None)
+        }
+        "DELETE" => {
+            if kind == Kind::Location && location_in_use(&tenant(state, req).spec.policies, id) {
+                return error(400, "BadRequest", "The named location is referenced by one or more Conditional Access policies.");
+            }
+            let removed = kind.items(tenant(state, req)).remove(idx);
+            audit(state, req.tenant, req.actor, kind, "Delete", id, Some(&removed), None);
+            Resp::new(204, None)
+        }
+        _ => error(405, "BadRequest", "Method not allowed."),
+    }
+}
+
+fn location_in_use(policies: &[Value], id: &str) -> bool {
+    policies.iter().any(|p| {
+        ["/conditions/locations/includeLocations", "/conditions/locations/excludeLocations"]
+            .iter()
+            .filter_map(|ptr| p.pointer(ptr).and_then(Value::as_array))
+            .flatten()
+            .any(|v| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case(id)))
+    })
+}
+
+/// Fills the defaults Graph adds to a created policy (see the POST response fixtures).
+fn normalize_policy(p: &mut Value) {
+    let defaults = json!({
+        "sessionControls": null,
+        "conditions": {
+            "signInRiskLevels": [], "clientAppTypes": ["all"], "platforms": null, "locations": null,
+            "applications": {"includeApplications": [], "excludeApplications": [], "includeUserActions": []},
+            "users": {"includeUsers": [], "excludeUsers": [], "includeGroups": [], "excludeGroups": [],
+                      "includeRoles": [], "excludeRoles": []}
+        },
+        "grantControls": {"customAuthenticationFactors": [], "termsOfUse": []}
+    });
+    let mut filled = defaults;
+    if p.get("grantControls").is_some_and(Value::is_null) {
+        filled["grantControls"] = Value::Null;
+    }
+    merge(&mut filled, p);
+    *p = filled;
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn audit(state: &mut State, tenant_id: &str, actor: &Actor, kind: Kind, verb: &str, id: &str, before: Option<&Value>, after: Option<&Value>) {
+    let name = after.or(before).and_then(|v| v["displayName"].as_str()).unwrap_or_default().to_string();
+    let text = |v: Option<&Value>| v.map_or(Value::Null, |v| json!(v.to_string()));
+    let record = json!({
+        "id": format!("Directory_{}", new_guid()),
+        "category": "Policy",
+        "correlationId": new_guid(),
+        "result": "success",
+        "resultReason": "",
+        "activityDisplayName": format!("{verb} {}", kind.noun()),
+        "activityDateTime": now_stamp(),
+        "loggedByService": "Conditional Access",
+        "operationType": verb,
+        "initiatedBy": actor.initiated_by(),
+        "targetResources": [{
+            "id": id, "displayName": name, "type": "Policy",
+            "modifiedProperties": [{"displayName": kind.property(), "oldValue": text(before), "newValue": text(after)}]
+        }],
+        "additionalDetails": []
+    });
+    if let Some(t) = state.tenants.get_mut(tenant_id) {
+        t.spec.audits.push(record);
+    }
+}
+
+fn security_defaults(state: &mut State, req: &Req) -> Resp {
+    let t = tenant(state, req);
+    match req.method {
+        "GET" => Resp::new(200, Some(json!({
+            "@odata.context": format!("{}/$metadata#policies/identitySecurityDefaultsEnforcementPolicy/$entity", req.base),
+            "id": "00000000-0000-0000-0000-000000000005",
+            "displayName": "Security Defaults",
+            "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
+            "isEnabled": t.spec.security_defaults
+        }))),
+        "PATCH" => match req.body.as_ref().and_then(|b| b.get("isEnabled")).and_then(Value::as_bool) {
+            Some(on) => {
+                t.spec.security_defaults = on;
+                Resp::new(204, None)
+            }
+            None => error(400, "BadRequest", "isEnabled is required."),
+        },
+        _ => error(405, "BadRequest", "Method not allowed."),
+    }
+}
+
+fn send_mail(state: &mut State, req: &Req) -> Resp {
+    let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
+    let has_recipient = body.pointer("/message/toRecipients").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    if !has_recipient {
+        return error(400, "ErrorInvalidRecipients", "At least one recipient is not valid., A message can't be sent because it contains no recipients.");
+    }
+    let from = req.path.split('/').nth(1).unwrap_or_default().to_string();
+    state.outbox.push(json!({"tenant": req.tenant, "from": from, "body": body}));
+    Resp::new(202, None)
+}
+
+/// A simplified What If: a policy applies when the signing-in user is in its
+/// user scope and not excluded. Enough for the shapes; not the full evaluator.
+fn evaluate(state: &mut State, req: &Req) -> Resp {
+    let user = req.body.as_ref().and_then(|b| b.pointer("/signInIdentity/userId")).and_then(Value::as_str).unwrap_or_default().to_string();
+    let policies = tenant(state, req).spec.policies.clone();
+    let value: Vec<Value> = policies
+        .into_iter()
+        .map(|mut p| {
+            let users = &p["conditions"]["users"];
+            let has = |k: &str, v: &str| users[k].as_array().is_some_and(|a| a.iter().any(|x| x == v));
+            let applies = (has("includeUsers", "All") || has("includeUsers", &user)) && !has("excludeUsers", &user);
+            p["policyApplies"] = json!(applies);
+            p["analysisReasons"] = json!(if applies { "notSet" } else { "users" });
+            p
+        })
+        .collect();
+    Resp::new(200, Some(json!({"@odata.context": format!("{}/$metadata#Collection(microsoft.graph.whatIfAnalysisResult)", req.base), "value": value})))
+}
+
+/// Subscription GET / PATCH / DELETE (creation needs the async handshake: see `server`).
+fn subscription(state: &mut State, req: &Req, id: &str) -> Resp {
+    let subs = &mut tenant(state, req).spec.subscriptions;
+    let Some(idx) = subs.iter().position(|s| s["id"].as_str() == Some(id)) else { return not_found(id) };
+    match req.method {
+        "GET" => Resp::new(200, Some(subs[idx].clone())),
+        "PATCH" => {
+            let Some(exp) = req.body.as_ref().and_then(|b| b.get("expirationDateTime")).and_then(Value::as_str) else {
+                return error(400, "BadRequest", "expirationDateTime is required.");
+            };
+            let resource = subs[idx]["resource"].as_str().unwrap_or_default().to_string();
+            if let Err(e) = check_expiry(&resource, exp) {
+                return error(400, "ExtensionError", &e);
+            }
+            subs[idx]["expirationDateTime"] = json!(exp);
+            Resp::new(200, Some(subs[idx].clone()))
+        }
+        "DELETE" => {
+            subs.remove(idx);
+            Resp::new(204, None)
+        }
+        _ => error(405, "BadRequest", "Method not allowed."),
+    }
+}
+
+/// Graph's subscription lifetime rules: in the future, and at most 41,760
+/// minutes (29 days) for users and groups, 4,230 minutes otherwise.
+pub(crate) fn check_expiry(resource: &str, exp: &str) -> Result<(), String> {
+    let at = chrono::DateTime::parse_from_rfc3339(exp).map_err(|_| format!("expirationDateTime '{exp}' is not a valid date."))?;
+    let now = chrono::Utc::now();
+    let max_minutes = if resource.trim_start_matches('/').to_ascii_lowercase().starts_with("users")
+        || resource.trim_start_matches('/').to_ascii_lowercase().starts_with("groups")
+    {
+        41_760
+    } else {
+        4_230
+    };
+    if at < now {
+        return Err(format!("Subscription expiration '{exp}' is in the past."));
+    }
+    if at > now + chrono::Duration::minutes(max_minutes) {
+        return Err(format!("Subscription expiration can only be {max_minutes} minutes in the future."));
+    }
+    Ok(())
+}
+
+/// Stores a subscription whose handshake succeeded.
+pub(crate) fn insert_subscription(state: &mut State, tenant_id: &str, app_id: &str, mut sub: Value, base: &str) -> Resp {
+    sub["id"] = json!(new_guid());
+    sub["applicationId"] = json!(app_id);
+    sub["creatorId"] = json!(new_guid());
+    if sub.get("latestSupportedTlsVersion").is_none() {
+        sub["latestSupportedTlsVersion"] = json!("v1_2");
+    }
+    sub["notificationContentType"] = json!("application/json");
+    if let Some(t) = state.tenants.get_mut(tenant_id) {
+        t.spec.subscriptions.push(sub.clone());
+    }
+    let mut body = json!({"@odata.context": format!("{base}/$metadata#subscriptions/$entity")});
+    merge(&mut body, &sub);
+    Resp::new(201, Some(body))
+}

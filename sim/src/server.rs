@@ -1,0 +1,504 @@
+//! The simulator's HTTP front: token endpoint, Graph routes, `$batch`, and the
+//! `/_sim` admin API (journal, faults, out-of-band portal edits, state).
+
+use crate::estate::{Estate, TenantSpec};
+use crate::graph::{self, Req, Resp};
+use crate::state::{Actor, Faults, JournalEntry, State, TokenInfo, new_guid};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How the simulator starts.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub faults: Faults,
+    /// `expires_in` of issued access tokens.
+    pub token_lifetime_secs: u64,
+    /// Largest page a list answers with before it pages with nextLink.
+    pub page_size: usize,
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            faults: Faults { ca_throttling: true, ..Faults::default() },
+            token_lifetime_secs: 3599,
+            page_size: 100,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+type Shared = Arc<Mutex<State>>;
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimHandle {
+    /// `http://127.0.0.1:PORT`: both the Graph base and the login base.
+    pub base_url: String,
+    pub addr: SocketAddr,
+    state: Shared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Starts the simulator on `opts.bind` with `estate` loaded.
+pub async fn start(estate: Estate, opts: SimOptions) -> std::io::Result<SimHandle> {
+    let state: Shared = Arc::new(Mutex::new(State::new(estate, opts.faults, opts.token_lifetime_secs, opts.page_size)));
+    let listener = tokio::net::TcpListener::bind(opts.bind).await?;
+    let addr = listener.local_addr()?;
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(SimHandle { base_url: format!("http://{addr}"), addr, state, shutdown: Some(tx) })
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SimHandle {
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        lock(&self.state).journal.clone()
+    }
+    pub fn clear_journal(&self) {
+        lock(&self.state).journal.clear();
+    }
+    pub fn faults(&self) -> Faults {
+        lock(&self.state).faults.clone()
+    }
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.state).set_faults(faults);
+    }
+    /// The estate as it is now (policies, locations, audits, …).
+    pub fn export(&self) -> Estate {
+        lock(&self.state).export()
+    }
+    pub fn tenant(&self, id: &str) -> Option<TenantSpec> {
+        lock(&self.state).tenants.get(id).map(|t| t.spec.clone())
+    }
+    /// Mails sent through `sendMail`.
+    pub fn outbox(&self) -> Vec<Value> {
+        lock(&self.state).outbox.clone()
+    }
+    pub fn add_tenant(&self, spec: TenantSpec) {
+        lock(&self.state).tenants.insert(spec.id.clone(), crate::state::Tenant { spec, last_ca: None });
+    }
+    /// Adds or replaces (by `id`) a GDAP relationship of the MSP tenant.
+    pub fn upsert_relationship(&self, rel: Value) {
+        upsert_relationship(&mut lock(&self.state), rel);
+    }
+    /// An out-of-band change made in the portal by `actor`, audited as theirs.
+    /// `path` is below the version root, e.g. `identity/conditionalAccess/policies/{id}`.
+    pub fn portal_edit(&self, tenant: &str, actor: &Actor, method: &str, path: &str, body: Option<Value>) -> (u16, Option<Value>) {
+        let mut st = lock(&self.state);
+        portal_edit(&mut st, &self.base_url, tenant, actor, method, path, body)
+    }
+}
+
+fn upsert_relationship(st: &mut State, rel: Value) {
+    let id = rel["id"].clone();
+    match st.relationships.iter_mut().find(|r| r["id"] == id) {
+        Some(r) => *r = rel,
+        None => st.relationships.push(rel),
+    }
+}
+
+fn portal_edit(st: &mut State, base: &str, tenant: &str, actor: &Actor, method: &str, path: &str, body: Option<Value>) -> (u16, Option<Value>) {
+    if !st.tenants.contains_key(tenant) {
+        return (404, Some(json!({"error": format!("no tenant {tenant}")})));
+    }
+    let query = HashMap::new();
+    let page_size = st.page_size;
+    let base = format!("{base}/v1.0");
+    let req = Req { method, path, query: &query, body, base: &base, tenant, actor, page_size };
+    let r = graph::route(st, req);
+    (r.status, r.body)
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/v1.0/$batch", post(batch))
+        .route("/beta/$batch", post(batch))
+        .route("/v1.0/{*rest}", any(graph_request))
+        .route("/beta/{*rest}", any(graph_request))
+        .route("/_sim/journal", get(admin_journal).delete(admin_clear_journal))
+        .route("/_sim/faults", get(admin_faults).put(admin_set_faults))
+        .route("/_sim/estate", get(admin_estate))
+        .route("/_sim/outbox", get(admin_outbox))
+        .route("/_sim/tenants", post(admin_add_tenant))
+        .route("/_sim/relationships", post(admin_upsert_relationship))
+        .route("/_sim/tenants/{tenant}/edit", post(admin_edit))
+        .with_state(state)
+}
+
+// ---------- token endpoint ----------
+
+fn oauth_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+    let body = json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {description}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}", new_guid(), new_guid(), crate::state::now_stamp()),
+        "error_codes": [code],
+        "timestamp": crate::state::now_stamp(),
+        "trace_id": new_guid(),
+        "correlation_id": new_guid()
+    });
+    (status, Json(body)).into_response()
+}
+
+/// A JWT-shaped opaque token carrying `tid`, so a reader can see which tenant it is for.
+fn mint(tenant: &str, app: &str) -> String {
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{}", b64(json!({"typ": "JWT", "alg": "none"})), b64(json!({"tid": tenant, "appid": app, "jti": new_guid()})), "sim")
+}
+
+async fn token(AxState(s): AxState<Shared>, Path(tenant): Path<String>, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let latency = lock(&s).faults.latency_ms;
+    tokio::time::sleep(Duration::from_millis(latency)).await;
+    let mut st = lock(&s);
+    let resp = issue_token(&mut st, &tenant, &form);
+    let status = resp.status().as_u16();
+    st.record(arrived, Some(&tenant), "POST", &format!("/{tenant}/oauth2/v2.0/token"), "", status, false, "token");
+    resp
+}
+
+fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> Response {
+    if let Some(f) = st.faults.token_failure.clone() {
+        let applies = f.tenant.as_deref().is_none_or(|t| t == tenant) && f.remaining != Some(0);
+        if applies {
+            if let Some(n) = st.faults.token_failure.as_mut().and_then(|f| f.remaining.as_mut()) {
+                *n -= 1;
+            }
+            let (status, code) = if f.error == "invalid_client" { (StatusCode::UNAUTHORIZED, 7000215) } else { (StatusCode::BAD_REQUEST, 700082) };
+            return oauth_error(status, &f.error, code, "Injected token failure.");
+        }
+    }
+    let Some(t) = st.tenants.get(tenant) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found."));
+    };
+    let consented = t.spec.consented;
+    let client_id = form.get("client_id").cloned().unwrap_or_default();
+    let Some(app) = st.apps.iter().find(|a| a.client_id == client_id).cloned() else {
+        return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory."));
+    };
+    let grant = form.get("grant_type").map(String::as_str).unwrap_or_default();
+    let (actor, new_refresh) = match grant {
+        "client_credentials" => {
+            if form.get("client_secret") != Some(&app.client_secret) {
+                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided.");
+            }
+            if !consented {
+                return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. The tenant administrator has not consented."));
+            }
+            (Actor::App { app_id: app.client_id.clone(), display_name: app.display_name.clone() }, None)
+        }
+        "refresh_token" => {
+            let offered = form.get("refresh_token").cloned().unwrap_or_default();
+            let Some(rt) = st.refresh_tokens.iter().find(|r| r.token == offered && r.client_id == client_id).cloned() else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", 70000, "The provided grant is invalid or expired.");
+            };
+            let reachable = tenant == st.msp_tenant_id
+                || st.relationships.iter().any(|r| r.pointer("/customer/tenantId").and_then(Value::as_str) == Some(tenant) && r["status"] == "active");
+            if !reachable {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", 50020, &format!("User account does not have access to tenant '{tenant}' (no active GDAP relationship)."));
+            }
+            let rotated = crate::estate::RefreshTokenSpec { token: format!("rt-{}", new_guid()), ..rt.clone() };
+            st.refresh_tokens.push(rotated.clone());
+            (Actor::User { id: rt.user_id.clone(), display_name: "CIPP service account".into(), user_principal_name: rt.user_principal_name.clone() }, Some(rotated.token))
+        }
+        other => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, &format!("The app requested an unsupported grant type '{other}'.")),
+    };
+    let access = mint(tenant, &client_id);
+    let lifetime = st.token_lifetime_secs;
+    st.tokens.insert(access.clone(), TokenInfo { tenant: tenant.to_string(), actor, expires: Instant::now() + Duration::from_secs(lifetime) });
+    let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access});
+    if let Some(rt) = new_refresh {
+        body["refresh_token"] = json!(rt);
+        body["scope"] = json!("https://graph.microsoft.com/.default");
+    }
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+// ---------- Graph ----------
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(str::to_string)
+}
+
+/// Who the token belongs to, or Graph's 401.
+fn authenticate(st: &State, token: Option<&str>) -> Result<(String, Actor), Resp> {
+    let Some(token) = token else { return Err(graph::error(401, "InvalidAuthenticationToken", "Access token is empty.")) };
+    let Some(info) = st.tokens.get(token) else { return Err(graph::error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")) };
+    if Instant::now() >= info.expires {
+        return Err(graph::error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."));
+    }
+    Ok((info.tenant.clone(), info.actor.clone()))
+}
+
+fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
+    raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+fn host_base(headers: &HeaderMap, version: &str) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    format!("http://{host}/{version}")
+}
+
+fn to_response(r: Resp, malformed: bool) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = match r.body {
+        Some(body) if malformed => {
+            let text = body.to_string();
+            (status, [(header::CONTENT_TYPE, "application/json")], text[..text.len() / 2].to_string()).into_response()
+        }
+        Some(body) => (status, Json(body)).into_response(),
+        None => status.into_response(),
+    };
+    if let Ok(v) = r.request_id.parse() {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn process(s: &Shared, tenant: &str, actor: &Actor, method: &str, path: &str, query: &HashMap<String, String>, body: Option<Value>, base: &str, arrived: Instant) -> Resp {
+    let is_sub_create = method == "POST" && path.trim_matches('/').eq_ignore_ascii_case("subscriptions");
+    if is_sub_create {
+        return create_subscription(s, tenant, actor, body, base).await;
+    }
+    let mut st = lock(s);
+    let page_size = st.page_size;
+    let req = Req { method, path, query, body, base, tenant, actor, page_size };
+    graph::handle(&mut st, req, arrived)
+}
+
+async fn graph_request(AxState(s): AxState<Shared>, method: Method, Path(rest): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let version = if headers.get("x-sim-version").is_some() { "beta" } else { "v1.0" };
+    let base = host_base(&headers, version);
+    let query = parse_query(raw.as_deref());
+    let full_path = format!("/{version}/{rest}");
+    let latency = lock(&s).faults.latency_ms;
+    tokio::time::sleep(Duration::from_millis(latency)).await;
+    let auth = authenticate(&lock(&s), bearer(&headers).as_deref());
+    let (tenant, resp) = match auth {
+        Err(r) => (None, r),
+        Ok((tenant, actor)) => {
+            let parsed = if body.is_empty() { Ok(None) } else { serde_json::from_slice::<Value>(&body).map(Some) };
+            let resp = match parsed {
+                Err(e) => graph::error(400, "BadRequest", &format!("Unable to read JSON request payload: {e}")),
+                Ok(json) => process(&s, &tenant, &actor, method.as_str(), &rest, &query, json, &base, arrived).await,
+            };
+            (Some(tenant), resp)
+        }
+    };
+    let mut st = lock(&s);
+    st.record(arrived, tenant.as_deref(), method.as_str(), &full_path, raw.as_deref().unwrap_or(""), resp.status, false, "graph");
+    let malformed = method == Method::GET && resp.status == 200 && st.faults.malformed_responses > 0;
+    if malformed {
+        st.faults.malformed_responses -= 1;
+    }
+    to_response(resp, malformed)
+}
+
+#[derive(Deserialize)]
+struct BatchIn {
+    requests: Vec<BatchItemIn>,
+}
+
+#[derive(Deserialize)]
+struct BatchItemIn {
+    id: String,
+    method: String,
+    url: String,
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+/// `$batch`: at most 20 requests, each authorised, throttled and journalled on its own.
+async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let base = host_base(&headers, "v1.0");
+    let latency = lock(&s).faults.latency_ms;
+    tokio::time::sleep(Duration::from_millis(latency)).await;
+    let auth = authenticate(&lock(&s), bearer(&headers).as_deref());
+    let (tenant, actor) = match auth {
+        Ok(a) => a,
+        Err(r) => {
+            lock(&s).record(arrived, None, "POST", "/v1.0/$batch", "", r.status, false, "batch");
+            return to_response(r, false);
+        }
+    };
+    let parsed: Result<BatchIn, _> = serde_json::from_slice(&body);
+    let items = match parsed {
+        Ok(b) if b.requests.len() > 20 => Err(graph::error(400, "BadRequest", "The number of requests in a batch cannot exceed 20.")),
+        Ok(b) => Ok(b.requests),
+        Err(e) => Err(graph::error(400, "BadRequest", &format!("Invalid batch payload: {e}"))),
+    };
+    let items = match items {
+        Ok(i) => i,
+        Err(r) => {
+            lock(&s).record(arrived, Some(&tenant), "POST", "/v1.0/$batch", "", r.status, false, "batch");
+            return to_response(r, false);
+        }
+    };
+    let mut responses = Vec::new();
+    for item in items {
+        let sub_arrived = Instant::now();
+        let url = item.url.trim_start_matches('/');
+        let (path, raw_q) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+        let query = parse_query(raw_q);
+        let r = process(&s, &tenant, &actor, &item.method.to_ascii_uppercase(), path, &query, item.body, &base, sub_arrived).await;
+        lock(&s).record(sub_arrived, Some(&tenant), &item.method.to_ascii_uppercase(), &format!("/v1.0/{path}"), raw_q.unwrap_or(""), r.status, true, "graph");
+        let mut out = json!({"id": item.id, "status": r.status, "headers": {"Content-Type": "application/json", "request-id": r.request_id}});
+        if let Some(b) = r.body {
+            out["body"] = b;
+        }
+        responses.push(out);
+    }
+    lock(&s).record(arrived, Some(&tenant), "POST", "/v1.0/$batch", "", 200, false, "batch");
+    (StatusCode::OK, Json(json!({"responses": responses}))).into_response()
+}
+
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Graph's validation handshake: POST `?validationToken=…` and expect the token
+/// echoed as text/plain within 10 s. Only loopback endpoints can be reached from
+/// here; others are accepted without a handshake (documented in estate-format.md).
+async fn handshake(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|_| format!("'{url}' is not a valid URL."))?;
+    let loopback = is_loopback(&u);
+    if u.scheme() != "https" && !loopback {
+        return Err(format!("Subscription notification URL '{url}' must use https."));
+    }
+    if !loopback {
+        return Ok(());
+    }
+    let token = format!("Validation: Testing client application reachability for subscription Request-Id: {}", new_guid());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let resp = client.post(u).query(&[("validationToken", &token)]).send().await.map_err(|e| format!("Subscription validation request failed: {e}"))?;
+    let ok = resp.status() == reqwest::StatusCode::OK;
+    let text = resp.text().await.unwrap_or_default();
+    if ok && text == token {
+        Ok(())
+    } else {
+        Err("Subscription validation request failed. Response must exactly match validationToken query parameter.".into())
+    }
+}
+
+async fn create_subscription(s: &Shared, tenant: &str, actor: &Actor, body: Option<Value>, base: &str) -> Resp {
+    let Some(sub) = body.filter(Value::is_object) else { return graph::error(400, "BadRequest", "A request body is required.") };
+    for key in ["changeType", "notificationUrl", "resource", "expirationDateTime"] {
+        if sub.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+            return graph::error(400, "BadRequest", &format!("{key} is required."));
+        }
+    }
+    let resource = sub["resource"].as_str().unwrap_or_default().to_string();
+    if let Err(e) = graph::check_expiry(&resource, sub["expirationDateTime"].as_str().unwrap_or_default()) {
+        return graph::error(400, "ExtensionError", &e);
+    }
+    for key in ["notificationUrl", "lifecycleNotificationUrl"] {
+        if let Some(url) = sub.get(key).and_then(Value::as_str) {
+            if let Err(e) = handshake(url).await {
+                return graph::error(400, "ValidationError", &e);
+            }
+        }
+    }
+    let app_id = match actor {
+        Actor::App { app_id, .. } => app_id.clone(),
+        Actor::User { .. } => String::new(),
+    };
+    graph::insert_subscription(&mut lock(s), tenant, &app_id, sub, base)
+}
+
+// ---------- admin ----------
+
+async fn admin_journal(AxState(s): AxState<Shared>) -> Json<Vec<JournalEntry>> {
+    Json(lock(&s).journal.clone())
+}
+
+async fn admin_clear_journal(AxState(s): AxState<Shared>) -> StatusCode {
+    lock(&s).journal.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn admin_faults(AxState(s): AxState<Shared>) -> Json<Faults> {
+    Json(lock(&s).faults.clone())
+}
+
+async fn admin_set_faults(AxState(s): AxState<Shared>, Json(f): Json<Faults>) -> StatusCode {
+    lock(&s).set_faults(f);
+    StatusCode::NO_CONTENT
+}
+
+async fn admin_estate(AxState(s): AxState<Shared>) -> Json<Estate> {
+    Json(lock(&s).export())
+}
+
+async fn admin_outbox(AxState(s): AxState<Shared>) -> Json<Vec<Value>> {
+    Json(lock(&s).outbox.clone())
+}
+
+async fn admin_add_tenant(AxState(s): AxState<Shared>, Json(spec): Json<TenantSpec>) -> StatusCode {
+    lock(&s).tenants.insert(spec.id.clone(), crate::state::Tenant { spec, last_ca: None });
+    StatusCode::NO_CONTENT
+}
+
+async fn admin_upsert_relationship(AxState(s): AxState<Shared>, Json(rel): Json<Value>) -> StatusCode {
+    upsert_relationship(&mut lock(&s), rel);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct PortalEdit {
+    actor: Actor,
+    method: String,
+    path: String,
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+async fn admin_edit(AxState(s): AxState<Shared>, Path(tenant): Path<String>, headers: HeaderMap, Json(e): Json<PortalEdit>) -> Response {
+    let base = host_base(&headers, "").trim_end_matches('/').to_string();
+    let (status, body) = portal_edit(&mut lock(&s), &base, &tenant, &e.actor, &e.method.to_ascii_uppercase(), &e.path, e.body);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match body {
+        Some(b) => (status, Json(b)).into_response(),
+        None => status.into_response(),
+    }
+}

@@ -1,0 +1,225 @@
+//! The simulator's mutable state: tenants, tokens, faults and the journal.
+
+use crate::estate::{Estate, TenantSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+/// Who makes a write, as the audit log will name them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Actor {
+    User { id: String, display_name: String, user_principal_name: String },
+    App { app_id: String, display_name: String },
+}
+
+impl Actor {
+    /// `initiatedBy` as Graph writes it in a `directoryAudit`.
+    pub fn initiated_by(&self) -> Value {
+        match self {
+            Actor::User { id, display_name, user_principal_name } => json!({
+                "user": {"id": id, "displayName": display_name,
+                          "userPrincipalName": user_principal_name, "ipAddress": "203.0.113.77"},
+                "app": null
+            }),
+            Actor::App { app_id, display_name } => json!({
+                "user": null,
+                "app": {"appId": app_id, "displayName": display_name,
+                        "servicePrincipalId": app_id, "servicePrincipalName": null}
+            }),
+        }
+    }
+}
+
+/// Injected faults. Every field can be changed at run time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    /// Added to every Graph and token response.
+    pub latency_ms: u64,
+    /// Fraction (0..1) of Graph requests answered 429 or 503 at random, without Retry-After.
+    pub error_rate: f64,
+    /// While set, every CA request is answered 429 until this many ms after the storm began.
+    pub storm_ms: u64,
+    /// Token endpoint failures.
+    pub token_failure: Option<TokenFailure>,
+    /// The next N Graph GET responses carry a truncated JSON body.
+    pub malformed_responses: u32,
+    /// Paging links (`$skiptoken`) answer 404, as an expired skip token does.
+    pub broken_next_links: bool,
+    /// Enforce the CA limit of 1 request/second per tenant (on by default in `start`).
+    pub ca_throttling: bool,
+}
+
+/// Makes the token endpoint refuse requests.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TokenFailure {
+    /// `invalid_grant`, `invalid_client` or any other OAuth error code.
+    pub error: String,
+    /// Only for this tenant; all tenants when absent.
+    pub tenant: Option<String>,
+    /// Fail this many requests, then recover; forever when absent.
+    pub remaining: Option<u32>,
+}
+
+/// One received request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    pub seq: u64,
+    /// Milliseconds since the simulator started, on arrival.
+    pub at_ms: f64,
+    pub tenant: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    /// A Conditional Access endpoint (policies, named locations, evaluate): 1 rps per tenant.
+    pub ca: bool,
+    /// Part of a `$batch`.
+    pub in_batch: bool,
+    /// `graph`, `batch` or `token`.
+    pub kind: String,
+}
+
+impl JournalEntry {
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE") && self.kind != "token"
+    }
+}
+
+pub(crate) struct TokenInfo {
+    pub tenant: String,
+    pub actor: Actor,
+    pub expires: Instant,
+}
+
+pub(crate) struct Tenant {
+    pub spec: TenantSpec,
+    /// Arrival time of the last CA request that was let through.
+    pub last_ca: Option<Instant>,
+}
+
+pub(crate) struct State {
+    pub started: Instant,
+    pub msp_tenant_id: String,
+    pub apps: Vec<crate::estate::App>,
+    pub refresh_tokens: Vec<crate::estate::RefreshTokenSpec>,
+    pub relationships: Vec<Value>,
+    pub tenants: BTreeMap<String, Tenant>,
+    pub tokens: HashMap<String, TokenInfo>,
+    pub journal: Vec<JournalEntry>,
+    pub faults: Faults,
+    pub storm_started: Option<Instant>,
+    pub outbox: Vec<Value>,
+    pub token_lifetime_secs: u64,
+    pub page_size: usize,
+    seq: u64,
+}
+
+impl State {
+    pub fn new(estate: Estate, faults: Faults, token_lifetime_secs: u64, page_size: usize) -> Self {
+        let tenants = estate
+            .tenants
+            .into_iter()
+            .map(|spec| (spec.id.clone(), Tenant { spec, last_ca: None }))
+            .collect();
+        State {
+            started: Instant::now(),
+            msp_tenant_id: estate.msp_tenant_id,
+            apps: estate.apps,
+            refresh_tokens: estate.refresh_tokens,
+            relationships: estate.relationships,
+            tenants,
+            tokens: HashMap::new(),
+            journal: Vec::new(),
+            storm_started: (faults.storm_ms > 0).then(Instant::now),
+            faults,
+            outbox: Vec::new(),
+            token_lifetime_secs,
+            page_size,
+            seq: 0,
+        }
+    }
+
+    pub fn export(&self) -> Estate {
+        Estate {
+            msp_tenant_id: self.msp_tenant_id.clone(),
+            apps: self.apps.clone(),
+            refresh_tokens: self.refresh_tokens.clone(),
+            relationships: self.relationships.clone(),
+            tenants: self.tenants.values().map(|t| t.spec.clone()).collect(),
+        }
+    }
+
+    pub fn ms_since_start(&self, at: Instant) -> f64 {
+        at.duration_since(self.started).as_secs_f64() * 1000.0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        at: Instant,
+        tenant: Option<&str>,
+        method: &str,
+        path: &str,
+        query: &str,
+        status: u16,
+        in_batch: bool,
+        kind: &str,
+    ) {
+        self.seq += 1;
+        let entry = JournalEntry {
+            seq: self.seq,
+            at_ms: self.ms_since_start(at),
+            tenant: tenant.map(str::to_string),
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            status,
+            ca: is_ca_path(path),
+            in_batch,
+            kind: kind.to_string(),
+        };
+        self.journal.push(entry);
+    }
+
+    /// Whether a CA storm is raging now.
+    pub fn storm_active(&self, now: Instant) -> bool {
+        match self.storm_started {
+            Some(start) if self.faults.storm_ms > 0 => {
+                now.duration_since(start).as_millis() < u128::from(self.faults.storm_ms)
+            }
+            _ => false,
+        }
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.storm_started = (faults.storm_ms > 0).then(Instant::now);
+        self.faults = faults;
+    }
+}
+
+/// True for the endpoints under the 1 request/second/tenant CA limit.
+pub fn is_ca_path(path: &str) -> bool {
+    path.to_ascii_lowercase().contains("/identity/conditionalaccess/")
+}
+
+/// Graph-style timestamp with 7 fractional digits, in UTC.
+pub fn now_stamp() -> String {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    format!("{}.{:07}Z", now.format("%Y-%m-%dT%H:%M:%S"), now.nanosecond() % 1_000_000_000 / 100)
+}
+
+/// A random v4-shaped GUID.
+pub fn new_guid() -> String {
+    let b: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9],
+        b[10], b[11], b[12], b[13], b[14], b[15]
+    )
+}
