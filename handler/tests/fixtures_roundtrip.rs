@@ -27,8 +27,8 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Round-trips `v` through `T` and asserts nothing was lost or changed.
 fn roundtrip<T: Serialize + DeserializeOwned>(v: &Value, what: &str, file: &Path) {
-    let typed: T = serde_json::from_value(v.clone())
-        .unwrap_or_else(|e| panic!("{}: not a {what}: {e}", file.display()));
+    let typed: T =
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{}: not a {what}: {e}", file.display()));
     let back = serde_json::to_value(&typed).unwrap();
     assert_eq!(&back, v, "{}: {what} round trip changed the JSON", file.display());
 }
@@ -95,10 +95,7 @@ fn classify(folder: &str, v: &Value) -> &'static str {
     if has("conditions") || has("grantControls") {
         return "policy";
     }
-    panic!(
-        "{folder}: no model for a document with keys {:?}",
-        v.as_object().map(|o| o.keys().collect::<Vec<_>>())
-    )
+    panic!("{folder}: no model for a document with keys {:?}", v.as_object().map(|o| o.keys().collect::<Vec<_>>()))
 }
 
 #[test]
@@ -141,8 +138,7 @@ fn every_graph_fixture_round_trips_through_the_typed_models() {
 /// named fields, not in `extra`.
 #[test]
 fn typed_fields_are_populated_not_left_in_extra() {
-    let text =
-        std::fs::read_to_string(fixtures_dir().join("conditionalaccesspolicy-get/01-response.json")).unwrap();
+    let text = std::fs::read_to_string(fixtures_dir().join("conditionalaccesspolicy-get/01-response.json")).unwrap();
     let p: ConditionalAccessPolicy = serde_json::from_str(&text).unwrap();
     assert_eq!(p.state, Maybe::Value(PolicyState::Disabled));
     let users = p.users().unwrap();
@@ -179,11 +175,6 @@ fn guest_types_and_unknown_enums_survive() {
     let p: ConditionalAccessPolicy = serde_json::from_value(v.clone()).unwrap();
     assert_eq!(p.state, Maybe::Value(PolicyState::Unknown("somethingNew".into())));
     let ex = p.users().unwrap().exclude_guests_or_external_users.as_ref().unwrap();
-    assert!(
-        ex.guest_or_external_user_types
-            .as_ref()
-            .unwrap()
-            .contains(&GuestOrExternalUserType::ServiceProvider)
-    );
+    assert!(ex.guest_or_external_user_types.as_ref().unwrap().contains(&GuestOrExternalUserType::ServiceProvider));
     assert_eq!(serde_json::to_value(&p).unwrap(), v);
 }

@@ -47,13 +47,11 @@ impl Filter {
                     _ => false,
                 }
             }
-            Clause::Any { collection, prop, value } => item
-                .get(collection)
-                .and_then(Value::as_array)
-                .is_some_and(|a| {
-                    a.iter()
-                        .any(|e| e.get(prop).and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(value)))
-                }),
+            Clause::Any { collection, prop, value } => {
+                item.get(collection).and_then(Value::as_array).is_some_and(|a| {
+                    a.iter().any(|e| e.get(prop).and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(value)))
+                })
+            }
         })
     }
 }
@@ -100,7 +98,8 @@ mod tests {
 
     #[test]
     fn filters_audits_by_target_and_time() {
-        let f = Filter::parse("activityDateTime ge 2024-01-01T00:00:00Z and targetResources/any(t:t/id eq 'abc')").unwrap();
+        let f =
+            Filter::parse("activityDateTime ge 2024-01-01T00:00:00Z and targetResources/any(t:t/id eq 'abc')").unwrap();
         assert!(f.matches(&json!({"activityDateTime": "2024-05-01T00:00:00Z", "targetResources": [{"id": "abc"}]})));
         assert!(!f.matches(&json!({"activityDateTime": "2023-05-01T00:00:00Z", "targetResources": [{"id": "abc"}]})));
         assert!(!f.matches(&json!({"activityDateTime": "2024-05-01T00:00:00Z", "targetResources": [{"id": "x"}]})));

@@ -51,7 +51,11 @@ pub(crate) fn error(status: u16, code: &str, message: &str) -> Resp {
 }
 
 fn not_found(what: &str) -> Resp {
-    error(404, "Request_ResourceNotFound", &format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."))
+    error(
+        404,
+        "Request_ResourceNotFound",
+        &format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."),
+    )
 }
 
 /// Authorises, throttles, injects faults and routes one request.
@@ -109,7 +113,11 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
         (_, ["policies", "identitysecuritydefaultsenforcementpolicy"]) => security_defaults(state, &req),
         ("GET", ["tenantrelationships", "delegatedadminrelationships", rest @ ..]) => {
             if req.tenant != state.msp_tenant_id {
-                return error(403, "Authorization_RequestDenied", "Only the partner tenant has delegated admin relationships.");
+                return error(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Only the partner tenant has delegated admin relationships.",
+                );
             }
             let items = state.relationships.clone();
             match rest {
@@ -168,8 +176,10 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
         ("GET", ["groups", _, "members"]) => {
             let t = tenant(state, &req);
             let Some(g) = find(&t.spec.groups, segs[1]) else { return not_found(segs[1]) };
-            let ids: Vec<&str> = g["members"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            let items = t.spec.users.iter().filter(|u| u["id"].as_str().is_some_and(|i| ids.contains(&i))).cloned().collect();
+            let ids: Vec<&str> =
+                g["members"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let items =
+                t.spec.users.iter().filter(|u| u["id"].as_str().is_some_and(|i| ids.contains(&i))).cloned().collect();
             list(items, &req, "directoryObjects")
         }
         ("GET", ["subscriptions"]) => {
@@ -202,7 +212,8 @@ fn without_members(g: &Value) -> Value {
 }
 
 fn skus(p1: bool) -> Vec<Value> {
-    let (part, plan) = if p1 { ("AAD_PREMIUM", "AAD_PREMIUM") } else { ("O365_BUSINESS_ESSENTIALS", "EXCHANGE_S_STANDARD") };
+    let (part, plan) =
+        if p1 { ("AAD_PREMIUM", "AAD_PREMIUM") } else { ("O365_BUSINESS_ESSENTIALS", "EXCHANGE_S_STANDARD") };
     vec![json!({
         "capabilityStatus": "Enabled", "consumedUnits": 5, "id": new_guid(), "skuId": new_guid(),
         "skuPartNumber": part, "appliesTo": "User",
@@ -219,18 +230,21 @@ fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
             Err(e) => return error(400, "BadRequest", &format!("Invalid filter clause: {e}")),
         }
     }
-    let page = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX).min(req.page_size).max(1);
+    let page =
+        req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX).min(req.page_size).max(1);
     let skip = match req.query.get("$skiptoken").map(|s| s.parse::<usize>()) {
         None => 0,
         Some(Ok(n)) if n <= items.len() => n,
         Some(_) => return error(400, "BadRequest", "The skip token is not valid."),
     };
-    let select: Option<Vec<String>> = req.query.get("$select").map(|s| s.split(',').map(|p| p.trim().to_string()).collect());
+    let select: Option<Vec<String>> =
+        req.query.get("$select").map(|s| s.split(',').map(|p| p.trim().to_string()).collect());
     let page_items: Vec<Value> = items.iter().skip(skip).take(page).map(|i| project(i, select.as_deref())).collect();
     let mut body = Map::new();
     body.insert("@odata.context".into(), json!(format!("{}/$metadata#{context}", req.base)));
     if skip + page < items.len() {
-        let mut q: Vec<(String, String)> = req.query.iter().filter(|(k, _)| *k != "$skiptoken").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut q: Vec<(String, String)> =
+            req.query.iter().filter(|(k, _)| *k != "$skiptoken").map(|(k, v)| (k.clone(), v.clone())).collect();
         q.push(("$skiptoken".into(), (skip + page).to_string()));
         q.sort();
         let qs = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
@@ -301,10 +315,18 @@ impl Kind {
 /// Why a CA write is refused in this tenant, if it is.
 fn write_refusal(t: &crate::state::Tenant, kind: Kind) -> Option<Resp> {
     if !t.spec.p1 {
-        return Some(error(403, "AccessDenied", "Conditional Access requires a Microsoft Entra ID P1 or P2 license in this tenant."));
+        return Some(error(
+            403,
+            "AccessDenied",
+            "Conditional Access requires a Microsoft Entra ID P1 or P2 license in this tenant.",
+        ));
     }
     if kind == Kind::Policy && t.spec.security_defaults {
-        return Some(error(400, "BadRequest", "Security defaults are enabled in this tenant. Disable security defaults before using Conditional Access policies."));
+        return Some(error(
+            400,
+            "BadRequest",
+            "Security defaults are enabled in this tenant. Disable security defaults before using Conditional Access policies.",
+        ));
     }
     None
 }
@@ -365,7 +387,11 @@ fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
                 return error(400, "BadRequest", "A request body is required.");
             };
             if kind == Kind::Location && patch.get("@odata.type").is_none() {
-                return error(400, "BadRequest", "The '@odata.type' property is required when updating a named location.");
+                return error(
+                    400,
+                    "BadRequest",
+                    "The '@odata.type' property is required when updating a named location.",
+                );
             }
             if let Some(r) = write_refusal(tenant(state, req), kind) {
                 return r;
@@ -387,7 +413,11 @@ fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
         }
         "DELETE" => {
             if kind == Kind::Location && location_in_use(&tenant(state, req).spec.policies, id) {
-                return error(400, "BadRequest", "The named location is referenced by one or more Conditional Access policies.");
+                return error(
+                    400,
+                    "BadRequest",
+                    "The named location is referenced by one or more Conditional Access policies.",
+                );
             }
             let removed = kind.items(tenant(state, req)).remove(idx);
             audit(state, req.tenant, req.actor, kind, "Delete", id, Some(&removed), None);
@@ -428,7 +458,16 @@ fn normalize_policy(p: &mut Value) {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn audit(state: &mut State, tenant_id: &str, actor: &Actor, kind: Kind, verb: &str, id: &str, before: Option<&Value>, after: Option<&Value>) {
+pub(crate) fn audit(
+    state: &mut State,
+    tenant_id: &str,
+    actor: &Actor,
+    kind: Kind,
+    verb: &str,
+    id: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) {
     let name = after.or(before).and_then(|v| v["displayName"].as_str()).unwrap_or_default().to_string();
     let text = |v: Option<&Value>| v.map_or(Value::Null, |v| json!(v.to_string()));
     let record = json!({
@@ -456,13 +495,16 @@ pub(crate) fn audit(state: &mut State, tenant_id: &str, actor: &Actor, kind: Kin
 fn security_defaults(state: &mut State, req: &Req) -> Resp {
     let t = tenant(state, req);
     match req.method {
-        "GET" => Resp::new(200, Some(json!({
-            "@odata.context": format!("{}/$metadata#policies/identitySecurityDefaultsEnforcementPolicy/$entity", req.base),
-            "id": "00000000-0000-0000-0000-000000000005",
-            "displayName": "Security Defaults",
-            "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
-            "isEnabled": t.spec.security_defaults
-        }))),
+        "GET" => Resp::new(
+            200,
+            Some(json!({
+                "@odata.context": format!("{}/$metadata#policies/identitySecurityDefaultsEnforcementPolicy/$entity", req.base),
+                "id": "00000000-0000-0000-0000-000000000005",
+                "displayName": "Security Defaults",
+                "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
+                "isEnabled": t.spec.security_defaults
+            })),
+        ),
         "PATCH" => match req.body.as_ref().and_then(|b| b.get("isEnabled")).and_then(Value::as_bool) {
             Some(on) => {
                 t.spec.security_defaults = on;
@@ -478,7 +520,11 @@ fn send_mail(state: &mut State, req: &Req) -> Resp {
     let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
     let has_recipient = body.pointer("/message/toRecipients").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     if !has_recipient {
-        return error(400, "ErrorInvalidRecipients", "At least one recipient is not valid., A message can't be sent because it contains no recipients.");
+        return error(
+            400,
+            "ErrorInvalidRecipients",
+            "At least one recipient is not valid., A message can't be sent because it contains no recipients.",
+        );
     }
     let from = req.path.split('/').nth(1).unwrap_or_default().to_string();
     state.outbox.push(json!({"tenant": req.tenant, "from": from, "body": body}));
@@ -488,7 +534,13 @@ fn send_mail(state: &mut State, req: &Req) -> Resp {
 /// A simplified What If: a policy applies when the signing-in user is in its
 /// user scope and not excluded. Enough for the shapes; not the full evaluator.
 fn evaluate(state: &mut State, req: &Req) -> Resp {
-    let user = req.body.as_ref().and_then(|b| b.pointer("/signInIdentity/userId")).and_then(Value::as_str).unwrap_or_default().to_string();
+    let user = req
+        .body
+        .as_ref()
+        .and_then(|b| b.pointer("/signInIdentity/userId"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let policies = tenant(state, req).spec.policies.clone();
     let value: Vec<Value> = policies
         .into_iter()
@@ -501,7 +553,12 @@ fn evaluate(state: &mut State, req: &Req) -> Resp {
             p
         })
         .collect();
-    Resp::new(200, Some(json!({"@odata.context": format!("{}/$metadata#Collection(microsoft.graph.whatIfAnalysisResult)", req.base), "value": value})))
+    Resp::new(
+        200,
+        Some(
+            json!({"@odata.context": format!("{}/$metadata#Collection(microsoft.graph.whatIfAnalysisResult)", req.base), "value": value}),
+        ),
+    )
 }
 
 /// Subscription GET / PATCH / DELETE (creation needs the async handshake: see `server`).
@@ -532,7 +589,8 @@ fn subscription(state: &mut State, req: &Req, id: &str) -> Resp {
 /// Graph's subscription lifetime rules: in the future, and at most 41,760
 /// minutes (29 days) for users and groups, 4,230 minutes otherwise.
 pub(crate) fn check_expiry(resource: &str, exp: &str) -> Result<(), String> {
-    let at = chrono::DateTime::parse_from_rfc3339(exp).map_err(|_| format!("expirationDateTime '{exp}' is not a valid date."))?;
+    let at = chrono::DateTime::parse_from_rfc3339(exp)
+        .map_err(|_| format!("expirationDateTime '{exp}' is not a valid date."))?;
     let now = chrono::Utc::now();
     let max_minutes = if resource.trim_start_matches('/').to_ascii_lowercase().starts_with("users")
         || resource.trim_start_matches('/').to_ascii_lowercase().starts_with("groups")
@@ -551,7 +609,13 @@ pub(crate) fn check_expiry(resource: &str, exp: &str) -> Result<(), String> {
 }
 
 /// Stores a subscription whose handshake succeeded.
-pub(crate) fn insert_subscription(state: &mut State, tenant_id: &str, app_id: &str, mut sub: Value, base: &str) -> Resp {
+pub(crate) fn insert_subscription(
+    state: &mut State,
+    tenant_id: &str,
+    app_id: &str,
+    mut sub: Value,
+    base: &str,
+) -> Resp {
     sub["id"] = json!(new_guid());
     sub["applicationId"] = json!(app_id);
     sub["creatorId"] = json!(new_guid());
@@ -559,6 +623,18 @@ pub(crate) fn insert_subscription(state: &mut State, tenant_id: &str, app_id: &s
         sub["latestSupportedTlsVersion"] = json!("v1_2");
     }
     sub["notificationContentType"] = json!("application/json");
+    // Graph answers with every property, defaulted when not sent.
+    for (k, v) in [
+        ("clientState", Value::Null),
+        ("lifecycleNotificationUrl", Value::Null),
+        ("encryptionCertificate", Value::Null),
+        ("encryptionCertificateId", Value::Null),
+        ("includeResourceData", json!(false)),
+    ] {
+        if sub.get(k).is_none() {
+            sub[k] = v;
+        }
+    }
     if let Some(t) = state.tenants.get_mut(tenant_id) {
         t.spec.subscriptions.push(sub.clone());
     }

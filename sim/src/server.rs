@@ -114,7 +114,14 @@ impl SimHandle {
     }
     /// An out-of-band change made in the portal by `actor`, audited as theirs.
     /// `path` is below the version root, e.g. `identity/conditionalAccess/policies/{id}`.
-    pub fn portal_edit(&self, tenant: &str, actor: &Actor, method: &str, path: &str, body: Option<Value>) -> (u16, Option<Value>) {
+    pub fn portal_edit(
+        &self,
+        tenant: &str,
+        actor: &Actor,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Option<Value>) {
         let mut st = lock(&self.state);
         portal_edit(&mut st, &self.base_url, tenant, actor, method, path, body)
     }
@@ -128,7 +135,15 @@ fn upsert_relationship(st: &mut State, rel: Value) {
     }
 }
 
-fn portal_edit(st: &mut State, base: &str, tenant: &str, actor: &Actor, method: &str, path: &str, body: Option<Value>) -> (u16, Option<Value>) {
+fn portal_edit(
+    st: &mut State,
+    base: &str,
+    tenant: &str,
+    actor: &Actor,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Option<Value>) {
     if !st.tenants.contains_key(tenant) {
         return (404, Some(json!({"error": format!("no tenant {tenant}")})));
     }
@@ -174,7 +189,12 @@ fn oauth_error(status: StatusCode, error: &str, code: u32, description: &str) ->
 /// A JWT-shaped opaque token carrying `tid`, so a reader can see which tenant it is for.
 fn mint(tenant: &str, app: &str) -> String {
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.{}", b64(json!({"typ": "JWT", "alg": "none"})), b64(json!({"tid": tenant, "appid": app, "jti": new_guid()})), "sim")
+    format!(
+        "{}.{}.{}",
+        b64(json!({"typ": "JWT", "alg": "none"})),
+        b64(json!({"tid": tenant, "appid": app, "jti": new_guid()})),
+        "sim"
+    )
 }
 
 async fn token(AxState(s): AxState<Shared>, Path(tenant): Path<String>, body: Bytes) -> Response {
@@ -196,49 +216,106 @@ fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> 
             if let Some(n) = st.faults.token_failure.as_mut().and_then(|f| f.remaining.as_mut()) {
                 *n -= 1;
             }
-            let (status, code) = if f.error == "invalid_client" { (StatusCode::UNAUTHORIZED, 7000215) } else { (StatusCode::BAD_REQUEST, 700082) };
+            let (status, code) = if f.error == "invalid_client" {
+                (StatusCode::UNAUTHORIZED, 7000215)
+            } else {
+                (StatusCode::BAD_REQUEST, 700082)
+            };
             return oauth_error(status, &f.error, code, "Injected token failure.");
         }
     }
     let Some(t) = st.tenants.get(tenant) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found."));
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
     };
     let consented = t.spec.consented;
     let client_id = form.get("client_id").cloned().unwrap_or_default();
     let Some(app) = st.apps.iter().find(|a| a.client_id == client_id).cloned() else {
-        return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory."));
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!("Application with identifier '{client_id}' was not found in the directory."),
+        );
     };
     let grant = form.get("grant_type").map(String::as_str).unwrap_or_default();
     let (actor, new_refresh) = match grant {
         "client_credentials" => {
             if form.get("client_secret") != Some(&app.client_secret) {
-                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided.");
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided.",
+                );
             }
             if !consented {
-                return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. The tenant administrator has not consented."));
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unauthorized_client",
+                    700016,
+                    &format!(
+                        "Application with identifier '{client_id}' was not found in the directory '{tenant}'. The tenant administrator has not consented."
+                    ),
+                );
             }
             (Actor::App { app_id: app.client_id.clone(), display_name: app.display_name.clone() }, None)
         }
         "refresh_token" => {
             let offered = form.get("refresh_token").cloned().unwrap_or_default();
-            let Some(rt) = st.refresh_tokens.iter().find(|r| r.token == offered && r.client_id == client_id).cloned() else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", 70000, "The provided grant is invalid or expired.");
+            let Some(rt) = st.refresh_tokens.iter().find(|r| r.token == offered && r.client_id == client_id).cloned()
+            else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    70000,
+                    "The provided grant is invalid or expired.",
+                );
             };
             let reachable = tenant == st.msp_tenant_id
-                || st.relationships.iter().any(|r| r.pointer("/customer/tenantId").and_then(Value::as_str) == Some(tenant) && r["status"] == "active");
+                || st.relationships.iter().any(|r| {
+                    r.pointer("/customer/tenantId").and_then(Value::as_str) == Some(tenant) && r["status"] == "active"
+                });
             if !reachable {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", 50020, &format!("User account does not have access to tenant '{tenant}' (no active GDAP relationship)."));
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    50020,
+                    &format!("User account does not have access to tenant '{tenant}' (no active GDAP relationship)."),
+                );
             }
             let rotated = crate::estate::RefreshTokenSpec { token: format!("rt-{}", new_guid()), ..rt.clone() };
             st.refresh_tokens.push(rotated.clone());
-            (Actor::User { id: rt.user_id.clone(), display_name: "CIPP service account".into(), user_principal_name: rt.user_principal_name.clone() }, Some(rotated.token))
+            (
+                Actor::User {
+                    id: rt.user_id.clone(),
+                    display_name: "CIPP service account".into(),
+                    user_principal_name: rt.user_principal_name.clone(),
+                },
+                Some(rotated.token),
+            )
         }
-        other => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, &format!("The app requested an unsupported grant type '{other}'.")),
+        other => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                &format!("The app requested an unsupported grant type '{other}'."),
+            );
+        }
     };
     let access = mint(tenant, &client_id);
     let lifetime = st.token_lifetime_secs;
-    st.tokens.insert(access.clone(), TokenInfo { tenant: tenant.to_string(), actor, expires: Instant::now() + Duration::from_secs(lifetime) });
-    let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access});
+    st.tokens.insert(
+        access.clone(),
+        TokenInfo { tenant: tenant.to_string(), actor, expires: Instant::now() + Duration::from_secs(lifetime) },
+    );
+    let mut body =
+        json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access});
     if let Some(rt) = new_refresh {
         body["refresh_token"] = json!(rt);
         body["scope"] = json!("https://graph.microsoft.com/.default");
@@ -255,10 +332,22 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 /// Who the token belongs to, or Graph's 401.
 fn authenticate(st: &State, token: Option<&str>) -> Result<(String, Actor), Resp> {
-    let Some(token) = token else { return Err(graph::error(401, "InvalidAuthenticationToken", "Access token is empty.")) };
-    let Some(info) = st.tokens.get(token) else { return Err(graph::error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")) };
+    let Some(token) = token else {
+        return Err(graph::error(401, "InvalidAuthenticationToken", "Access token is empty."));
+    };
+    let Some(info) = st.tokens.get(token) else {
+        return Err(graph::error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure. Invalid audience.",
+        ));
+    };
     if Instant::now() >= info.expires {
-        return Err(graph::error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."));
+        return Err(graph::error(
+            401,
+            "InvalidAuthenticationToken",
+            "Lifetime validation failed, the token is expired.",
+        ));
     }
     Ok((info.tenant.clone(), info.actor.clone()))
 }
@@ -289,7 +378,17 @@ fn to_response(r: Resp, malformed: bool) -> Response {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn process(s: &Shared, tenant: &str, actor: &Actor, method: &str, path: &str, query: &HashMap<String, String>, body: Option<Value>, base: &str, arrived: Instant) -> Resp {
+async fn process(
+    s: &Shared,
+    tenant: &str,
+    actor: &Actor,
+    method: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    body: Option<Value>,
+    base: &str,
+    arrived: Instant,
+) -> Resp {
     let is_sub_create = method == "POST" && path.trim_matches('/').eq_ignore_ascii_case("subscriptions");
     if is_sub_create {
         return create_subscription(s, tenant, actor, body, base).await;
@@ -300,7 +399,14 @@ async fn process(s: &Shared, tenant: &str, actor: &Actor, method: &str, path: &s
     graph::handle(&mut st, req, arrived)
 }
 
-async fn graph_request(AxState(s): AxState<Shared>, method: Method, Path(rest): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn graph_request(
+    AxState(s): AxState<Shared>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let arrived = Instant::now();
     let version = if headers.get("x-sim-version").is_some() { "beta" } else { "v1.0" };
     let base = host_base(&headers, version);
@@ -321,7 +427,16 @@ async fn graph_request(AxState(s): AxState<Shared>, method: Method, Path(rest): 
         }
     };
     let mut st = lock(&s);
-    st.record(arrived, tenant.as_deref(), method.as_str(), &full_path, raw.as_deref().unwrap_or(""), resp.status, false, "graph");
+    st.record(
+        arrived,
+        tenant.as_deref(),
+        method.as_str(),
+        &full_path,
+        raw.as_deref().unwrap_or(""),
+        resp.status,
+        false,
+        "graph",
+    );
     let malformed = method == Method::GET && resp.status == 200 && st.faults.malformed_responses > 0;
     if malformed {
         st.faults.malformed_responses -= 1;
@@ -359,7 +474,9 @@ async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> 
     };
     let parsed: Result<BatchIn, _> = serde_json::from_slice(&body);
     let items = match parsed {
-        Ok(b) if b.requests.len() > 20 => Err(graph::error(400, "BadRequest", "The number of requests in a batch cannot exceed 20.")),
+        Ok(b) if b.requests.len() > 20 => {
+            Err(graph::error(400, "BadRequest", "The number of requests in a batch cannot exceed 20."))
+        }
         Ok(b) => Ok(b.requests),
         Err(e) => Err(graph::error(400, "BadRequest", &format!("Invalid batch payload: {e}"))),
     };
@@ -376,8 +493,28 @@ async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> 
         let url = item.url.trim_start_matches('/');
         let (path, raw_q) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
         let query = parse_query(raw_q);
-        let r = process(&s, &tenant, &actor, &item.method.to_ascii_uppercase(), path, &query, item.body, &base, sub_arrived).await;
-        lock(&s).record(sub_arrived, Some(&tenant), &item.method.to_ascii_uppercase(), &format!("/v1.0/{path}"), raw_q.unwrap_or(""), r.status, true, "graph");
+        let r = process(
+            &s,
+            &tenant,
+            &actor,
+            &item.method.to_ascii_uppercase(),
+            path,
+            &query,
+            item.body,
+            &base,
+            sub_arrived,
+        )
+        .await;
+        lock(&s).record(
+            sub_arrived,
+            Some(&tenant),
+            &item.method.to_ascii_uppercase(),
+            &format!("/v1.0/{path}"),
+            raw_q.unwrap_or(""),
+            r.status,
+            true,
+            "graph",
+        );
         let mut out = json!({"id": item.id, "status": r.status, "headers": {"Content-Type": "application/json", "request-id": r.request_id}});
         if let Some(b) = r.body {
             out["body"] = b;
@@ -409,20 +546,29 @@ async fn handshake(url: &str) -> Result<(), String> {
     if !loopback {
         return Ok(());
     }
-    let token = format!("Validation: Testing client application reachability for subscription Request-Id: {}", new_guid());
+    let token =
+        format!("Validation: Testing client application reachability for subscription Request-Id: {}", new_guid());
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
-    let resp = client.post(u).query(&[("validationToken", &token)]).send().await.map_err(|e| format!("Subscription validation request failed: {e}"))?;
+    let resp = client
+        .post(u)
+        .query(&[("validationToken", &token)])
+        .send()
+        .await
+        .map_err(|e| format!("Subscription validation request failed: {e}"))?;
     let ok = resp.status() == reqwest::StatusCode::OK;
     let text = resp.text().await.unwrap_or_default();
     if ok && text == token {
         Ok(())
     } else {
-        Err("Subscription validation request failed. Response must exactly match validationToken query parameter.".into())
+        Err("Subscription validation request failed. Response must exactly match validationToken query parameter."
+            .into())
     }
 }
 
 async fn create_subscription(s: &Shared, tenant: &str, actor: &Actor, body: Option<Value>, base: &str) -> Resp {
-    let Some(sub) = body.filter(Value::is_object) else { return graph::error(400, "BadRequest", "A request body is required.") };
+    let Some(sub) = body.filter(Value::is_object) else {
+        return graph::error(400, "BadRequest", "A request body is required.");
+    };
     for key in ["changeType", "notificationUrl", "resource", "expirationDateTime"] {
         if sub.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
             return graph::error(400, "BadRequest", &format!("{key} is required."));
@@ -433,10 +579,10 @@ async fn create_subscription(s: &Shared, tenant: &str, actor: &Actor, body: Opti
         return graph::error(400, "ExtensionError", &e);
     }
     for key in ["notificationUrl", "lifecycleNotificationUrl"] {
-        if let Some(url) = sub.get(key).and_then(Value::as_str) {
-            if let Err(e) = handshake(url).await {
-                return graph::error(400, "ValidationError", &e);
-            }
+        if let Some(url) = sub.get(key).and_then(Value::as_str)
+            && let Err(e) = handshake(url).await
+        {
+            return graph::error(400, "ValidationError", &e);
         }
     }
     let app_id = match actor {
@@ -493,9 +639,15 @@ struct PortalEdit {
     body: Option<Value>,
 }
 
-async fn admin_edit(AxState(s): AxState<Shared>, Path(tenant): Path<String>, headers: HeaderMap, Json(e): Json<PortalEdit>) -> Response {
+async fn admin_edit(
+    AxState(s): AxState<Shared>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Json(e): Json<PortalEdit>,
+) -> Response {
     let base = host_base(&headers, "").trim_end_matches('/').to_string();
-    let (status, body) = portal_edit(&mut lock(&s), &base, &tenant, &e.actor, &e.method.to_ascii_uppercase(), &e.path, e.body);
+    let (status, body) =
+        portal_edit(&mut lock(&s), &base, &tenant, &e.actor, &e.method.to_ascii_uppercase(), &e.path, e.body);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match body {
         Some(b) => (status, Json(b)).into_response(),

@@ -121,11 +121,8 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(estate: Estate, faults: Faults, token_lifetime_secs: u64, page_size: usize) -> Self {
-        let tenants = estate
-            .tenants
-            .into_iter()
-            .map(|spec| (spec.id.clone(), Tenant { spec, last_ca: None }))
-            .collect();
+        let tenants =
+            estate.tenants.into_iter().map(|spec| (spec.id.clone(), Tenant { spec, last_ca: None })).collect();
         State {
             started: Instant::now(),
             msp_tenant_id: estate.msp_tenant_id,
@@ -219,7 +216,22 @@ pub fn new_guid() -> String {
     let b: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
     format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9],
-        b[10], b[11], b[12], b[13], b[14], b[15]
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x3),
+        b[8] >> 4,
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     )
 }

@@ -5,16 +5,36 @@ use serde_json::Value;
 
 const STATES: &[&str] = &["enabled", "disabled", "enabledForReportingButNotEnforced"];
 const GRANTS: &[&str] = &[
-    "block", "mfa", "compliantDevice", "domainJoinedDevice", "approvedApplication",
-    "compliantApplication", "passwordChange", "unknownFutureValue",
+    "block",
+    "mfa",
+    "compliantDevice",
+    "domainJoinedDevice",
+    "approvedApplication",
+    "compliantApplication",
+    "passwordChange",
+    "unknownFutureValue",
 ];
-const CLIENT_APPS: &[&str] =
-    &["all", "browser", "mobileAppsAndDesktopClients", "exchangeActiveSync", "easSupported", "other", "unknownFutureValue"];
-const PLATFORMS: &[&str] = &["android", "iOS", "windows", "windowsPhone", "macOS", "linux", "all", "unknownFutureValue"];
+const CLIENT_APPS: &[&str] = &[
+    "all",
+    "browser",
+    "mobileAppsAndDesktopClients",
+    "exchangeActiveSync",
+    "easSupported",
+    "other",
+    "unknownFutureValue",
+];
+const PLATFORMS: &[&str] =
+    &["android", "iOS", "windows", "windowsPhone", "macOS", "linux", "all", "unknownFutureValue"];
 const RISKS: &[&str] = &["low", "medium", "high", "hidden", "none", "unknownFutureValue"];
 const GUEST_TYPES: &[&str] = &[
-    "none", "internalGuest", "b2bCollaborationGuest", "b2bCollaborationMember", "b2bDirectConnectUser",
-    "otherExternalUser", "serviceProvider", "unknownFutureValue",
+    "none",
+    "internalGuest",
+    "b2bCollaborationGuest",
+    "b2bCollaborationMember",
+    "b2bDirectConnectUser",
+    "otherExternalUser",
+    "serviceProvider",
+    "unknownFutureValue",
 ];
 const MEMBERSHIP_KINDS: &[&str] = &["all", "enumerated", "unknownFutureValue"];
 const FREQ_INTERVALS: &[&str] = &["timeBased", "everyTime", "unknownFutureValue"];
@@ -95,7 +115,10 @@ pub fn policy(p: &Value) -> Result<(), String> {
         if f.get("frequencyInterval").and_then(Value::as_str) == Some("everyTime")
             && (f.get("value").is_some_and(|v| !v.is_null()) || f.get("type").is_some_and(|v| !v.is_null()))
         {
-            return Err("sessionControls.signInFrequency: value and type must be null when frequencyInterval is everyTime.".into());
+            return Err(
+                "sessionControls.signInFrequency: value and type must be null when frequencyInterval is everyTime."
+                    .into(),
+            );
         }
     }
     Ok(())
@@ -138,7 +161,10 @@ fn ip_range(r: &Value) -> Result<(), String> {
     let cidr = r.get("cidrAddress").and_then(Value::as_str).ok_or("ipRanges: cidrAddress is required.")?;
     let net: ipnet::IpNet = cidr.parse().map_err(|_| format!("ipRanges: '{cidr}' is not a valid CIDR range."))?;
     if net.prefix_len() <= 8 {
-        return Err(format!("ipRanges: '{cidr}' has a prefix of /{}; prefixes of /8 or shorter are not allowed.", net.prefix_len()));
+        return Err(format!(
+            "ipRanges: '{cidr}' has a prefix of /{}; prefixes of /8 or shorter are not allowed.",
+            net.prefix_len()
+        ));
     }
     let want = match net {
         ipnet::IpNet::V4(_) => "#microsoft.graph.iPv4CidrRange",

@@ -1,5 +1,7 @@
 //! The Graph client against the simulator: pacing, retries and typed errors.
 
+#![allow(clippy::result_large_err)]
+
 use caguard::graph::{CredentialSource, Credentials, GraphClient, GraphConfig, GraphError, RetryPolicy};
 use caguard::model::{ConditionalAccessPolicy, NamedLocation};
 use caguard_e2e::*;
@@ -61,7 +63,12 @@ async fn completes_every_list_through_twenty_percent_injected_faults() {
     let mut tasks = Vec::new();
     for t in estate.tenants.iter().filter(|t| t.consented && !t.permissions_denied) {
         let (g, id) = (graph.clone(), t.id.clone());
-        tasks.push(tokio::spawn(async move { g.list::<ConditionalAccessPolicy>(&id, "/identity/conditionalAccess/policies").await }));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..3 {
+                g.list::<ConditionalAccessPolicy>(&id, "/identity/conditionalAccess/policies").await?;
+            }
+            g.list::<NamedLocation>(&id, "/identity/conditionalAccess/namedLocations").await
+        }));
     }
     for t in tasks {
         t.await.unwrap().expect("every list completes despite faults");
@@ -91,7 +98,8 @@ async fn a_next_link_that_404s_is_an_api_error_naming_the_tenant() {
     let graph = client(&sim, app_credentials(&estate), Duration::from_millis(10));
     let large = estate.tenants.iter().find(|t| t.policies.len() > 100).unwrap();
     sim.set_faults(Faults { broken_next_links: true, ..Faults::default() });
-    let err = graph.list::<ConditionalAccessPolicy>(&large.id, "/identity/conditionalAccess/policies").await.unwrap_err();
+    let err =
+        graph.list::<ConditionalAccessPolicy>(&large.id, "/identity/conditionalAccess/policies").await.unwrap_err();
     assert_eq!(err.status(), Some(404), "{err}");
     assert_eq!(err.tenant(), large.id);
     assert!(err.to_string().contains("skiptoken"), "the error names the failing link: {err}");
@@ -103,8 +111,12 @@ async fn token_endpoint_refusals_are_typed_token_errors() {
         let (sim, estate) = sample_sim(0, false).await;
         let graph = client(&sim, app_credentials(&estate), Duration::from_millis(10));
         let tenant = estate.tenants[2].id.clone();
-        sim.set_faults(Faults { token_failure: Some(TokenFailure { error: code.into(), tenant: None, remaining: None }), ..Faults::default() });
-        let err = graph.list::<ConditionalAccessPolicy>(&tenant, "/identity/conditionalAccess/policies").await.unwrap_err();
+        sim.set_faults(Faults {
+            token_failure: Some(TokenFailure { error: code.into(), tenant: None, remaining: None }),
+            ..Faults::default()
+        });
+        let err =
+            graph.list::<ConditionalAccessPolicy>(&tenant, "/identity/conditionalAccess/policies").await.unwrap_err();
         assert!(matches!(&err, GraphError::Token { code: c, .. } if c == code), "{err}");
         assert_eq!(err.tenant(), tenant);
         assert!(err.is_auth_failure());
@@ -116,7 +128,8 @@ async fn a_403_authorization_request_denied_is_an_api_error_naming_the_tenant() 
     let (sim, estate) = sample_sim(0, false).await;
     let graph = client(&sim, app_credentials(&estate), Duration::from_millis(10));
     let denied = estate.tenants.iter().find(|t| t.permissions_denied).unwrap();
-    let err = graph.list::<ConditionalAccessPolicy>(&denied.id, "/identity/conditionalAccess/policies").await.unwrap_err();
+    let err =
+        graph.list::<ConditionalAccessPolicy>(&denied.id, "/identity/conditionalAccess/policies").await.unwrap_err();
     assert_eq!(err.status(), Some(403));
     assert_eq!(err.code(), Some("Authorization_RequestDenied"));
     assert_eq!(err.tenant(), denied.id);
@@ -147,7 +160,10 @@ async fn rotated_secrets_are_re_read_after_invalid_client() {
     let source = Arc::new(RotatingSource { stale, fresh, loads: AtomicU32::new(0) });
     let graph = GraphClient::new(GraphConfig::for_base(&sim.base_url), source.clone()).unwrap();
     let tenant = &estate.tenants[1].id;
-    graph.list::<ConditionalAccessPolicy>(tenant, "/identity/conditionalAccess/policies").await.expect("succeeds after re-reading");
+    graph
+        .list::<ConditionalAccessPolicy>(tenant, "/identity/conditionalAccess/policies")
+        .await
+        .expect("succeeds after re-reading");
     assert_eq!(source.loads.load(Ordering::SeqCst), 2, "credentials were read, rejected, and read again");
 }
 
@@ -162,9 +178,15 @@ async fn refresh_token_grant_reaches_gdap_customers_only() {
     };
     let graph = client(&sim, creds, Duration::from_millis(10));
     let active = &estate.tenants[1].id;
-    graph.list::<ConditionalAccessPolicy>(active, "/identity/conditionalAccess/policies").await.expect("active GDAP customer");
+    graph
+        .list::<ConditionalAccessPolicy>(active, "/identity/conditionalAccess/policies")
+        .await
+        .expect("active GDAP customer");
     let terminated = estate.tenants.iter().find(|t| t.display_name == "Graphic Design Institute").unwrap();
-    let err = graph.list::<ConditionalAccessPolicy>(&terminated.id, "/identity/conditionalAccess/policies").await.unwrap_err();
+    let err = graph
+        .list::<ConditionalAccessPolicy>(&terminated.id, "/identity/conditionalAccess/policies")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("invalid_grant"), "{err}");
     // Cached: a second list asks for no new token.
     let before = graph.stats().token_requests;
@@ -178,17 +200,33 @@ async fn batch_carries_at_most_one_ca_request_and_twenty_items() {
     let (sim, estate) = sample_sim(0, true).await;
     let graph = client(&sim, app_credentials(&estate), Duration::from_millis(10));
     let tenant = &estate.tenants[1].id;
-    let item = |id: &str, url: &str| BatchRequestItem { id: id.to_string().into(), method: "GET".to_string().into(), url: url.to_string().into(), ..Default::default() };
+    let item = |id: &str, url: &str| BatchRequestItem {
+        id: id.to_string().into(),
+        method: "GET".to_string().into(),
+        url: url.to_string().into(),
+        ..Default::default()
+    };
     let ok = graph
-        .batch(tenant, vec![
-            item("1", "/identity/conditionalAccess/policies"),
-            item("2", "/policies/identitySecurityDefaultsEnforcementPolicy"),
-            item("3", "/subscribedSkus"),
-        ])
+        .batch(
+            tenant,
+            vec![
+                item("1", "/identity/conditionalAccess/policies"),
+                item("2", "/policies/identitySecurityDefaultsEnforcementPolicy"),
+                item("3", "/subscribedSkus"),
+            ],
+        )
         .await
         .unwrap();
     assert!(ok.iter().all(|r| r.status.as_ref() == Some(&200)), "{ok:?}");
-    let two_ca = graph.batch(tenant, vec![item("1", "/identity/conditionalAccess/policies"), item("2", "/identity/conditionalAccess/namedLocations")]).await;
+    let two_ca = graph
+        .batch(
+            tenant,
+            vec![
+                item("1", "/identity/conditionalAccess/policies"),
+                item("2", "/identity/conditionalAccess/namedLocations"),
+            ],
+        )
+        .await;
     assert!(matches!(two_ca, Err(GraphError::Invalid { .. })));
     let many: Vec<_> = (0..21).map(|i| item(&i.to_string(), "/subscribedSkus")).collect();
     assert!(matches!(graph.batch(tenant, many).await, Err(GraphError::Invalid { .. })));

@@ -1,6 +1,8 @@
 use super::token::{CredentialSource, TokenCache};
 use super::{GraphError, Pacer, is_ca_url};
-use crate::model::{BatchRequest, BatchRequestItem, BatchResponse, BatchResponseItem, Collection, GraphErrorBody, MAX_BATCH};
+use crate::model::{
+    BatchRequest, BatchRequestItem, BatchResponse, BatchResponseItem, Collection, GraphErrorBody, MAX_BATCH,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -204,7 +206,11 @@ impl GraphClient {
             let status = resp.status();
             let rid = request_id(resp.headers());
             if status.is_success() {
-                let body = resp.bytes().await.map_err(|e| GraphError::Transport { tenant: tenant.into(), url: url.clone(), message: e.to_string() })?;
+                let body = resp.bytes().await.map_err(|e| GraphError::Transport {
+                    tenant: tenant.into(),
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
                 return Ok(Answer { status, request_id: rid, body });
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -256,8 +262,14 @@ impl GraphClient {
     }
 
     /// POST, decoding the created object.
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, tenant: &str, path: &str, body: &B) -> Result<T, GraphError> {
-        let body = serde_json::to_value(body).map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, GraphError> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
         let a = self.send(tenant, Method::POST, path, Some(&body)).await?;
         if a.body.is_empty() {
             return Self::decode(tenant, &self.url(path), &Answer { body: bytes::Bytes::from_static(b"null"), ..a });
@@ -267,7 +279,8 @@ impl GraphClient {
 
     /// POST whose answer has no body we need (for example `sendMail`, 202).
     pub async fn post_no_content<B: Serialize>(&self, tenant: &str, path: &str, body: &B) -> Result<(), GraphError> {
-        let body = serde_json::to_value(body).map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        let body = serde_json::to_value(body)
+            .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
         self.send(tenant, Method::POST, path, Some(&body)).await.map(|_| ())
     }
 
@@ -285,21 +298,36 @@ impl GraphClient {
     /// Graph throttles each request inside a batch on its own, so a batch may
     /// carry at most one CA request: it is paced like a direct one. Sub-requests
     /// answered 429/503/504 are re-sent on their own with the usual retries.
-    pub async fn batch(&self, tenant: &str, items: Vec<BatchRequestItem>) -> Result<Vec<BatchResponseItem>, GraphError> {
+    pub async fn batch(
+        &self,
+        tenant: &str,
+        items: Vec<BatchRequestItem>,
+    ) -> Result<Vec<BatchResponseItem>, GraphError> {
         if items.len() > MAX_BATCH {
-            return Err(GraphError::Invalid { tenant: tenant.into(), message: format!("a batch holds at most {MAX_BATCH} requests, got {}", items.len()) });
+            return Err(GraphError::Invalid {
+                tenant: tenant.into(),
+                message: format!("a batch holds at most {MAX_BATCH} requests, got {}", items.len()),
+            });
         }
-        let ca_items = items.iter().filter(|i| i.url.as_ref().is_some_and(|u| is_ca_url(&format!("/{}", u.trim_start_matches('/'))))).count();
+        let ca_items = items
+            .iter()
+            .filter(|i| i.url.as_ref().is_some_and(|u| is_ca_url(&format!("/{}", u.trim_start_matches('/')))))
+            .count();
         if ca_items > 1 {
-            return Err(GraphError::Invalid { tenant: tenant.into(), message: format!("a batch may carry one Conditional Access request (1 request/second/tenant), got {ca_items}") });
+            return Err(GraphError::Invalid {
+                tenant: tenant.into(),
+                message: format!(
+                    "a batch may carry one Conditional Access request (1 request/second/tenant), got {ca_items}"
+                ),
+            });
         }
         if ca_items == 1 {
             // Reserve the CA slot before the batch leaves.
-            let token = self.inner.tokens.get(tenant).await?;
-            drop(token);
+            self.inner.tokens.get(tenant).await?;
             self.inner.pacer.wait(tenant).await;
         }
-        let body = serde_json::to_value(BatchRequest { requests: items.clone().into(), extra: Default::default() }).expect("serializable");
+        let body = serde_json::to_value(BatchRequest { requests: items.clone().into(), extra: Default::default() })
+            .expect("serializable");
         let a = self.send(tenant, Method::POST, "/$batch", Some(&body)).await?;
         // The POST itself is a read when every item is.
         if items.iter().all(|i| i.method.as_ref().is_some_and(|m| m.eq_ignore_ascii_case("GET"))) {
@@ -326,24 +354,50 @@ impl GraphClient {
 
     /// Re-sends one batch item on its own, returning it in batch-response shape.
     async fn resend(&self, tenant: &str, item: &BatchRequestItem) -> Result<BatchResponseItem, GraphError> {
-        let method = item.method.as_ref().and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()).unwrap_or(Method::GET);
+        let method = item
+            .method
+            .as_ref()
+            .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .unwrap_or(Method::GET);
         let path = item.url.as_ref().cloned().unwrap_or_default();
         let body = item.body.as_ref();
         let result = self.send(tenant, method, &format!("/{}", path.trim_start_matches('/')), body).await;
         let (status, body) = match result {
             Ok(a) => (a.status.as_u16(), serde_json::from_slice(&a.body).ok()),
-            Err(GraphError::Api { status, code, message, .. }) => (status, Some(serde_json::json!({"error": {"code": code, "message": message}}))),
+            Err(GraphError::Api { status, code, message, .. }) => {
+                (status, Some(serde_json::json!({"error": {"code": code, "message": message}})))
+            }
             Err(e) => return Err(e),
         };
-        Ok(BatchResponseItem { id: item.id.clone(), status: status.into(), headers: Default::default(), body: body.into(), extra: Default::default() })
+        Ok(BatchResponseItem {
+            id: item.id.clone(),
+            status: status.into(),
+            headers: Default::default(),
+            body: body.into(),
+            extra: Default::default(),
+        })
     }
 }
 
-fn api_error(tenant: &str, method: &Method, url: &str, status: StatusCode, header_rid: String, body: &[u8], retries: u32) -> GraphError {
+fn api_error(
+    tenant: &str,
+    method: &Method,
+    url: &str,
+    status: StatusCode,
+    header_rid: String,
+    body: &[u8],
+    retries: u32,
+) -> GraphError {
     let parsed: Option<GraphErrorBody> = serde_json::from_slice(body).ok();
     let detail = parsed.and_then(|b| b.error.into_option());
-    let code = detail.as_ref().and_then(|d| d.code.as_ref().cloned()).unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").replace(' ', ""));
-    let message = detail.as_ref().and_then(|d| d.message.as_ref().cloned()).unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    let code = detail
+        .as_ref()
+        .and_then(|d| d.code.as_ref().cloned())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").replace(' ', ""));
+    let message = detail
+        .as_ref()
+        .and_then(|d| d.message.as_ref().cloned())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
     let body_rid = detail.as_ref().and_then(|d| d.inner_error.as_ref()).and_then(|i| i.request_id.as_ref().cloned());
     GraphError::Api {
         tenant: tenant.into(),

@@ -9,7 +9,9 @@ pub enum GraphError {
     #[error("tenant {tenant}: token request failed with HTTP {status} {code}: {description}")]
     Token { tenant: String, status: u16, code: String, description: String },
     /// Graph answered with an error status.
-    #[error("tenant {tenant}: {method} {url} failed with HTTP {status} {code}: {message} (request-id {request_id}, after {retries} retries)")]
+    #[error(
+        "tenant {tenant}: {method} {url} failed with HTTP {status} {code}: {message} (request-id {request_id}, after {retries} retries)"
+    )]
     Api {
         tenant: String,
         method: String,

@@ -29,8 +29,12 @@ impl fmt::Debug for Credentials {
     /// Never prints a secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Credentials::ClientSecret { client_id, .. } => write!(f, "ClientSecret {{ client_id: {client_id}, client_secret: *** }}"),
-            Credentials::RefreshToken { client_id, .. } => write!(f, "RefreshToken {{ client_id: {client_id}, refresh_token: *** }}"),
+            Credentials::ClientSecret { client_id, .. } => {
+                write!(f, "ClientSecret {{ client_id: {client_id}, client_secret: *** }}")
+            }
+            Credentials::RefreshToken { client_id, .. } => {
+                write!(f, "RefreshToken {{ client_id: {client_id}, refresh_token: *** }}")
+            }
         }
     }
 }
@@ -133,7 +137,11 @@ impl TokenCache {
     async fn credentials(&self, tenant: &str, reload: bool) -> Result<Credentials, GraphError> {
         let mut creds = self.creds.lock().await;
         if reload || creds.is_none() {
-            let loaded = self.source.load().await.map_err(|message| GraphError::Credentials { tenant: tenant.into(), message })?;
+            let loaded = self
+                .source
+                .load()
+                .await
+                .map_err(|message| GraphError::Credentials { tenant: tenant.into(), message })?;
             *creds = Some(loaded);
         }
         Ok(creds.clone().expect("just loaded"))
@@ -156,10 +164,18 @@ impl TokenCache {
         let mut form: Vec<(&str, &str)> = vec![("scope", GRAPH_SCOPE)];
         match creds {
             Credentials::ClientSecret { client_id, client_secret } => {
-                form.extend([("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret)]);
+                form.extend([
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id),
+                    ("client_secret", client_secret),
+                ]);
             }
             Credentials::RefreshToken { client_id, client_secret, refresh_token } => {
-                form.extend([("grant_type", "refresh_token"), ("client_id", client_id), ("refresh_token", refresh_token)]);
+                form.extend([
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id),
+                    ("refresh_token", refresh_token),
+                ]);
                 if let Some(s) = client_secret {
                     form.push(("client_secret", s));
                 }
@@ -196,7 +212,10 @@ impl TokenCache {
                 if let Some(rotated) = ok.refresh_token {
                     self.remember_rotated(creds, rotated).await;
                 }
-                return Ok(Cached { token: ok.access_token, expires_at: Instant::now() + Duration::from_secs(ok.expires_in) });
+                return Ok(Cached {
+                    token: ok.access_token,
+                    expires_at: Instant::now() + Duration::from_secs(ok.expires_in),
+                });
             }
             let err: TokenErr = serde_json::from_slice(&body).unwrap_or_default();
             let description = err.error_description.lines().next().unwrap_or_default().to_string();
@@ -208,10 +227,10 @@ impl TokenCache {
     /// Keeps the newest refresh token the endpoint handed back.
     async fn remember_rotated(&self, used: &Credentials, rotated: String) {
         let mut creds = self.creds.lock().await;
-        if let Some(Credentials::RefreshToken { refresh_token, .. }) = creds.as_mut() {
-            if matches!(used, Credentials::RefreshToken { refresh_token: r, .. } if r == refresh_token) {
-                *refresh_token = rotated;
-            }
+        if let Some(Credentials::RefreshToken { refresh_token, .. }) = creds.as_mut()
+            && matches!(used, Credentials::RefreshToken { refresh_token: r, .. } if r == refresh_token)
+        {
+            *refresh_token = rotated;
         }
     }
 }

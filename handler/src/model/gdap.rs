@@ -98,12 +98,8 @@ impl DelegatedAdminRelationship {
     /// True when the relationship grants a role that can write CA policies.
     pub fn can_write_conditional_access(&self) -> bool {
         self.role_ids().iter().any(|r| {
-            [
-                roles::CONDITIONAL_ACCESS_ADMINISTRATOR,
-                roles::SECURITY_ADMINISTRATOR,
-                roles::GLOBAL_ADMINISTRATOR,
-            ]
-            .contains(r)
+            [roles::CONDITIONAL_ACCESS_ADMINISTRATOR, roles::SECURITY_ADMINISTRATOR, roles::GLOBAL_ADMINISTRATOR]
+                .contains(r)
         })
     }
 }

@@ -180,8 +180,7 @@ graph_object! {
 }
 
 /// `@odata.type` of an enumerated external-tenants set.
-pub const ENUMERATED_EXTERNAL_TENANTS: &str =
-    "#microsoft.graph.conditionalAccessEnumeratedExternalTenants";
+pub const ENUMERATED_EXTERNAL_TENANTS: &str = "#microsoft.graph.conditionalAccessEnumeratedExternalTenants";
 /// `@odata.type` of the all-external-tenants set.
 pub const ALL_EXTERNAL_TENANTS: &str = "#microsoft.graph.conditionalAccessAllExternalTenants";
 
@@ -271,11 +270,7 @@ impl<'de> Deserialize<'de> for GuestTypes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Ok(GuestTypes(
-            s.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| p.parse().expect("infallible"))
-                .collect(),
+            s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse().expect("infallible")).collect(),
         ))
     }
 }
