@@ -8,5 +8,6 @@
 // are rare, and a sweep's report is clearer for having them whole.
 #![allow(clippy::result_large_err)]
 
+pub mod config;
 pub mod graph;
 pub mod model;

@@ -1,0 +1,505 @@
+//! `caguard.toml`: the desired state, validated before anything talks to Graph.
+//!
+//! Every error names the key and its line; problems that are safe to correct
+//! (host bits, duplicates, overlaps) or merely suspicious (private ranges) are
+//! warnings. `docs/configuration.md` documents every key.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use toml::Spanned;
+
+/// How caguard reaches customer tenants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Through GDAP: customers exclude the MSP's service-provider users (D1).
+    Gdap,
+    /// Direct tenant mode: customers exclude the service account user (D2).
+    Direct,
+}
+
+/// What caguard does about a control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlMode {
+    Enforce,
+    Report,
+    Off,
+}
+
+/// The controls caguard keeps (see the README's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Control {
+    A1,
+    A2,
+    B1,
+    B2,
+    C1,
+    C2,
+    D1,
+    D2,
+}
+
+impl Control {
+    pub const ALL: [Control; 8] =
+        [Control::A1, Control::A2, Control::B1, Control::B2, Control::C1, Control::C2, Control::D1, Control::D2];
+
+    pub fn parse(s: &str) -> Option<Control> {
+        Control::ALL.into_iter().find(|c| c.to_string().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Rollout of the technician block policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    ReportOnly,
+    Enabled,
+}
+
+/// A trusted site: its name and its (normalised, merged) ranges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Site {
+    pub name: String,
+    pub ranges: Vec<IpNet>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub msp_tenant_id: String,
+    pub mode: Mode,
+    pub sites: Vec<Site>,
+    pub technician_groups: Vec<String>,
+    pub technician_users: Vec<String>,
+    /// Object ids or UPNs.
+    pub break_glass: Vec<String>,
+    /// Object id or UPN.
+    pub service_account: String,
+    /// In direct mode: tenant id → the service account user there (id or UPN).
+    pub direct_service_accounts: BTreeMap<String, String>,
+    /// `All`, or app ids.
+    pub protected_apps: Vec<String>,
+    pub location_prefix: String,
+    pub block_policy_name: String,
+    pub service_policy_name: String,
+    pub rollout: Rollout,
+    pub skip_tenants: Vec<String>,
+    /// Customer tenants in direct mode (GDAP mode discovers them).
+    pub direct_tenants: Vec<String>,
+    pub controls: BTreeMap<Control, ControlMode>,
+    pub max_policies_per_tenant: usize,
+    pub max_tenant_fraction: f64,
+}
+
+impl Config {
+    pub fn control(&self, c: Control) -> ControlMode {
+        self.controls.get(&c).copied().unwrap_or(ControlMode::Enforce)
+    }
+
+    /// The named location's display name for a site.
+    pub fn location_name(&self, site: &Site) -> String {
+        format!("{}{}", self.location_prefix, site.name)
+    }
+
+    pub fn is_skipped(&self, tenant: &str) -> bool {
+        self.skip_tenants.iter().any(|t| t.eq_ignore_ascii_case(tenant))
+    }
+}
+
+/// A configuration error: the key, the line, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}: {}", self.line, self.key, self.message)
+    }
+}
+
+/// Something accepted but worth a look (and what was done about it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub key: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}: {}", self.line, self.key, self.message)
+    }
+}
+
+/// Every error found, not just the first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    msp_tenant_id: Spanned<String>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    sites: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    accounts: Spanned<RawAccounts>,
+    #[serde(default)]
+    apps: RawApps,
+    #[serde(default)]
+    names: RawNames,
+    #[serde(default)]
+    rollout: RawRollout,
+    #[serde(default)]
+    scope: RawScope,
+    #[serde(default)]
+    controls: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    safety: RawSafety,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    #[serde(default)]
+    technician_groups: Vec<String>,
+    #[serde(default)]
+    technician_users: Vec<String>,
+    #[serde(default)]
+    break_glass: Vec<String>,
+    service_account: Spanned<String>,
+    #[serde(default)]
+    direct_service_accounts: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApps {
+    #[serde(default)]
+    protected: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNames {
+    location_prefix: Option<String>,
+    block_policy: Option<String>,
+    service_account_policy: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRollout {
+    block_policy: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    #[serde(default)]
+    skip_tenants: Vec<String>,
+    #[serde(default)]
+    direct_tenants: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    max_policies_per_tenant: Option<usize>,
+    max_tenant_fraction: Option<Spanned<f64>>,
+}
+
+/// Policy names from the source documents.
+pub const DEFAULT_LOCATION_PREFIX: &str = "Trusted - ";
+pub const DEFAULT_BLOCK_POLICY: &str = "Block CIPP Access - Outside Trusted IPs";
+pub const DEFAULT_SERVICE_POLICY: &str = "CIPP Service Account Conditional Access Policy";
+
+struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    fn at(&self, offset: usize) -> usize {
+        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
+    }
+
+    /// The line of `key = …`, for keys whose values are not spanned.
+    fn of_key(&self, key: &str) -> usize {
+        let quoted = format!("\"{key}\"");
+        self.0
+            .lines()
+            .position(|l| {
+                let t = l.trim_start();
+                (t.starts_with(key) || t.starts_with(&quoted))
+                    && t[if t.starts_with('"') { quoted.len() } else { key.len() }..].trim_start().starts_with('=')
+            })
+            .map_or(1, |i| i + 1)
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Ranges that are never a public egress IP.
+pub fn non_public_reason(net: &IpNet) -> Option<&'static str> {
+    match net {
+        IpNet::V4(n) => {
+            let a = n.network();
+            let o = a.octets();
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_private() {
+                Some("private")
+            } else if a.is_link_local() {
+                Some("link-local")
+            } else if matches!(o, [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]) {
+                Some("documentation")
+            } else if o[0] == 100 && (64..128).contains(&o[1]) {
+                Some("carrier-grade NAT")
+            } else {
+                None
+            }
+        }
+        IpNet::V6(n) => {
+            let s = n.network().segments();
+            if n.network().is_loopback() {
+                Some("loopback")
+            } else if s[0] & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if s[0] & 0xfe00 == 0xfc00 {
+                Some("unique-local (private)")
+            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+                Some("documentation")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Parses and validates `caguard.toml`.
+pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
+    let lines = Lines(src);
+    let raw: Raw = toml::from_str(src).map_err(|e| {
+        let line = e.span().map_or(1, |s| lines.at(s.start));
+        let key = e.message().split('`').nth(1).unwrap_or("caguard.toml").to_string();
+        ConfigErrors(vec![ConfigError { key, line, message: e.message().trim().to_string() }])
+    })?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut err = |key: &str, line: usize, message: String| errors.push(ConfigError { key: key.into(), line, message });
+
+    let tenant = raw.msp_tenant_id.get_ref().trim().to_ascii_lowercase();
+    if !is_guid(&tenant) {
+        err("msp_tenant_id", lines.at(raw.msp_tenant_id.span().start), format!("'{tenant}' is not a tenant id (a GUID)"));
+    }
+
+    let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span().start)) {
+        None | Some(("gdap", _)) => Mode::Gdap,
+        Some(("direct", _)) => Mode::Direct,
+        Some((other, at)) => {
+            err("mode", lines.at(at), format!("unknown mode '{other}'; expected \"gdap\" or \"direct\""));
+            Mode::Gdap
+        }
+    };
+
+    let mut sites = Vec::new();
+    for (name, ranges) in &raw.sites {
+        let key = format!("sites.{name}");
+        let mut nets = Vec::new();
+        for cidr in ranges.get_ref() {
+            let line = lines.at(cidr.span().start);
+            let text = cidr.get_ref().trim();
+            let net: IpNet = match text.parse() {
+                Ok(n) => n,
+                Err(_) => match text.parse::<std::net::IpAddr>() {
+                    Ok(ip) => IpNet::from(ip),
+                    Err(_) => {
+                        err(&key, line, format!("'{text}' is not a CIDR range (like 203.0.113.10/32 or 2001:db8::/48)"));
+                        continue;
+                    }
+                },
+            };
+            if net.prefix_len() == 0 {
+                err(&key, line, format!("'{text}' is every address; a trusted site must be specific"));
+                continue;
+            }
+            if net.prefix_len() <= 8 {
+                err(&key, line, format!("'{text}' has a /{} prefix; Graph rejects prefixes of /8 or shorter", net.prefix_len()));
+                continue;
+            }
+            if net.trunc() != net {
+                warnings.push(ConfigWarning {
+                    key: key.clone(),
+                    line,
+                    message: format!("'{text}' has host bits set; using {}", net.trunc()),
+                });
+            }
+            if let Some(why) = non_public_reason(&net) {
+                warnings.push(ConfigWarning {
+                    key: key.clone(),
+                    line,
+                    message: format!("'{text}' is a {why} range; a public egress IP is never one"),
+                });
+            }
+            nets.push(net.trunc());
+        }
+        let merged = IpNet::aggregate(&nets);
+        if merged.len() < nets.len() {
+            warnings.push(ConfigWarning {
+                key: key.clone(),
+                line: lines.at(ranges.span().start),
+                message: format!("duplicate or overlapping ranges merged: {} → {}", nets.len(), merged.len()),
+            });
+        }
+        if ranges.get_ref().is_empty() {
+            err(&key, lines.at(ranges.span().start), "a site needs at least one range".into());
+        }
+        sites.push(Site { name: name.clone(), ranges: merged });
+    }
+    if raw.sites.is_empty() {
+        err("sites", 1, "at least one trusted site is required; the block policy needs a trusted set".into());
+    }
+
+    let accounts = raw.accounts.get_ref();
+    let accounts_line = lines.at(raw.accounts.span().start);
+    let clean = |v: &Vec<String>| v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
+    let break_glass = clean(&accounts.break_glass);
+    if break_glass.is_empty() {
+        err("accounts.break_glass", lines.of_key("break_glass").max(accounts_line), "at least one break-glass account is required; it is excluded from every block policy so the MSP can never be locked out".into());
+    }
+    let service = accounts.service_account.get_ref().trim().to_string();
+    let service_line = lines.at(accounts.service_account.span().start);
+    if service.is_empty() {
+        err("accounts.service_account", service_line, "the service account (object id or UPN) is required".into());
+    }
+    let same = |a: &str| a.eq_ignore_ascii_case(&service);
+    if !service.is_empty() && accounts.technician_users.iter().any(|u| same(u.trim())) {
+        err("accounts.service_account", service_line, format!("'{service}' is also listed in accounts.technician_users; the service account must not be blocked with technicians"));
+    }
+    if !service.is_empty() && break_glass.iter().any(|u| same(u)) {
+        err("accounts.service_account", service_line, format!("'{service}' is also listed in accounts.break_glass; break-glass accounts must be separate"));
+    }
+    let technician_groups = clean(&accounts.technician_groups);
+    let technician_users = clean(&accounts.technician_users);
+    if technician_groups.is_empty() && technician_users.is_empty() {
+        err("accounts", accounts_line, "name the technicians: technician_groups and/or technician_users".into());
+    }
+    for g in &technician_groups {
+        if !is_guid(g) {
+            err("accounts.technician_groups", lines.of_key("technician_groups"), format!("'{g}' is not a group object id"));
+        }
+    }
+
+    let protected_apps = match &raw.apps.protected {
+        None => vec!["All".to_string()],
+        Some(p) if p.get_ref().is_empty() => {
+            err("apps.protected", lines.at(p.span().start), "list \"All\" or at least one app id".into());
+            vec![]
+        }
+        Some(p) => {
+            let apps = clean(p.get_ref());
+            for a in &apps {
+                if !a.eq_ignore_ascii_case("All") && !is_guid(a) {
+                    err("apps.protected", lines.at(p.span().start), format!("'{a}' is neither \"All\" nor an app id"));
+                }
+            }
+            if apps.iter().any(|a| a.eq_ignore_ascii_case("All")) { vec!["All".to_string()] } else { apps }
+        }
+    };
+
+    let rollout = match raw.rollout.block_policy.as_ref().map(|r| (r.get_ref().as_str(), r.span().start)) {
+        None | Some(("reportOnly", _)) => Rollout::ReportOnly,
+        Some(("enabled", _)) => Rollout::Enabled,
+        Some((other, at)) => {
+            err("rollout.block_policy", lines.at(at), format!("unknown rollout '{other}'; expected \"reportOnly\" or \"enabled\""));
+            Rollout::ReportOnly
+        }
+    };
+
+    let mut controls = BTreeMap::new();
+    for (name, value) in &raw.controls {
+        let line = lines.at(value.span().start);
+        let Some(control) = Control::parse(name) else {
+            err(&format!("controls.{name}"), line, format!("unknown control '{name}'; expected one of A1, A2, B1, B2, C1, C2, D1, D2"));
+            continue;
+        };
+        let mode = match value.get_ref().as_str() {
+            "enforce" => ControlMode::Enforce,
+            "report" => ControlMode::Report,
+            "off" => ControlMode::Off,
+            other => {
+                err(&format!("controls.{name}"), line, format!("unknown setting '{other}'; expected \"enforce\", \"report\" or \"off\""));
+                continue;
+            }
+        };
+        controls.insert(control, mode);
+    }
+
+    let max_tenant_fraction = match &raw.safety.max_tenant_fraction {
+        None => 0.2,
+        Some(f) if (0.0..=1.0).contains(f.get_ref()) && *f.get_ref() > 0.0 => *f.get_ref(),
+        Some(f) => {
+            err("safety.max_tenant_fraction", lines.at(f.span().start), "must be a fraction above 0 and at most 1".into());
+            0.2
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let config = Config {
+        msp_tenant_id: tenant,
+        mode,
+        sites,
+        technician_groups,
+        technician_users,
+        break_glass,
+        service_account: service,
+        direct_service_accounts: accounts.direct_service_accounts.clone(),
+        protected_apps,
+        location_prefix: raw.names.location_prefix.clone().unwrap_or_else(|| DEFAULT_LOCATION_PREFIX.into()),
+        block_policy_name: raw.names.block_policy.clone().unwrap_or_else(|| DEFAULT_BLOCK_POLICY.into()),
+        service_policy_name: raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into()),
+        rollout,
+        skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+        direct_tenants: raw.scope.direct_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+        controls,
+        max_policies_per_tenant: raw.safety.max_policies_per_tenant.unwrap_or(25),
+        max_tenant_fraction,
+    };
+    Ok((config, warnings))
+}
+
+/// Reads and validates a config file, naming the file in errors.
+pub fn load(path: &std::path::Path) -> Result<(Config, Vec<ConfigWarning>), String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&src).map_err(|e| {
+        e.0.iter().map(|e| format!("{}:{e}", path.display())).collect::<Vec<_>>().join("\n")
+    })
+}

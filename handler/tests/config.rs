@@ -1,0 +1,116 @@
+//! Config validation: one test per error case, each asserting the message names the key and line.
+
+use caguard::config::{ControlMode, Control, Mode, Rollout, parse};
+
+const BASE: &str = r#"msp_tenant_id = "6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d"
+mode = "gdap"
+
+[sites]
+"MSP Office" = ["203.0.113.10/32"]
+
+[accounts]
+technician_groups = ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]
+break_glass = ["bg1@contoso.example"]
+service_account = "svc@contoso.example"
+"#;
+
+fn with(replace: &str, by: &str) -> String {
+    assert!(BASE.contains(replace), "test setup: {replace}");
+    BASE.replace(replace, by)
+}
+
+/// Asserts exactly the problem: the key and its line are named.
+fn fails(src: &str, key: &str, line: usize, needle: &str) {
+    let errs = parse(src).expect_err("config must be rejected");
+    let hit = errs.0.iter().find(|e| e.key == key).unwrap_or_else(|| panic!("no error for {key}: {errs}"));
+    assert_eq!(hit.line, line, "{hit}");
+    assert!(hit.message.contains(needle), "{hit}");
+    let shown = errs.to_string();
+    assert!(shown.contains(key) && shown.contains(&format!("line {line}")), "{shown}");
+}
+
+#[test]
+fn the_base_config_is_valid_with_the_documented_defaults() {
+    let (c, warnings) = parse(BASE).unwrap();
+    assert_eq!(c.mode, Mode::Gdap);
+    assert_eq!(c.rollout, Rollout::ReportOnly);
+    assert_eq!(c.protected_apps, vec!["All"]);
+    assert_eq!(c.block_policy_name, "Block CIPP Access - Outside Trusted IPs");
+    assert_eq!(c.location_name(&c.sites[0]), "Trusted - MSP Office");
+    assert_eq!(c.control(Control::D1), ControlMode::Enforce);
+    assert_eq!(warnings.len(), 1, "203.0.113.0/24 is a documentation range: {warnings:?}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../caguard.example.toml")).unwrap();
+    parse(&src).unwrap();
+}
+
+#[test]
+fn unparsable_cidr() {
+    fails(&with("203.0.113.10/32", "203.0.113.300/32"), "sites.MSP Office", 5, "not a CIDR");
+}
+
+#[test]
+fn prefix_of_8_or_shorter() {
+    fails(&with("203.0.113.10/32", "12.0.0.0/8"), "sites.MSP Office", 5, "/8");
+    fails(&with("\"203.0.113.10/32\"", "\"2001::/7\""), "sites.MSP Office", 5, "/7");
+}
+
+#[test]
+fn every_address() {
+    fails(&with("203.0.113.10/32", "0.0.0.0/0"), "sites.MSP Office", 5, "every address");
+    fails(&with("203.0.113.10/32", "::/0"), "sites.MSP Office", 5, "every address");
+}
+
+#[test]
+fn no_break_glass_account() {
+    fails(&with("break_glass = [\"bg1@contoso.example\"]", "break_glass = []"), "accounts.break_glass", 9, "break-glass");
+}
+
+#[test]
+fn service_account_also_a_technician() {
+    let src = with("break_glass =", "technician_users = [\"SVC@contoso.example\"]\nbreak_glass =");
+    fails(&src, "accounts.service_account", 11, "technician_users");
+}
+
+#[test]
+fn service_account_also_break_glass() {
+    fails(&with("[\"bg1@contoso.example\"]", "[\"bg1@contoso.example\", \"svc@contoso.example\"]"), "accounts.service_account", 10, "break_glass");
+}
+
+#[test]
+fn unknown_control() {
+    fails(&format!("{BASE}\n[controls]\nZ9 = \"enforce\"\n"), "controls.Z9", 13, "unknown control");
+}
+
+#[test]
+fn unknown_control_setting() {
+    fails(&format!("{BASE}\n[controls]\nA2 = \"maybe\"\n"), "controls.A2", 13, "unknown setting");
+}
+
+#[test]
+fn unknown_mode() {
+    fails(&with("mode = \"gdap\"", "mode = \"partner\""), "mode", 2, "unknown mode");
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_it() {
+    let errs = parse(&format!("{BASE}break_glas = []\n")).unwrap_err();
+    assert!(errs.to_string().contains("break_glas"), "{errs}");
+    assert_eq!(errs.0[0].line, 11, "{errs}");
+}
+
+#[test]
+fn host_bits_private_and_overlaps_are_warnings_and_normalised() {
+    let src = with("[\"203.0.113.10/32\"]", "[\"198.18.0.1/24\", \"10.1.2.3/16\", \"198.18.0.0/25\", \"198.18.0.0/24\"]");
+    let (c, w) = parse(&src).unwrap();
+    let text: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+    assert!(text.iter().any(|t| t.contains("host bits") && t.contains("198.18.0.0/24")), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("private")), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("merged")), "{text:?}");
+    let ranges: Vec<String> = c.sites[0].ranges.iter().map(|r| r.to_string()).collect();
+    assert_eq!(ranges, vec!["10.1.0.0/16", "198.18.0.0/24"]);
+    assert!(w.iter().all(|w| w.key == "sites.MSP Office" && w.line == 5));
+}
