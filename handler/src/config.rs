@@ -316,7 +316,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
 
     let tenant = raw.msp_tenant_id.get_ref().trim().to_ascii_lowercase();
     if !is_guid(&tenant) {
-        err("msp_tenant_id", lines.at(raw.msp_tenant_id.span().start), format!("'{tenant}' is not a tenant id (a GUID)"));
+        err(
+            "msp_tenant_id",
+            lines.at(raw.msp_tenant_id.span().start),
+            format!("'{tenant}' is not a tenant id (a GUID)"),
+        );
     }
 
     let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span().start)) {
@@ -340,7 +344,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
                 Err(_) => match text.parse::<std::net::IpAddr>() {
                     Ok(ip) => IpNet::from(ip),
                     Err(_) => {
-                        err(&key, line, format!("'{text}' is not a CIDR range (like 203.0.113.10/32 or 2001:db8::/48)"));
+                        err(
+                            &key,
+                            line,
+                            format!("'{text}' is not a CIDR range (like 203.0.113.10/32 or 2001:db8::/48)"),
+                        );
                         continue;
                     }
                 },
@@ -350,7 +358,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
                 continue;
             }
             if net.prefix_len() <= 8 {
-                err(&key, line, format!("'{text}' has a /{} prefix; Graph rejects prefixes of /8 or shorter", net.prefix_len()));
+                err(
+                    &key,
+                    line,
+                    format!("'{text}' has a /{} prefix; Graph rejects prefixes of /8 or shorter", net.prefix_len()),
+                );
                 continue;
             }
             if net.trunc() != net {
@@ -400,10 +412,20 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     }
     let same = |a: &str| a.eq_ignore_ascii_case(&service);
     if !service.is_empty() && accounts.technician_users.iter().any(|u| same(u.trim())) {
-        err("accounts.service_account", service_line, format!("'{service}' is also listed in accounts.technician_users; the service account must not be blocked with technicians"));
+        err(
+            "accounts.service_account",
+            service_line,
+            format!(
+                "'{service}' is also listed in accounts.technician_users; the service account must not be blocked with technicians"
+            ),
+        );
     }
     if !service.is_empty() && break_glass.iter().any(|u| same(u)) {
-        err("accounts.service_account", service_line, format!("'{service}' is also listed in accounts.break_glass; break-glass accounts must be separate"));
+        err(
+            "accounts.service_account",
+            service_line,
+            format!("'{service}' is also listed in accounts.break_glass; break-glass accounts must be separate"),
+        );
     }
     let technician_groups = clean(&accounts.technician_groups);
     let technician_users = clean(&accounts.technician_users);
@@ -412,7 +434,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     }
     for g in &technician_groups {
         if !is_guid(g) {
-            err("accounts.technician_groups", lines.of_key("technician_groups"), format!("'{g}' is not a group object id"));
+            err(
+                "accounts.technician_groups",
+                lines.of_key("technician_groups"),
+                format!("'{g}' is not a group object id"),
+            );
         }
     }
 
@@ -437,7 +463,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         None | Some(("reportOnly", _)) => Rollout::ReportOnly,
         Some(("enabled", _)) => Rollout::Enabled,
         Some((other, at)) => {
-            err("rollout.block_policy", lines.at(at), format!("unknown rollout '{other}'; expected \"reportOnly\" or \"enabled\""));
+            err(
+                "rollout.block_policy",
+                lines.at(at),
+                format!("unknown rollout '{other}'; expected \"reportOnly\" or \"enabled\""),
+            );
             Rollout::ReportOnly
         }
     };
@@ -446,7 +476,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     for (name, value) in &raw.controls {
         let line = lines.at(value.span().start);
         let Some(control) = Control::parse(name) else {
-            err(&format!("controls.{name}"), line, format!("unknown control '{name}'; expected one of A1, A2, B1, B2, C1, C2, D1, D2"));
+            err(
+                &format!("controls.{name}"),
+                line,
+                format!("unknown control '{name}'; expected one of A1, A2, B1, B2, C1, C2, D1, D2"),
+            );
             continue;
         };
         let mode = match value.get_ref().as_str() {
@@ -454,7 +488,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
             "report" => ControlMode::Report,
             "off" => ControlMode::Off,
             other => {
-                err(&format!("controls.{name}"), line, format!("unknown setting '{other}'; expected \"enforce\", \"report\" or \"off\""));
+                err(
+                    &format!("controls.{name}"),
+                    line,
+                    format!("unknown setting '{other}'; expected \"enforce\", \"report\" or \"off\""),
+                );
                 continue;
             }
         };
@@ -465,7 +503,11 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         None => 0.2,
         Some(f) if (0.0..=1.0).contains(f.get_ref()) && *f.get_ref() > 0.0 => *f.get_ref(),
         Some(f) => {
-            err("safety.max_tenant_fraction", lines.at(f.span().start), "must be a fraction above 0 and at most 1".into());
+            err(
+                "safety.max_tenant_fraction",
+                lines.at(f.span().start),
+                "must be a fraction above 0 and at most 1".into(),
+            );
             0.2
         }
     };
@@ -499,7 +541,5 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
 /// Reads and validates a config file, naming the file in errors.
 pub fn load(path: &std::path::Path) -> Result<(Config, Vec<ConfigWarning>), String> {
     let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&src).map_err(|e| {
-        e.0.iter().map(|e| format!("{}:{e}", path.display())).collect::<Vec<_>>().join("\n")
-    })
+    parse(&src).map_err(|e| e.0.iter().map(|e| format!("{}:{e}", path.display())).collect::<Vec<_>>().join("\n"))
 }

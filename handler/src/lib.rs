@@ -8,6 +8,14 @@
 // are rare, and a sweep's report is clearer for having them whole.
 #![allow(clippy::result_large_err)]
 
+pub mod apply;
+pub mod audit;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod graph;
 pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod report;
+pub mod sweep;

@@ -1,6 +1,6 @@
 //! Config validation: one test per error case, each asserting the message names the key and line.
 
-use caguard::config::{ControlMode, Control, Mode, Rollout, parse};
+use caguard::config::{Control, ControlMode, Mode, Rollout, parse};
 
 const BASE: &str = r#"msp_tenant_id = "6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d"
 mode = "gdap"
@@ -66,7 +66,12 @@ fn every_address() {
 
 #[test]
 fn no_break_glass_account() {
-    fails(&with("break_glass = [\"bg1@contoso.example\"]", "break_glass = []"), "accounts.break_glass", 9, "break-glass");
+    fails(
+        &with("break_glass = [\"bg1@contoso.example\"]", "break_glass = []"),
+        "accounts.break_glass",
+        9,
+        "break-glass",
+    );
 }
 
 #[test]
@@ -77,7 +82,12 @@ fn service_account_also_a_technician() {
 
 #[test]
 fn service_account_also_break_glass() {
-    fails(&with("[\"bg1@contoso.example\"]", "[\"bg1@contoso.example\", \"svc@contoso.example\"]"), "accounts.service_account", 10, "break_glass");
+    fails(
+        &with("[\"bg1@contoso.example\"]", "[\"bg1@contoso.example\", \"svc@contoso.example\"]"),
+        "accounts.service_account",
+        10,
+        "break_glass",
+    );
 }
 
 #[test]
@@ -104,7 +114,8 @@ fn unknown_key_is_an_error_naming_it() {
 
 #[test]
 fn host_bits_private_and_overlaps_are_warnings_and_normalised() {
-    let src = with("[\"203.0.113.10/32\"]", "[\"198.18.0.1/24\", \"10.1.2.3/16\", \"198.18.0.0/25\", \"198.18.0.0/24\"]");
+    let src =
+        with("[\"203.0.113.10/32\"]", "[\"198.18.0.1/24\", \"10.1.2.3/16\", \"198.18.0.0/25\", \"198.18.0.0/24\"]");
     let (c, w) = parse(&src).unwrap();
     let text: Vec<String> = w.iter().map(|w| w.to_string()).collect();
     assert!(text.iter().any(|t| t.contains("host bits") && t.contains("198.18.0.0/24")), "{text:?}");

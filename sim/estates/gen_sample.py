@@ -199,9 +199,11 @@ customer("School of Fine Art", "fineart", [
 customer("Bellows College", "bellowscollege", [policy("Require MFA for all users")], permissionsDenied=True)
 customer("Consolidated Messenger", "consolidatedmsg", [policy("Require MFA for all users")],
          rel_status="approvalPending")
+# 130 policies (more than one page); most already exclude the MSP, six do not.
 large = customer("Datum Corporation", "datumcorp", [
     policy(f"Legacy policy {i:03d}", state=["enabled", "disabled", "enabledForReportingButNotEnforced"][i % 3],
-           users=[{"includeUsers": ["All"]}, {"includeRoles": [GLOBAL_ADMIN]}, {"includeGroups": [guid()]}][i % 4 % 3])
+           users=dict([{"includeUsers": ["All"]}, {"includeRoles": [GLOBAL_ADMIN]}, {"includeGroups": [guid()]}][i % 4 % 3],
+                      **({} if i % 25 == 0 else {"excludeGuestsOrExternalUsers": sp_exclusion([MSP])})))
     for i in range(130)
 ])
 

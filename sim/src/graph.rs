@@ -91,8 +91,30 @@ pub(crate) fn handle(state: &mut State, req: Req, arrived: Instant) -> Resp {
     route(state, req)
 }
 
+/// Decodes `%XX` escapes in a path segment (UPNs arrive as `user%40domain`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub(crate) fn route(state: &mut State, req: Req) -> Resp {
-    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let decoded: Vec<String> = req.path.trim_matches('/').split('/').map(percent_decode).collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let m = req.method;

@@ -80,13 +80,13 @@ pub struct JournalEntry {
     pub ca: bool,
     /// Part of a `$batch`.
     pub in_batch: bool,
-    /// `graph`, `batch` or `token`.
+    /// `graph` (a Graph request, alone or inside a batch), `batch` (the `$batch` POST itself) or `token`.
     pub kind: String,
 }
 
 impl JournalEntry {
     pub fn is_write(&self) -> bool {
-        matches!(self.method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE") && self.kind != "token"
+        matches!(self.method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE") && self.kind == "graph"
     }
 }
 

@@ -1,0 +1,145 @@
+//! The `caguard` command line.
+
+use crate::config;
+use crate::graph::{Credentials, GraphClient, GraphConfig, StaticCredentials};
+use crate::report;
+use crate::sweep::{self, SweepOptions, SweepReport};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes: 0 compliant (or every tenant handled), 2 drift found by `plan`, 1 error.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_DRIFT: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "caguard",
+    version,
+    about = "Keeps an MSP's Conditional Access lockdown in place across its own and every GDAP customer tenant."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show, tenant by tenant, exactly what `apply` would write and why. Exit 2 when there is drift.
+    Plan(RunArgs),
+    /// Plan, then write. Large plans are held until confirmed with --yes.
+    Apply {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Confirm a plan past the safety limits (more than 25 policies in a tenant, or 20% of tenants).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The whole cycle on the embedded simulated estate: plan, apply, an out-of-band change, detect, restore.
+    Demo {
+        /// How long to run (e.g. 30s, 2m).
+        #[arg(long = "for", value_parser = parse_duration, default_value = "30s")]
+        length: Duration,
+        /// Simulated Graph latency per request.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// caguard.toml (see caguard.example.toml).
+    #[arg(long, short, default_value = "caguard.toml")]
+    pub config: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Run against the embedded simulated estate (and its config) instead of Microsoft Graph.
+    #[arg(long)]
+    pub sim: bool,
+    /// Tenants worked on at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+/// `30s`, `2m`, `1h` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 30s, 2m or 1h"))?;
+    match unit {
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        "ms" => Ok(Duration::from_millis(n)),
+        _ => Err(format!("'{s}': unknown unit '{unit}' (use s, m or h)")),
+    }
+}
+
+/// Credentials from the environment: `CAGUARD_CLIENT_ID` with `CAGUARD_CLIENT_SECRET`
+/// (app-only) or `CAGUARD_REFRESH_TOKEN` (delegated, CIPP's model).
+fn env_credentials() -> Result<Credentials, String> {
+    let id = std::env::var("CAGUARD_CLIENT_ID")
+        .map_err(|_| "set CAGUARD_CLIENT_ID (and CAGUARD_CLIENT_SECRET or CAGUARD_REFRESH_TOKEN)".to_string())?;
+    let secret = std::env::var("CAGUARD_CLIENT_SECRET").ok();
+    match std::env::var("CAGUARD_REFRESH_TOKEN") {
+        Ok(rt) => Ok(Credentials::RefreshToken { client_id: id, client_secret: secret, refresh_token: rt }),
+        Err(_) => Ok(Credentials::ClientSecret {
+            client_id: id,
+            client_secret: secret.ok_or("set CAGUARD_CLIENT_SECRET or CAGUARD_REFRESH_TOKEN")?,
+        }),
+    }
+}
+
+async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport, String> {
+    let opts = SweepOptions { apply, confirmed: yes, concurrency: args.concurrency, progress: !args.json };
+    if args.sim {
+        let estate = caguard_sim::sample_estate();
+        let sim = caguard_sim::start(estate.clone(), Default::default()).await.map_err(|e| e.to_string())?;
+        let cfg = crate::demo::sample_config(&estate);
+        let client = crate::demo::sample_client(&sim, &estate);
+        return sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string());
+    }
+    let (cfg, warnings) = config::load(&args.config)?;
+    for w in warnings {
+        eprintln!("warning: {}:{w}", args.config.display());
+    }
+    let mut graph = GraphConfig::default();
+    if let Ok(u) = std::env::var("CAGUARD_GRAPH_URL") {
+        graph.graph_base = u;
+    }
+    if let Ok(u) = std::env::var("CAGUARD_LOGIN_URL") {
+        graph.login_base = u;
+    }
+    let client = GraphClient::new(graph, Arc::new(StaticCredentials(env_credentials()?))).map_err(|e| e.to_string())?;
+    sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())
+}
+
+fn print(report: &SweepReport, json: bool, applied: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("report serializes"));
+    } else {
+        print!("{}", report::sweep_text(report, applied, None));
+    }
+}
+
+/// Runs a command and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Plan(args) => sweep_for(&args, false, false).await.map(|r| {
+            print(&r, args.json, false);
+            if r.drifted() > 0 { EXIT_DRIFT } else { EXIT_OK }
+        }),
+        Command::Apply { run, yes } => sweep_for(&run, true, yes).await.map(|r| {
+            print(&r, run.json, true);
+            if r.count("failed") + r.count("held") > 0 { EXIT_ERROR } else { EXIT_OK }
+        }),
+        Command::Demo { length, latency_ms } => crate::demo::run(length, latency_ms).await.map(|()| EXIT_OK),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("caguard: {e}");
+        EXIT_ERROR
+    })
+}

@@ -1,0 +1,210 @@
+//! Observe: what each tenant looks like now, read as cheaply as Graph allows.
+//!
+//! A customer tenant costs one `$batch` (policies — the only CA request — plus
+//! security defaults and licences); more only when its policy list pages.
+
+use crate::config::{Config, Mode};
+use crate::graph::{GraphClient, GraphError};
+use crate::model::{
+    BatchRequestItem, Collection, ConditionalAccessPolicy, DelegatedAdminRelationship, NamedLocation,
+    RelationshipStatus, SecurityDefaultsPolicy, SubscribedSku, User,
+};
+use crate::plan::Observed;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+pub const POLICIES: &str = "/identity/conditionalAccess/policies";
+pub const LOCATIONS: &str = "/identity/conditionalAccess/namedLocations";
+const SECURITY_DEFAULTS: &str = "/policies/identitySecurityDefaultsEnforcementPolicy";
+const SKUS: &str = "/subscribedSkus?$select=skuPartNumber,capabilityStatus,servicePlans";
+
+/// A customer tenant found through GDAP (or listed for direct mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Customer {
+    pub tenant_id: String,
+    pub name: String,
+    /// Has an active relationship (always true in direct mode).
+    pub active: bool,
+    /// The relationships' status when none is active.
+    pub status: String,
+    /// An active relationship grants a role that can write CA; `None` in direct mode.
+    pub can_write_ca: Option<bool>,
+}
+
+/// Finds the customer tenants: GDAP relationships of the MSP tenant, or the configured list.
+pub async fn discover(client: &GraphClient, config: &Config) -> Result<Vec<Customer>, GraphError> {
+    if config.mode == Mode::Direct {
+        return Ok(config
+            .direct_tenants
+            .iter()
+            .map(|t| Customer {
+                tenant_id: t.clone(),
+                name: t.clone(),
+                active: true,
+                status: "direct".into(),
+                can_write_ca: None,
+            })
+            .collect());
+    }
+    let rels: Vec<DelegatedAdminRelationship> =
+        client.list(&config.msp_tenant_id, "/tenantRelationships/delegatedAdminRelationships").await?;
+    let mut by_tenant: BTreeMap<String, Customer> = BTreeMap::new();
+    for r in &rels {
+        let Some(tid) = r.customer_tenant_id() else { continue };
+        let tid = tid.to_ascii_lowercase();
+        let name = r.customer.as_ref().and_then(|c| c.display_name.as_ref()).cloned().unwrap_or_else(|| tid.clone());
+        let active = r.status.as_ref() == Some(&RelationshipStatus::Active);
+        let c = by_tenant.entry(tid.clone()).or_insert_with(|| Customer {
+            tenant_id: tid,
+            name,
+            active: false,
+            status: String::new(),
+            can_write_ca: Some(false),
+        });
+        if active {
+            c.active = true;
+            c.can_write_ca = Some(c.can_write_ca == Some(true) || r.can_write_conditional_access());
+        } else if !c.active {
+            c.status = r.status.as_ref().map_or("unknown".into(), ToString::to_string);
+        }
+    }
+    Ok(by_tenant.into_values().collect())
+}
+
+fn item(id: &str, url: &str) -> BatchRequestItem {
+    BatchRequestItem {
+        id: id.to_string().into(),
+        method: "GET".to_string().into(),
+        url: url.to_string().into(),
+        ..Default::default()
+    }
+}
+
+/// Decodes one batch answer, or turns its error status into a `GraphError`.
+fn answer<T: DeserializeOwned>(
+    tenant: &str,
+    url: &str,
+    responses: &[crate::model::BatchResponseItem],
+    id: &str,
+) -> Result<T, GraphError> {
+    let r = responses.iter().find(|r| r.id.as_ref().is_some_and(|i| i == id)).ok_or_else(|| GraphError::Decode {
+        tenant: tenant.into(),
+        url: url.into(),
+        request_id: String::new(),
+        message: format!("batch answer {id} missing"),
+    })?;
+    let status = r.status.as_ref().copied().unwrap_or(0);
+    let body = r.body.as_ref().cloned().unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        let err = body.get("error");
+        let text = |k: &str| err.and_then(|e| e.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        return Err(GraphError::Api {
+            tenant: tenant.into(),
+            method: "GET".into(),
+            url: url.into(),
+            status,
+            code: text("code"),
+            message: text("message"),
+            request_id: r.headers.as_ref().and_then(|h| h.get("request-id")).cloned().unwrap_or_default(),
+            retries: 0,
+        });
+    }
+    serde_json::from_value(body).map_err(|e| GraphError::Decode {
+        tenant: tenant.into(),
+        url: url.into(),
+        request_id: String::new(),
+        message: e.to_string(),
+    })
+}
+
+/// Policies from a first page, following nextLink for the rest.
+async fn all_policies(
+    client: &GraphClient,
+    tenant: &str,
+    first: Collection<ConditionalAccessPolicy>,
+) -> Result<Vec<ConditionalAccessPolicy>, GraphError> {
+    let mut policies = first.value;
+    if let Some(next) = first.next_link.into_option() {
+        policies.extend(client.list::<ConditionalAccessPolicy>(tenant, &next).await?);
+    }
+    Ok(policies)
+}
+
+/// Reads a customer tenant: one `$batch` with the CA policy list, security defaults and licences.
+pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Result<Observed, GraphError> {
+    let t = &c.tenant_id;
+    let responses = client.batch(t, vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS)]).await?;
+    let first: Collection<ConditionalAccessPolicy> = answer(t, POLICIES, &responses, "1")?;
+    let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "2")?;
+    let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "3")?;
+    let mut accounts = BTreeMap::new();
+    if config.mode == Mode::Direct {
+        let configured = config.direct_service_accounts.get(t).unwrap_or(&config.service_account).clone();
+        resolve_users(client, t, &[configured], &mut accounts).await?;
+    }
+    Ok(Observed {
+        tenant_id: t.clone(),
+        tenant_name: c.name.clone(),
+        policies: all_policies(client, t, first).await?,
+        locations: vec![],
+        security_defaults: defaults.is_enabled.as_ref().copied().unwrap_or(false),
+        p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),
+        gdap_can_write_ca: c.can_write_ca,
+        accounts,
+    })
+}
+
+/// Reads the MSP tenant: policies, named locations (two CA requests, paced),
+/// and in one batch security defaults, licences and the configured accounts.
+pub async fn msp(client: &GraphClient, config: &Config) -> Result<Observed, GraphError> {
+    let t = &config.msp_tenant_id;
+    let policies = client.list::<ConditionalAccessPolicy>(t, POLICIES).await?;
+    let locations = client.list::<NamedLocation>(t, LOCATIONS).await?;
+    let responses = client.batch(t, vec![item("1", SECURITY_DEFAULTS), item("2", SKUS)]).await?;
+    let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "1")?;
+    let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "2")?;
+    let mut wanted: Vec<String> = config.break_glass.clone();
+    wanted.push(config.service_account.clone());
+    wanted.extend(config.technician_users.iter().cloned());
+    let mut accounts = BTreeMap::new();
+    resolve_users(client, t, &wanted, &mut accounts).await?;
+    Ok(Observed {
+        tenant_id: t.clone(),
+        tenant_name: "MSP tenant".into(),
+        policies,
+        locations,
+        security_defaults: defaults.is_enabled.as_ref().copied().unwrap_or(false),
+        p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),
+        gdap_can_write_ca: None,
+        accounts,
+    })
+}
+
+/// Resolves object ids or UPNs to object ids, 20 per batch. Unknown users are left out.
+async fn resolve_users(
+    client: &GraphClient,
+    tenant: &str,
+    wanted: &[String],
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), GraphError> {
+    for chunk in wanted.chunks(crate::model::MAX_BATCH) {
+        let items: Vec<BatchRequestItem> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, u)| item(&i.to_string(), &format!("/users/{}?$select=id,userPrincipalName", urlencode(u))))
+            .collect();
+        let responses = client.batch(tenant, items).await?;
+        for (i, u) in chunk.iter().enumerate() {
+            if let Ok(user) = answer::<User>(tenant, "/users", &responses, &i.to_string())
+                && let Some(id) = user.id.into_option()
+            {
+                out.insert(u.to_ascii_lowercase(), id);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,298 @@
+//! The pure planner: `(Config, Observed) → TenantPlan`. No I/O.
+//!
+//! Each action names its control, says in one line why, and carries the exact
+//! JSON that apply will send, next to what is there now. caguard owns only the
+//! objects it names (the trusted locations, the block policy and the service
+//! account policy); in every other policy it only ever *adds* exclusions,
+//! patching nothing but the `conditions.users` subtree it changes.
+
+mod customer;
+mod msp;
+pub mod safety;
+
+pub use customer::{can_apply_to_service_providers, excludes_service_provider, merge_service_provider_exclusion};
+
+use crate::config::{Config, Control, ControlMode};
+use crate::model::{ConditionalAccessPolicy, NamedLocation};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// What one tenant looks like now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub policies: Vec<ConditionalAccessPolicy>,
+    /// Read in the MSP tenant only.
+    pub locations: Vec<NamedLocation>,
+    pub security_defaults: bool,
+    /// Entra ID P1 (or P2) licensed; `None` when it could not be read.
+    pub p1: Option<bool>,
+    /// The GDAP relationship grants a role that can write CA; `None` outside GDAP.
+    pub gdap_can_write_ca: Option<bool>,
+    /// Configured account (object id or UPN) → object id, where it resolved.
+    pub accounts: BTreeMap<String, String>,
+}
+
+impl Observed {
+    /// The object id of a configured account, if it resolved.
+    pub fn account(&self, configured: &str) -> Option<&str> {
+        self.accounts.get(&configured.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// The kind of write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    CreateLocation,
+    UpdateLocation { id: String },
+    CreatePolicy,
+    UpdatePolicy { id: String },
+}
+
+impl Op {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Op::CreateLocation | Op::CreatePolicy => "create",
+            Op::UpdateLocation { .. } | Op::UpdatePolicy { .. } => "update",
+        }
+    }
+
+    pub fn is_policy(&self) -> bool {
+        matches!(self, Op::CreatePolicy | Op::UpdatePolicy { .. })
+    }
+}
+
+/// One write caguard will make (mode `enforce`) or only reports (mode `report`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    pub control: Control,
+    pub mode: ControlMode,
+    #[serde(flatten)]
+    pub op: Op,
+    /// Display name of the object written.
+    pub target: String,
+    /// One line: why.
+    pub reason: String,
+    /// Exactly what is sent: the whole object for a create, only the changed
+    /// subtree for an update. Location ids not yet created appear as `location:<name>`.
+    pub body: Value,
+    /// The same subtree as it is now (`null` for a create).
+    pub before: Value,
+}
+
+/// Why a tenant is not (or not yet) changed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "camelCase")]
+pub enum Block {
+    /// Enforcement cannot or must not run there (security defaults, no P1, GDAP roles, excluded by config).
+    Skip(String),
+    /// A safety rule stopped the plan; it needs a person (or `--yes`).
+    Hold(String),
+}
+
+/// Something a person should know that is not a write.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Note {
+    pub control: Control,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPlan {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub msp: bool,
+    pub actions: Vec<Action>,
+    pub block: Option<Block>,
+    pub notes: Vec<Note>,
+}
+
+impl TenantPlan {
+    pub fn new(o: &Observed, msp: bool) -> Self {
+        TenantPlan {
+            tenant_id: o.tenant_id.clone(),
+            tenant_name: o.tenant_name.clone(),
+            msp,
+            actions: vec![],
+            block: None,
+            notes: vec![],
+        }
+    }
+
+    /// Actions apply will execute.
+    pub fn enforced(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| a.mode == ControlMode::Enforce)
+    }
+
+    fn note(&mut self, control: Control, message: impl Into<String>) {
+        self.notes.push(Note { control, message: message.into() });
+    }
+
+    /// Adds an action unless its control is off.
+    fn push(&mut self, config: &Config, action: Action) {
+        let mode = config.control(action.control);
+        if mode != ControlMode::Off {
+            self.actions.push(Action { mode, ..action });
+        }
+    }
+}
+
+/// Plans the MSP tenant (A1, A2, B1, B2).
+pub fn plan_msp(config: &Config, observed: &Observed) -> TenantPlan {
+    msp::plan(config, observed)
+}
+
+/// Plans one customer tenant (D1 in GDAP mode, D2 in direct mode).
+pub fn plan_customer(config: &Config, observed: &Observed) -> TenantPlan {
+    customer::plan(config, observed)
+}
+
+/// Holds plans past the safety limits unless `confirmed` (`--yes`): more than
+/// `max_policies_per_tenant` policy writes in one tenant, or changes in more
+/// than `max_tenant_fraction` of all tenants at once.
+pub fn apply_limits(config: &Config, plans: &mut [TenantPlan], confirmed: bool) {
+    if confirmed {
+        return;
+    }
+    for p in plans.iter_mut().filter(|p| p.block.is_none()) {
+        let writes = p.enforced().filter(|a| a.op.is_policy()).count();
+        if writes > config.max_policies_per_tenant {
+            p.block = Some(Block::Hold(format!(
+                "{writes} policy writes exceed the limit of {} per tenant; confirm with --yes",
+                config.max_policies_per_tenant
+            )));
+        }
+    }
+    let total = plans.len();
+    let changing = plans.iter().filter(|p| p.block.is_none() && p.enforced().next().is_some()).count();
+    if total > 0 && changing as f64 > config.max_tenant_fraction * total as f64 && changing > 1 {
+        let reason = format!(
+            "changes in {changing} of {total} tenants exceed the limit of {:.0}% at once; confirm with --yes",
+            config.max_tenant_fraction * 100.0
+        );
+        for p in plans.iter_mut().filter(|p| p.block.is_none() && p.enforced().next().is_some()) {
+            p.block = Some(Block::Hold(reason.clone()));
+        }
+    }
+}
+
+// ---------- JSON helpers shared by the planners ----------
+
+/// Compares two values, reading absent as `null` and string arrays as sets.
+pub(crate) fn same(current: Option<&Value>, desired: &Value) -> bool {
+    let current = current.unwrap_or(&Value::Null);
+    match (current, desired) {
+        (Value::Array(a), Value::Array(b)) => set_of(a) == set_of(b),
+        (Value::Null, Value::Array(b)) | (Value::Array(b), Value::Null) => b.is_empty(),
+        _ => current == desired,
+    }
+}
+
+fn set_of(a: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> =
+        a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_ascii_lowercase)).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Sets `value` at a JSON pointer, creating objects on the way.
+pub(crate) fn put(target: &mut Value, pointer: &str, value: Value) {
+    let mut cur = target;
+    let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let obj = cur.as_object_mut().expect("object");
+        if i + 1 == parts.len() {
+            obj.insert((*part).to_string(), value);
+            return;
+        }
+        cur = obj.entry((*part).to_string()).or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Graph's PATCH semantics: objects merge property by property, anything else is replaced.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                match t.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge_patch(existing, v),
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// Accumulates the fields of an owned object that differ from what is wanted.
+pub(crate) struct Diff<'a> {
+    current: &'a Value,
+    pub body: Value,
+    pub before: Value,
+    pub changed: Vec<String>,
+}
+
+impl<'a> Diff<'a> {
+    pub fn new(current: &'a Value) -> Self {
+        Diff { current, body: Value::Object(Map::new()), before: Value::Object(Map::new()), changed: vec![] }
+    }
+
+    /// Wants `desired` at `pointer`; records a change if it differs.
+    pub fn want(&mut self, pointer: &str, desired: Value) {
+        let now = self.current.pointer(pointer);
+        if !same(now, &desired) {
+            put(&mut self.body, pointer, desired);
+            put(&mut self.before, pointer, now.cloned().unwrap_or(Value::Null));
+            self.changed.push(pointer.rsplit('/').next().unwrap_or(pointer).to_string());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+}
+
+/// The string list at a pointer (absent or null is empty).
+pub(crate) fn strings(v: &Value, pointer: &str) -> Vec<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// `a` plus whatever of `add` it lacks (case-insensitively), order kept.
+pub(crate) fn union(a: &[String], add: &[String]) -> Vec<String> {
+    let mut out = a.to_vec();
+    for x in add {
+        if !out.iter().any(|y| y.eq_ignore_ascii_case(x)) {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
+pub(crate) fn to_value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("models serialize")
+}
+
+/// A model as JSON (for apply's re-check).
+pub fn to_value_of<T: Serialize>(t: &T) -> Value {
+    to_value(t)
+}
+
+/// Finds the policy caguard owns under `name` (the first, if a person made copies).
+pub(crate) fn find_policy<'a>(o: &'a Observed, name: &str) -> (Option<&'a ConditionalAccessPolicy>, usize) {
+    let hits: Vec<_> = o.policies.iter().filter(|p| p.name().eq_ignore_ascii_case(name)).collect();
+    (hits.first().copied(), hits.len())
+}

@@ -1,0 +1,316 @@
+//! The MSP tenant: trusted locations (A1), the technician block policy (A2),
+//! the service account's policy (B1) and its exclusion everywhere else (B2).
+
+use super::{Action, Block, Diff, Observed, Op, TenantPlan, find_policy, safety, strings, to_value, union};
+use crate::config::{Config, Control, ControlMode, Rollout};
+use crate::model::{IP_NAMED_LOCATION, IpRange, NamedLocationKind};
+use serde_json::{Value, json};
+
+pub(super) fn plan(config: &Config, o: &Observed) -> TenantPlan {
+    let mut plan = TenantPlan::new(o, true);
+    if o.security_defaults {
+        plan.block = Some(Block::Skip(
+            "security defaults are on, so Conditional Access cannot run here; caguard never turns them off — disable them in Entra first".into(),
+        ));
+        return plan;
+    }
+    if o.p1 == Some(false) {
+        plan.block = Some(Block::Skip("no Entra ID P1 licence: Conditional Access is unavailable".into()));
+        return plan;
+    }
+    let location_ids = plan_locations(config, o, &mut plan);
+    plan_block_policy(config, o, &location_ids, &mut plan);
+    let service = o.account(&config.service_account).map(str::to_string);
+    match &service {
+        None => plan.note(
+            Control::B1,
+            format!(
+                "service account '{}' did not resolve to a user; B1 and B2 cannot be planned",
+                config.service_account
+            ),
+        ),
+        Some(id) => {
+            plan_service_policy(config, o, id, &mut plan);
+            plan_service_exclusions(config, o, id, &mut plan);
+        }
+    }
+    plan
+}
+
+/// A1: one trusted IP location per site with exactly the configured ranges.
+/// Returns the location id (or `location:<name>` if it is yet to be created) per site.
+fn plan_locations(config: &Config, o: &Observed, plan: &mut TenantPlan) -> Vec<String> {
+    let mut ids = Vec::new();
+    for site in &config.sites {
+        let name = config.location_name(site);
+        let desired: Vec<IpRange> = site.ranges.iter().map(|n| IpRange::from_net(*n)).collect();
+        let desired_json = to_value(&desired);
+        let hits: Vec<_> = o.locations.iter().filter(|l| l.name().eq_ignore_ascii_case(&name)).collect();
+        if hits.len() > 1 {
+            plan.note(
+                Control::A1,
+                format!("{} named locations are called \"{name}\"; caguard manages the first", hits.len()),
+            );
+        }
+        match hits.first() {
+            None => {
+                ids.push(format!("location:{name}"));
+                plan.push(config, Action {
+                    control: Control::A1,
+                    mode: ControlMode::Enforce,
+                    op: Op::CreateLocation,
+                    target: name.clone(),
+                    reason: format!("no trusted named location for site \"{}\"", site.name),
+                    body: json!({"@odata.type": IP_NAMED_LOCATION, "displayName": name, "isTrusted": true, "ipRanges": desired_json}),
+                    before: Value::Null,
+                });
+            }
+            Some(loc) if loc.kind() != NamedLocationKind::Ip => {
+                ids.push(loc.id().to_string());
+                plan.note(
+                    Control::A1,
+                    format!("\"{name}\" is not an IP named location; rename it so caguard can create its own"),
+                );
+            }
+            Some(loc) => {
+                ids.push(loc.id().to_string());
+                let mut have: Vec<ipnet::IpNet> =
+                    loc.cidrs().iter().filter_map(|c| c.parse::<ipnet::IpNet>().ok()).map(|n| n.trunc()).collect();
+                have.sort();
+                have.dedup();
+                let mut want = site.ranges.clone();
+                want.sort();
+                let trusted = loc.is_trusted.as_ref().copied().unwrap_or(false);
+                if have == want && trusted {
+                    continue;
+                }
+                let mut why = Vec::new();
+                if have != want {
+                    why.push(format!("ranges are [{}], configured [{}]", join(&have), join(&want)));
+                }
+                if !trusted {
+                    why.push("it is not marked trusted".into());
+                }
+                plan.push(
+                    config,
+                    Action {
+                        control: Control::A1,
+                        mode: ControlMode::Enforce,
+                        op: Op::UpdateLocation { id: loc.id().to_string() },
+                        target: name.clone(),
+                        reason: why.join("; "),
+                        body: json!({"@odata.type": IP_NAMED_LOCATION, "isTrusted": true, "ipRanges": desired_json}),
+                        before: json!({"isTrusted": trusted, "ipRanges": to_value(&loc.ip_ranges)}),
+                    },
+                );
+            }
+        }
+    }
+    ids
+}
+
+fn join(nets: &[ipnet::IpNet]) -> String {
+    nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn rollout_state(r: Rollout) -> &'static str {
+    match r {
+        Rollout::ReportOnly => "enabledForReportingButNotEnforced",
+        Rollout::Enabled => "enabled",
+    }
+}
+
+/// A2: the technician block policy, exactly as configured.
+fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], plan: &mut TenantPlan) {
+    let name = &config.block_policy_name;
+    let mut required_exclusions = Vec::new();
+    for bg in &config.break_glass {
+        match o.account(bg) {
+            Some(id) => required_exclusions.push(id.to_string()),
+            None => {
+                plan.block = Some(Block::Hold(format!(
+                    "break-glass account '{bg}' did not resolve to a user; no block policy is written until every break-glass account can be excluded"
+                )));
+                return;
+            }
+        }
+    }
+    if let Some(svc) = o.account(&config.service_account) {
+        required_exclusions.push(svc.to_string());
+    }
+    let users: Vec<String> = config.technician_users.iter().map(|u| o.account(u).unwrap_or(u).to_string()).collect();
+    let (existing, copies) = find_policy(o, name);
+    if copies > 1 {
+        plan.note(Control::A2, format!("{copies} policies are called \"{name}\"; caguard manages the first"));
+    }
+    let current = existing.map(to_value).unwrap_or(Value::Null);
+    let current_excl = strings(&current, "/conditions/users/excludeUsers");
+    let extra: Vec<&String> =
+        current_excl.iter().filter(|u| !required_exclusions.iter().any(|r| r.eq_ignore_ascii_case(u))).collect();
+    if !extra.is_empty() {
+        plan.note(
+            Control::A2,
+            format!("the block policy also excludes {extra:?}; caguard keeps exclusions it did not add — review them"),
+        );
+    }
+    let state = match current.get("state").and_then(Value::as_str) {
+        Some("enabled") if config.rollout == Rollout::ReportOnly => {
+            plan.note(Control::A2, "the block policy is enabled while rollout says reportOnly; caguard never weakens it back — set rollout.block_policy = \"enabled\"");
+            "enabled"
+        }
+        _ => rollout_state(config.rollout),
+    };
+    let fields: Vec<(&str, Value)> = vec![
+        ("/state", json!(state)),
+        ("/conditions/users/includeUsers", json!(users)),
+        ("/conditions/users/includeGroups", json!(config.technician_groups)),
+        ("/conditions/users/includeRoles", json!([])),
+        ("/conditions/users/includeGuestsOrExternalUsers", Value::Null),
+        ("/conditions/users/excludeUsers", json!(union(&current_excl, &required_exclusions))),
+        ("/conditions/applications/includeApplications", json!(config.protected_apps)),
+        ("/conditions/locations/includeLocations", json!(["All"])),
+        ("/conditions/locations/excludeLocations", json!(location_ids)),
+        ("/conditions/clientAppTypes", json!(["all"])),
+        ("/grantControls/operator", json!("OR")),
+        ("/grantControls/builtInControls", json!(["block"])),
+    ];
+    let action = owned_policy_action(
+        Control::A2,
+        name,
+        existing,
+        &current,
+        fields,
+        "technicians are not blocked outside the trusted locations",
+    );
+    if let Some(a) = action {
+        let after = resulting(&current, &a.body);
+        if let Err(e) = safety::check_block_policy(config, o, &after) {
+            plan.block = Some(Block::Hold(format!("lockout safety: {e}")));
+            return;
+        }
+        plan.push(config, a);
+    }
+}
+
+/// The policy as it will stand after `body` is applied to `current`.
+pub(crate) fn resulting(current: &Value, body: &Value) -> Value {
+    let mut after = if current.is_null() { json!({}) } else { current.clone() };
+    super::merge_patch(&mut after, body);
+    after
+}
+
+/// A create or an update of a policy caguard owns, or `None` when it is as wanted.
+fn owned_policy_action(
+    control: Control,
+    name: &str,
+    existing: Option<&crate::model::ConditionalAccessPolicy>,
+    current: &Value,
+    fields: Vec<(&str, Value)>,
+    missing_reason: &str,
+) -> Option<Action> {
+    match existing {
+        None => {
+            let mut body = json!({"displayName": name});
+            for (ptr, v) in fields {
+                if !v.is_null() {
+                    super::put(&mut body, ptr, v);
+                }
+            }
+            Some(Action {
+                control,
+                mode: ControlMode::Enforce,
+                op: Op::CreatePolicy,
+                target: name.to_string(),
+                reason: format!("no policy \"{name}\": {missing_reason}"),
+                body,
+                before: Value::Null,
+            })
+        }
+        Some(p) => {
+            let mut diff = Diff::new(current);
+            for (ptr, v) in fields {
+                diff.want(ptr, v);
+            }
+            (!diff.is_empty()).then(|| Action {
+                control,
+                mode: ControlMode::Enforce,
+                op: Op::UpdatePolicy { id: p.id().to_string() },
+                target: name.to_string(),
+                reason: format!("drifted: {}", diff.changed.join(", ")),
+                body: diff.body,
+                before: diff.before,
+            })
+        }
+    }
+}
+
+/// B1: the service account's own policy: all apps, MFA, sign-in frequency every time, no locations, enabled.
+fn plan_service_policy(config: &Config, o: &Observed, service_id: &str, plan: &mut TenantPlan) {
+    let name = &config.service_policy_name;
+    let (existing, copies) = find_policy(o, name);
+    if copies > 1 {
+        plan.note(Control::B1, format!("{copies} policies are called \"{name}\"; caguard manages the first"));
+    }
+    let current = existing.map(to_value).unwrap_or(Value::Null);
+    let every_time = json!({"isEnabled": true, "frequencyInterval": "everyTime",
+                            "authenticationType": "primaryAndSecondaryAuthentication", "value": null, "type": null});
+    let sif = current.pointer("/sessionControls/signInFrequency");
+    let sif_ok = sif.is_some_and(|s| s["isEnabled"] == json!(true) && s["frequencyInterval"] == json!("everyTime"));
+    let mut fields: Vec<(&str, Value)> = vec![
+        ("/state", json!("enabled")),
+        ("/conditions/users/includeUsers", json!([service_id])),
+        ("/conditions/users/includeGroups", json!([])),
+        ("/conditions/users/includeRoles", json!([])),
+        ("/conditions/users/includeGuestsOrExternalUsers", Value::Null),
+        ("/conditions/applications/includeApplications", json!(["All"])),
+        ("/conditions/clientAppTypes", json!(["all"])),
+        ("/grantControls/operator", json!("OR")),
+        ("/grantControls/builtInControls", json!(["mfa"])),
+        // No location condition at all: the account must do MFA from anywhere.
+        ("/conditions/locations", Value::Null),
+    ];
+    // Sign-in frequency compares by meaning (enabled, every time), not byte for byte.
+    if !sif_ok {
+        fields.push(("/sessionControls/signInFrequency", every_time));
+    }
+    let action = owned_policy_action(
+        Control::B1,
+        name,
+        existing,
+        &current,
+        fields,
+        "the service account has no MFA-every-time policy",
+    );
+    if let Some(a) = action {
+        plan.push(config, a);
+    }
+}
+
+/// B2: the service account is excluded from every other policy in the MSP tenant.
+fn plan_service_exclusions(config: &Config, o: &Observed, service_id: &str, plan: &mut TenantPlan) {
+    for p in &o.policies {
+        let name = p.name();
+        if name.eq_ignore_ascii_case(&config.service_policy_name)
+            || name.eq_ignore_ascii_case(&config.block_policy_name)
+        {
+            continue; // B1 includes it; A2 excludes it as part of its own desired state
+        }
+        let current = to_value(p);
+        let excl = strings(&current, "/conditions/users/excludeUsers");
+        if excl.iter().any(|u| u.eq_ignore_ascii_case(service_id)) {
+            continue;
+        }
+        plan.push(
+            config,
+            Action {
+                control: Control::B2,
+                mode: ControlMode::Enforce,
+                op: Op::UpdatePolicy { id: p.id().to_string() },
+                target: name.to_string(),
+                reason: "the service account is not excluded, so this policy also applies to it".into(),
+                body: json!({"conditions": {"users": {"excludeUsers": union(&excl, &[service_id.to_string()])}}}),
+                before: json!({"conditions": {"users": {"excludeUsers": excl}}}),
+            },
+        );
+    }
+}

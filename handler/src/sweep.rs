@@ -1,0 +1,194 @@
+//! One full reconcile: discover → observe → plan → (apply). Every tenant ends
+//! with exactly one result; one tenant's failure never stops another.
+
+use crate::apply::{Outcome, TenantResult, apply_tenant, outcome_without_apply};
+use crate::config::Config;
+use crate::graph::{GraphClient, GraphError, Stats};
+use crate::observe::{self, Customer};
+use crate::plan::{self, Observed, TenantPlan};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Write, not just plan.
+    pub apply: bool,
+    /// `--yes`: lift the safety holds on large plans.
+    pub confirmed: bool,
+    /// Tenants worked on at once.
+    pub concurrency: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        SweepOptions { apply: false, confirmed: false, concurrency: 64, progress: false }
+    }
+}
+
+/// One tenant's plan and, when known, its result.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantReport {
+    pub plan: TenantPlan,
+    /// `None` in plan mode for a tenant with writes pending.
+    pub result: Option<TenantResult>,
+    #[serde(skip)]
+    pub observed: Option<Observed>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub tenants: Vec<TenantReport>,
+    pub stats: Stats,
+    pub elapsed_ms: u128,
+}
+
+impl SweepReport {
+    /// Tenants with writes planned (enforced or reported), held ones included.
+    pub fn drifted(&self) -> usize {
+        self.tenants.iter().filter(|t| !t.plan.actions.is_empty()).count()
+    }
+
+    pub fn count(&self, label: &str) -> usize {
+        self.tenants.iter().filter(|t| t.result.as_ref().is_some_and(|r| r.outcome.label() == label)).count()
+    }
+
+    pub fn result(&self, tenant: &str) -> Option<&TenantResult> {
+        self.tenants.iter().find(|t| t.plan.tenant_id.eq_ignore_ascii_case(tenant)).and_then(|t| t.result.as_ref())
+    }
+}
+
+fn failed_plan(tenant_id: &str, name: &str, msp: bool) -> TenantPlan {
+    let o = Observed { tenant_id: tenant_id.into(), tenant_name: name.into(), ..Default::default() };
+    TenantPlan::new(&o, msp)
+}
+
+/// A tenant that could not be read: skipped when a person must grant access, failed otherwise.
+fn observe_error(e: &GraphError) -> Outcome {
+    if e.is_auth_failure() {
+        Outcome::Skipped(format!("cannot run here (consent, permissions or token): {e}"))
+    } else {
+        Outcome::Failed(e.to_string())
+    }
+}
+
+fn report_only(plan: TenantPlan, outcome: Outcome) -> TenantReport {
+    let result =
+        TenantResult { tenant_id: plan.tenant_id.clone(), tenant_name: plan.tenant_name.clone(), outcome, written: 0 };
+    TenantReport { plan, result: Some(result), observed: None }
+}
+
+fn progress_bar(show: bool, len: usize, msg: &'static str) -> indicatif::ProgressBar {
+    if !show || len < 10 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>9} [{bar:40}] {pos}/{len} tenants ({elapsed})")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(msg);
+    bar
+}
+
+/// Observes and plans every customer tenant, at most `concurrency` at once.
+async fn observe_customers(
+    client: &GraphClient,
+    config: &Arc<Config>,
+    customers: Vec<Customer>,
+    opts: &SweepOptions,
+) -> Vec<TenantReport> {
+    let bar = progress_bar(opts.progress, customers.len(), "observe");
+    let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in customers.into_iter().enumerate() {
+        let (client, config, gate) = (client.clone(), config.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            let report = match observe::customer(&client, &config, &c).await {
+                Ok(o) => TenantReport { plan: plan::plan_customer(&config, &o), result: None, observed: Some(o) },
+                Err(e) => report_only(failed_plan(&c.tenant_id, &c.name, false), observe_error(&e)),
+            };
+            (i, report)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        out.push(done.expect("observe task does not panic"));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs one sweep over the MSP tenant and every customer tenant.
+pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> Result<SweepReport, GraphError> {
+    let started = Instant::now();
+    let config = Arc::new(config.clone());
+    let mut tenants = Vec::new();
+    tenants.push(match observe::msp(client, &config).await {
+        Ok(o) => TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) },
+        Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
+    });
+    let customers = observe::discover(client, &config).await?;
+    let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
+    let (skipped, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|c| config.is_skipped(&c.tenant_id));
+    tenants.extend(observe_customers(client, &config, active, opts).await);
+    for c in skipped {
+        tenants.push(report_only(
+            failed_plan(&c.tenant_id, &c.name, false),
+            Outcome::Skipped("excluded by scope.skip_tenants".into()),
+        ));
+    }
+    for c in inactive {
+        let why = format!("no active GDAP relationship (status: {}); not enforced", c.status);
+        tenants.push(report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Skipped(why)));
+    }
+
+    let mut plans: Vec<TenantPlan> = tenants.iter().map(|t| t.plan.clone()).collect();
+    plan::apply_limits(&config, &mut plans, opts.confirmed);
+    for (t, p) in tenants.iter_mut().zip(plans) {
+        t.plan = p;
+        if t.result.is_none() {
+            t.result = outcome_without_apply(&t.plan).map(|outcome| TenantResult {
+                tenant_id: t.plan.tenant_id.clone(),
+                tenant_name: t.plan.tenant_name.clone(),
+                outcome,
+                written: 0,
+            });
+        }
+    }
+    if opts.apply {
+        apply_all(client, &config, &mut tenants, opts).await;
+    }
+    Ok(SweepReport { tenants, stats: client.stats(), elapsed_ms: started.elapsed().as_millis() })
+}
+
+async fn apply_all(client: &GraphClient, config: &Arc<Config>, tenants: &mut [TenantReport], opts: &SweepOptions) {
+    let pending: Vec<usize> = (0..tenants.len()).filter(|i| tenants[*i].result.is_none()).collect();
+    let bar = progress_bar(opts.progress, pending.len(), "apply");
+    let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in pending {
+        let (client, config, gate) = (client.clone(), config.clone(), gate.clone());
+        let plan = tenants[i].plan.clone();
+        let observed = tenants[i].observed.clone().unwrap_or_default();
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            (i, apply_tenant(&client, &config, &plan, &observed).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (i, result) = done.expect("apply task does not panic");
+        tenants[i].result = Some(result);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+}
