@@ -126,12 +126,14 @@ async fn cycle(
     let left = deadline.saturating_duration_since(Instant::now());
     if !left.is_zero() {
         step(start, &format!("watching for {:.0}s more (Ctrl-C stops)", left.as_secs_f64()));
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()))).await;
+        // A tick takes a couple of seconds (CA pacing), so none starts too close to the deadline.
+        while deadline.saturating_duration_since(Instant::now()) > Duration::from_secs(6) {
+            tokio::time::sleep(Duration::from_secs(3)).await;
             for line in heal(client, config, estate).await? {
                 println!("   {line}");
             }
         }
+        tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
     }
     step(start, "done");
     Ok(())

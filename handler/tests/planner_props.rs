@@ -1,0 +1,380 @@
+//! Property tests of the pure planner over generated policies and configs.
+//!
+//! - every lockout-safety rule holds for any block policy the planner writes;
+//! - a customer-tenant merge never drops an existing exclusion and never changes
+//!   anything outside `conditions.users`;
+//! - applying a plan and planning again yields an empty plan.
+
+use caguard::config::{self, Config, ControlMode};
+use caguard::model::{ConditionalAccessPolicy, NamedLocation};
+use caguard::plan::{self, Observed, Op, TenantPlan, merge_patch, safety};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const MSP: &str = "6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d";
+
+fn guid(n: u32) -> String {
+    format!("{n:08x}-0000-4000-8000-{n:012x}")
+}
+
+/// Ids drawn from a small pool so that generated policies collide with config ids.
+fn id() -> impl Strategy<Value = String> {
+    (0u32..12).prop_map(guid)
+}
+
+fn ids(max: usize) -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(id(), 0..max)
+}
+
+fn guest_types() -> impl Strategy<Value = String> {
+    prop::sample::subsequence(
+        vec![
+            "internalGuest",
+            "b2bCollaborationGuest",
+            "b2bCollaborationMember",
+            "serviceProvider",
+            "otherExternalUser",
+        ],
+        1..4,
+    )
+    .prop_map(|v| v.join(","))
+}
+
+fn external_tenants() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!({"@odata.type": "#microsoft.graph.conditionalAccessAllExternalTenants", "membershipKind": "all"})),
+        prop::collection::vec(prop_oneof![Just(MSP.to_string()), id()], 1..3).prop_map(|m| json!({
+            "@odata.type": "#microsoft.graph.conditionalAccessEnumeratedExternalTenants",
+            "membershipKind": "enumerated", "members": m, "futureProperty": "kept"
+        })),
+    ]
+}
+
+fn guests() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        2 => Just(Value::Null),
+        3 => (guest_types(), prop::option::of(external_tenants())).prop_map(|(t, e)| {
+            let mut g = json!({"guestOrExternalUserTypes": t});
+            if let Some(e) = e { g["externalTenants"] = e; }
+            g
+        }),
+    ]
+}
+
+fn include_users() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        Just(vec!["All".to_string()]),
+        Just(vec!["GuestsOrExternalUsers".to_string()]),
+        Just(vec!["None".to_string()]),
+        ids(3),
+    ]
+}
+
+fn users() -> impl Strategy<Value = Value> {
+    (include_users(), ids(3), ids(2), ids(3), ids(2), ids(2), guests(), guests(), any::<bool>()).prop_map(
+        |(iu, eu, ig, eg, ir, er, ig2, eg2, legacy)| {
+            let mut eu = eu;
+            if legacy {
+                eu.push("GuestsOrExternalUsers".into());
+            }
+            json!({"includeUsers": iu, "excludeUsers": eu, "includeGroups": ig, "excludeGroups": eg,
+                   "includeRoles": ir, "excludeRoles": er,
+                   "includeGuestsOrExternalUsers": ig2, "excludeGuestsOrExternalUsers": eg2})
+        },
+    )
+}
+
+fn policy(name: String) -> impl Strategy<Value = Value> {
+    (
+        users(),
+        prop::sample::select(vec!["enabled", "disabled", "enabledForReportingButNotEnforced"]),
+        prop::sample::subsequence(vec!["mfa", "compliantDevice", "domainJoinedDevice"], 1..3),
+        any::<bool>(),
+        prop::option::of(ids(2)),
+        any::<bool>(),
+    )
+        .prop_map(move |(users, state, grant, block, locations, session)| {
+            let grant: Vec<&str> = if block { vec!["block"] } else { grant };
+            json!({
+                "id": format!("p-{}", name.len()) + &name,
+                "displayName": name,
+                "state": state,
+                "templateId": null,
+                "unmodelledProperty": {"kept": true},
+                "conditions": {
+                    "users": users,
+                    "applications": {"includeApplications": ["All"], "excludeApplications": []},
+                    "clientAppTypes": ["all"],
+                    "locations": locations.map(|l| json!({"includeLocations": ["All"], "excludeLocations": l})),
+                    "platforms": null
+                },
+                "grantControls": {"operator": "OR", "builtInControls": grant},
+                "sessionControls": if session { json!({"signInFrequency": {"isEnabled": true, "value": 4, "type": "hours", "frequencyInterval": "timeBased"}}) } else { Value::Null }
+            })
+        })
+}
+
+fn policies(names: Vec<&'static str>) -> impl Strategy<Value = Vec<Value>> {
+    let strategies: Vec<_> = names.into_iter().map(|n| policy(n.to_string())).collect();
+    strategies.prop_map(|v| v)
+}
+
+fn config_strategy() -> impl Strategy<Value = (Config, BTreeMap<String, String>)> {
+    (
+        prop::collection::vec((1u8..=223, 0u8..=255, 9u8..=32), 1..4),
+        1usize..4,
+        prop::option::of(id()),
+        any::<bool>(),
+    )
+        .prop_map(|(ranges, bg, tech_user, enabled)| {
+            let cidrs: Vec<String> = ranges.iter().map(|(a, b, p)| format!("\"{a}.{b}.0.0/{p}\"")).collect();
+            let bgs: Vec<String> = (0..bg).map(|i| format!("\"bg{i}@msp.example\"")).collect();
+            let tech = tech_user.map(|u| format!("technician_users = [\"{u}\"]")).unwrap_or_default();
+            let src = format!(
+                "msp_tenant_id = \"{MSP}\"\n[sites]\n\"Office\" = [{}]\n[accounts]\ntechnician_groups = [\"{}\"]\n{tech}\nbreak_glass = [{}]\nservice_account = \"svc@msp.example\"\n[rollout]\nblock_policy = \"{}\"\n",
+                cidrs.join(", "),
+                guid(1),
+                bgs.join(", "),
+                if enabled { "enabled" } else { "reportOnly" },
+            );
+            let (cfg, _) = config::parse(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+            let mut accounts = BTreeMap::new();
+            for i in 0..bg {
+                accounts.insert(format!("bg{i}@msp.example"), guid(100 + i as u32));
+            }
+            accounts.insert("svc@msp.example".into(), guid(200));
+            (cfg, accounts)
+        })
+}
+
+fn typed(policies: &[Value]) -> Vec<ConditionalAccessPolicy> {
+    policies.iter().map(|p| serde_json::from_value(p.clone()).unwrap()).collect()
+}
+
+fn observed(policies: &[Value], locations: Vec<NamedLocation>, accounts: BTreeMap<String, String>) -> Observed {
+    Observed {
+        tenant_id: MSP.into(),
+        tenant_name: "t".into(),
+        policies: typed(policies),
+        locations,
+        security_defaults: false,
+        p1: Some(true),
+        gdap_can_write_ca: Some(true),
+        accounts,
+    }
+}
+
+/// Applies a plan in memory with Graph's PATCH semantics, as apply would.
+fn simulate(o: &Observed, plan: &TenantPlan) -> Observed {
+    let mut policies: Vec<Value> = o.policies.iter().map(|p| serde_json::to_value(p).unwrap()).collect();
+    let mut locations: Vec<Value> = o.locations.iter().map(|l| serde_json::to_value(l).unwrap()).collect();
+    let mut created = BTreeMap::new();
+    let resolve = |v: &Value, created: &BTreeMap<String, String>| {
+        let s = v.to_string();
+        let s = created.iter().fold(s, |s, (k, id)| s.replace(&format!("\"{k}\""), &format!("\"{id}\"")));
+        serde_json::from_str::<Value>(&s).unwrap()
+    };
+    for (i, a) in plan.actions.iter().filter(|a| a.mode == ControlMode::Enforce).enumerate() {
+        let body = resolve(&a.body, &created);
+        match &a.op {
+            Op::CreateLocation => {
+                let id = format!("loc-{i}");
+                created.insert(format!("location:{}", a.target), id.clone());
+                let mut l = body;
+                l["id"] = json!(id);
+                locations.push(l);
+            }
+            Op::CreatePolicy => {
+                let mut p = body;
+                p["id"] = json!(format!("new-{i}"));
+                policies.push(p);
+            }
+            Op::UpdatePolicy { id } => merge_patch(policies.iter_mut().find(|p| p["id"] == json!(id)).unwrap(), &body),
+            Op::UpdateLocation { id } => {
+                merge_patch(locations.iter_mut().find(|l| l["id"] == json!(id)).unwrap(), &body)
+            }
+        }
+    }
+    Observed {
+        policies: typed(&policies),
+        locations: locations.into_iter().map(|l| serde_json::from_value(l).unwrap()).collect(),
+        ..o.clone()
+    }
+}
+
+fn strings_at(v: &Value, ptr: &str) -> Vec<String> {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_ascii_lowercase)).collect())
+        .unwrap_or_default()
+}
+
+fn flags(v: &Value, ptr: &str) -> Vec<String> {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .map(|s| s.split(',').map(|f| f.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Every exclusion in `before` is still in `after`.
+fn keeps_every_exclusion(before: &Value, after: &Value) -> Result<(), String> {
+    for list in ["excludeUsers", "excludeGroups", "excludeRoles"] {
+        let ptr = format!("/conditions/users/{list}");
+        let (b, a) = (strings_at(before, &ptr), strings_at(after, &ptr));
+        if let Some(lost) = b.iter().find(|x| !a.contains(x)) {
+            return Err(format!("{list} lost {lost}"));
+        }
+    }
+    let g = "/conditions/users/excludeGuestsOrExternalUsers";
+    let (bt, at) = (
+        flags(before, &format!("{g}/guestOrExternalUserTypes")),
+        flags(after, &format!("{g}/guestOrExternalUserTypes")),
+    );
+    if let Some(lost) = bt.iter().find(|x| !at.contains(x)) {
+        return Err(format!("guest type {lost} lost"));
+    }
+    let kind = |v: &Value| v.pointer(&format!("{g}/externalTenants/membershipKind")).cloned();
+    if kind(before) == Some(json!("all")) && kind(after) != Some(json!("all")) {
+        return Err("an all-tenants exclusion was narrowed".into());
+    }
+    let (bm, am) = (
+        strings_at(before, &format!("{g}/externalTenants/members")),
+        strings_at(after, &format!("{g}/externalTenants/members")),
+    );
+    if let Some(lost) = bm.iter().find(|x| !am.contains(x)) {
+        return Err(format!("excluded tenant {lost} lost"));
+    }
+    Ok(())
+}
+
+fn without_users(p: &Value) -> Value {
+    let mut p = p.clone();
+    p["conditions"].as_object_mut().unwrap().remove("users");
+    p
+}
+
+fn customer_config(direct: bool) -> Config {
+    let src = format!(
+        "msp_tenant_id = \"{MSP}\"\nmode = \"{}\"\n[sites]\n\"Office\" = [\"20.1.2.0/24\"]\n[accounts]\ntechnician_groups = [\"{}\"]\nbreak_glass = [\"bg@msp.example\"]\nservice_account = \"svc@msp.example\"\n",
+        if direct { "direct" } else { "gdap" },
+        guid(1)
+    );
+    config::parse(&src).unwrap().0
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the MSP tenant holds, a block policy the planner writes is safe.
+    #[test]
+    fn every_block_policy_written_is_lockout_safe(
+        (cfg, accounts) in config_strategy(),
+        existing in policies(vec!["Block CIPP Access - Outside Trusted IPs", "Other policy", "CIPP Service Account Conditional Access Policy"]),
+        keep_existing in prop::collection::vec(any::<bool>(), 3),
+        drop_account in prop::option::of(0usize..3),
+    ) {
+        let existing: Vec<Value> = existing.into_iter().zip(keep_existing).filter(|(_, k)| *k).map(|(p, _)| p).collect();
+        let mut accounts = accounts;
+        if let Some(i) = drop_account {
+            accounts.remove(&format!("bg{i}@msp.example"));
+        }
+        let o = observed(&existing, vec![], accounts);
+        let plan = plan::plan_msp(&cfg, &o);
+        for a in plan.actions.iter().filter(|a| a.control == config::Control::A2) {
+            let current = match &a.op {
+                Op::UpdatePolicy { id } => existing.iter().find(|p| p["id"] == json!(id)).cloned().unwrap(),
+                _ => json!({}),
+            };
+            let mut after = current;
+            merge_patch(&mut after, &a.body);
+            prop_assert!(safety::is_block(&after));
+            prop_assert_eq!(safety::check_block_policy(&cfg, &o, &after), Ok(()));
+        }
+        let unresolved = cfg.break_glass.iter().any(|b| o.account(b).is_none());
+        if unresolved {
+            prop_assert!(plan.actions.iter().all(|a| a.control != config::Control::A2), "no block policy without every break-glass account");
+        }
+    }
+
+    /// D1 and D2 only ever add exclusions, and only inside conditions.users.
+    #[test]
+    fn customer_merges_never_drop_exclusions_or_touch_anything_else(
+        pols in policies(vec!["a", "bb", "ccc", "dddd"]),
+        direct in any::<bool>(),
+    ) {
+        let cfg = customer_config(direct);
+        let mut accounts = BTreeMap::new();
+        accounts.insert("svc@msp.example".to_string(), guid(3));
+        let o = observed(&pols, vec![], accounts);
+        let plan = plan::plan_customer(&cfg, &o);
+        for a in &plan.actions {
+            let Op::UpdatePolicy { id } = &a.op else { panic!("customer plans only update: {a:?}") };
+            let before = pols.iter().find(|p| p["id"] == json!(id)).unwrap();
+            let body_keys: Vec<&String> = a.body.as_object().unwrap().keys().collect();
+            prop_assert_eq!(body_keys, vec!["conditions"]);
+            prop_assert_eq!(a.body["conditions"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["users"]);
+            let mut after = before.clone();
+            merge_patch(&mut after, &a.body);
+            prop_assert_eq!(without_users(before), without_users(&after), "only conditions.users changes");
+            prop_assert_eq!(keeps_every_exclusion(before, &after), Ok(()));
+            for list in ["includeUsers", "includeGroups", "includeRoles", "excludeGroups"] {
+                let ptr = format!("/conditions/users/{list}");
+                prop_assert_eq!(before.pointer(&ptr), after.pointer(&ptr), "{} untouched", list);
+            }
+        }
+    }
+
+    /// Apply, then plan: nothing left (customer tenants).
+    #[test]
+    fn apply_then_plan_is_empty_for_customers(pols in policies(vec!["a", "bb", "ccc", "dddd"]), direct in any::<bool>()) {
+        let cfg = customer_config(direct);
+        let mut accounts = BTreeMap::new();
+        accounts.insert("svc@msp.example".to_string(), guid(3));
+        let o = observed(&pols, vec![], accounts);
+        let first = plan::plan_customer(&cfg, &o);
+        let after = simulate(&o, &first);
+        let second = plan::plan_customer(&cfg, &after);
+        prop_assert!(second.actions.is_empty(), "{:#?}", second.actions);
+    }
+
+    /// Apply, then plan: nothing left (MSP tenant: locations, block, service account policies).
+    #[test]
+    fn apply_then_plan_is_empty_for_the_msp(
+        (cfg, accounts) in config_strategy(),
+        existing in policies(vec!["Block CIPP Access - Outside Trusted IPs", "Other policy", "CIPP Service Account Conditional Access Policy"]),
+        keep in prop::collection::vec(any::<bool>(), 3),
+        stale_location in any::<bool>(),
+    ) {
+        let existing: Vec<Value> = existing.into_iter().zip(keep).filter(|(_, k)| *k).map(|(p, _)| p).collect();
+        let locations = if stale_location {
+            vec![serde_json::from_value(json!({"@odata.type": "#microsoft.graph.ipNamedLocation", "id": "old-loc",
+                "displayName": "Trusted - Office", "isTrusted": false,
+                "ipRanges": [{"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "198.51.100.0/24"}]})).unwrap()]
+        } else {
+            vec![]
+        };
+        let o = observed(&existing, locations, accounts);
+        let first = plan::plan_msp(&cfg, &o);
+        let after = simulate(&o, &first);
+        let second = plan::plan_msp(&cfg, &after);
+        prop_assert!(second.actions.is_empty(), "first: {:#?}\nsecond: {:#?}", first.actions, second.actions);
+    }
+}
+
+#[test]
+fn merge_keeps_other_tenants_and_guest_types() {
+    let existing: caguard::model::GuestsOrExternalUsers = serde_json::from_value(json!({
+        "guestOrExternalUserTypes": "internalGuest,serviceProvider",
+        "externalTenants": {"@odata.type": "#microsoft.graph.conditionalAccessEnumeratedExternalTenants",
+                            "membershipKind": "enumerated", "members": ["other-msp"]}
+    }))
+    .unwrap();
+    let merged = plan::merge_service_provider_exclusion(Some(&existing), MSP);
+    assert_eq!(
+        serde_json::to_value(&merged).unwrap(),
+        json!({"guestOrExternalUserTypes": "internalGuest,serviceProvider",
+               "externalTenants": {"@odata.type": "#microsoft.graph.conditionalAccessEnumeratedExternalTenants",
+                                   "membershipKind": "enumerated", "members": ["other-msp", MSP]}})
+    );
+}
