@@ -2,7 +2,7 @@
 //! policy that can apply to them (D1), or in direct mode the service account
 //! user (D2). Only exclusions are ever added; nothing else is touched.
 
-use super::{Action, Block, Observed, Op, TenantPlan, strings, to_value, union};
+use super::{Action, Block, Observed, Op, TenantPlan, exclude_user, to_value, union};
 use crate::config::{Config, Control, ControlMode, Mode};
 use crate::model::{
     ENUMERATED_EXTERNAL_TENANTS, ExternalTenants, GuestOrExternalUserType, GuestTypes, GuestsOrExternalUsers, Maybe,
@@ -139,22 +139,9 @@ fn plan_service_account_exclusions(config: &Config, o: &Observed, plan: &mut Ten
         return;
     };
     for p in &o.policies {
-        let current = to_value(p);
-        let excl = strings(&current, "/conditions/users/excludeUsers");
-        if excl.iter().any(|u| u.eq_ignore_ascii_case(id)) {
-            continue;
+        if let Some(action) = exclude_user(Control::D2, p, id, "direct mode: the service account user is not excluded")
+        {
+            plan.push(config, action);
         }
-        plan.push(
-            config,
-            Action {
-                control: Control::D2,
-                mode: ControlMode::Enforce,
-                op: Op::UpdatePolicy { id: p.id().to_string() },
-                target: p.name().to_string(),
-                reason: "direct mode: the service account user is not excluded".into(),
-                body: json!({"conditions": {"users": {"excludeUsers": union(&excl, &[id.to_string()])}}}),
-                before: json!({"conditions": {"users": {"excludeUsers": excl}}}),
-            },
-        );
     }
 }

@@ -291,6 +291,29 @@ pub fn to_value_of<T: Serialize>(t: &T) -> Value {
     to_value(t)
 }
 
+/// An update adding `user_id` to a policy's `excludeUsers`, or `None` when it is already there.
+/// Used for the service account in the MSP tenant (B2) and in direct-mode customers (D2).
+pub(crate) fn exclude_user(
+    control: Control,
+    p: &ConditionalAccessPolicy,
+    user_id: &str,
+    reason: &str,
+) -> Option<Action> {
+    let excl = strings(&to_value(p), "/conditions/users/excludeUsers");
+    if excl.iter().any(|u| u.eq_ignore_ascii_case(user_id)) {
+        return None;
+    }
+    Some(Action {
+        control,
+        mode: ControlMode::Enforce,
+        op: Op::UpdatePolicy { id: p.id().to_string() },
+        target: p.name().to_string(),
+        reason: reason.to_string(),
+        body: serde_json::json!({"conditions": {"users": {"excludeUsers": union(&excl, &[user_id.to_string()])}}}),
+        before: serde_json::json!({"conditions": {"users": {"excludeUsers": excl}}}),
+    })
+}
+
 /// Finds the policy caguard owns under `name` (the first, if a person made copies).
 pub(crate) fn find_policy<'a>(o: &'a Observed, name: &str) -> (Option<&'a ConditionalAccessPolicy>, usize) {
     let hits: Vec<_> = o.policies.iter().filter(|p| p.name().eq_ignore_ascii_case(name)).collect();

@@ -1,7 +1,9 @@
 //! The MSP tenant: trusted locations (A1), the technician block policy (A2),
 //! the service account's policy (B1) and its exclusion everywhere else (B2).
 
-use super::{Action, Block, Diff, Observed, Op, TenantPlan, find_policy, safety, strings, to_value, union};
+use super::{
+    Action, Block, Diff, Observed, Op, TenantPlan, exclude_user, find_policy, safety, strings, to_value, union,
+};
 use crate::config::{Config, Control, ControlMode, Rollout};
 use crate::model::{IP_NAMED_LOCATION, IpRange, NamedLocationKind};
 use serde_json::{Value, json};
@@ -295,22 +297,9 @@ fn plan_service_exclusions(config: &Config, o: &Observed, service_id: &str, plan
         {
             continue; // B1 includes it; A2 excludes it as part of its own desired state
         }
-        let current = to_value(p);
-        let excl = strings(&current, "/conditions/users/excludeUsers");
-        if excl.iter().any(|u| u.eq_ignore_ascii_case(service_id)) {
-            continue;
+        let reason = "the service account is not excluded, so this policy also applies to it";
+        if let Some(action) = exclude_user(Control::B2, p, service_id, reason) {
+            plan.push(config, action);
         }
-        plan.push(
-            config,
-            Action {
-                control: Control::B2,
-                mode: ControlMode::Enforce,
-                op: Op::UpdatePolicy { id: p.id().to_string() },
-                target: name.to_string(),
-                reason: "the service account is not excluded, so this policy also applies to it".into(),
-                body: json!({"conditions": {"users": {"excludeUsers": union(&excl, &[service_id.to_string()])}}}),
-                before: json!({"conditions": {"users": {"excludeUsers": excl}}}),
-            },
-        );
     }
 }
