@@ -1,0 +1,90 @@
+//! An embedded store in one JSON file, for the CLI, the demo and local runs.
+//! Writers in other processes are kept out with an OS file lock; each write
+//! replaces the file atomically.
+
+use super::{BoxFuture, Store, StoreError, TenantStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+
+#[derive(Default, Serialize, Deserialize)]
+struct Contents {
+    #[serde(default)]
+    statuses: BTreeMap<String, TenantStatus>,
+    /// sweep correlation id → tenants that changed in it.
+    #[serde(default)]
+    changes: BTreeMap<String, Vec<String>>,
+}
+
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStore { path: path.into() }
+    }
+
+    /// Runs `f` on the contents under an exclusive lock, writing them back if it returns `Some`.
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Contents) -> T + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> Result<T, StoreError> {
+                let err = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(err)?;
+                }
+                let lock_path = path.with_extension("lock");
+                let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(err)?;
+                lock.lock().map_err(err)?;
+                let mut contents: Contents = match std::fs::read(&path) {
+                    Ok(bytes) => serde_json::from_slice(&bytes)
+                        .map_err(|e| StoreError(format!("{}: not a caguard store: {e}", path.display())))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Contents::default(),
+                    Err(e) => return Err(err(e)),
+                };
+                let out = f(&mut contents);
+                let tmp = path.with_extension("tmp");
+                let mut file = File::create(&tmp).map_err(err)?;
+                serde_json::to_writer_pretty(&mut file, &contents).map_err(|e| StoreError(e.to_string()))?;
+                file.sync_all().map_err(err)?;
+                std::fs::rename(&tmp, &path).map_err(err)?;
+                drop(lock);
+                Ok(out)
+            })
+            .await
+            .map_err(|e| StoreError(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+impl Store for FileStore {
+    fn put_status(&self, status: TenantStatus) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |c| {
+            c.statuses.insert(status.tenant_id.to_ascii_lowercase(), status);
+        })
+    }
+
+    fn statuses(&self) -> BoxFuture<'_, Result<Vec<TenantStatus>, StoreError>> {
+        self.with(|c| c.statuses.values().cloned().collect())
+    }
+
+    fn claim_change(&self, sweep: &str, tenant: &str, limit: usize) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let (sweep, tenant) = (sweep.to_string(), tenant.to_ascii_lowercase());
+        self.with(move |c| {
+            let claimed = c.changes.entry(sweep).or_default();
+            if claimed.contains(&tenant) {
+                return true;
+            }
+            if claimed.len() >= limit {
+                return false;
+            }
+            claimed.push(tenant);
+            true
+        })
+    }
+}
