@@ -37,6 +37,13 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Run as the Azure Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT
+    /// (the default when that variable is set).
+    Serve {
+        /// Port; defaults to FUNCTIONS_CUSTOMHANDLER_PORT.
+        #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
+        port: u16,
+    },
     /// The whole cycle on the embedded simulated estate: plan, apply, an out-of-band change, detect, restore.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -136,6 +143,9 @@ pub async fn run(cli: Cli) -> i32 {
             print(&r, run.json, true);
             if r.count("failed") + r.count("held") > 0 { EXIT_ERROR } else { EXIT_OK }
         }),
+        Command::Serve { port } => {
+            crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
+        }
         Command::Demo { length, latency_ms } => crate::demo::run(length, latency_ms).await.map(|()| EXIT_OK),
     };
     result.unwrap_or_else(|e| {

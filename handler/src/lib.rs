@@ -8,14 +8,18 @@
 // are rare, and a sweep's report is clearer for having them whole.
 #![allow(clippy::result_large_err)]
 
+pub mod alert;
 pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod functions;
 pub mod graph;
 pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod report;
+pub mod secrets;
+pub mod store;
 pub mod sweep;

@@ -2,10 +2,21 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAGUARD_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let code = caguard::cli::run(caguard::cli::Cli::parse()).await;
+    let in_functions = std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAGUARD_LOG")
+        .unwrap_or_else(|_| if in_functions { "info".into() } else { "warn".into() });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if in_functions {
+        // JSON lines for Application Insights.
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    // Under the Functions host, serving is the default.
+    let mut args: Vec<String> = std::env::args().collect();
+    if in_functions && args.len() == 1 {
+        args.push("serve".into());
+    }
+    let code = caguard::cli::run(caguard::cli::Cli::parse_from(args)).await;
     std::process::exit(code);
 }

@@ -89,8 +89,14 @@ impl InvocationRequest {
     pub fn dequeue_count(&self) -> Result<u32, ProtocolError> {
         match self.metadata.get("DequeueCount") {
             None => Ok(1),
-            Some(Value::Number(n)) => n.as_u64().map(|n| n as u32).ok_or_else(|| ProtocolError(format!("DequeueCount {n} is not a count"))),
-            Some(Value::String(s)) => s.trim().trim_matches('"').parse().map_err(|_| ProtocolError(format!("DequeueCount '{s}' is not a count"))),
+            Some(Value::Number(n)) => {
+                n.as_u64().map(|n| n as u32).ok_or_else(|| ProtocolError(format!("DequeueCount {n} is not a count")))
+            }
+            Some(Value::String(s)) => s
+                .trim()
+                .trim_matches('"')
+                .parse()
+                .map_err(|_| ProtocolError(format!("DequeueCount '{s}' is not a count"))),
             Some(other) => Err(ProtocolError(format!("DequeueCount {other} is not a count"))),
         }
     }

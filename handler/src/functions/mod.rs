@@ -1,0 +1,440 @@
+//! caguard as an Azure Functions custom handler (`caguard serve`).
+//!
+//! The Functions host starts the binary, polls `GET /` until it answers, then
+//! POSTs each invocation to `/{FunctionName}`. HTTP-triggered functions are
+//! forwarded as they arrived (`enableForwardingHttpRequest`) to `/api/{route}`.
+//!
+//! | function | trigger | does |
+//! |---|---|---|
+//! | `SweepTimer` | timer | discovers tenants, emits one `reconcile` queue message per tenant |
+//! | `ReconcileTenant` | queue | observes, plans and applies one tenant; records its result |
+//! | `ReconcilePoison` | queue (poison) | a message that failed `maxDequeueCount` times: alert, record |
+//! | `Status` | HTTP (function key) | each tenant's last result |
+
+pub mod protocol;
+
+use crate::alert::{self, Alert};
+use crate::apply::{Outcome, TenantResult, apply_tenant};
+use crate::config::Config;
+use crate::graph::{GraphClient, GraphConfig};
+use crate::observe::{self, Customer};
+use crate::plan::{self, Block, TenantPlan};
+use crate::store::{FileStore, Store, TenantStatus};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use protocol::{InvocationRequest, InvocationResponse, ProtocolError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The queue output binding of `SweepTimer` and the trigger of `ReconcileTenant`.
+pub const RECONCILE_BINDING: &str = "reconcile";
+
+/// One tenant to reconcile. Processing is idempotent, so redelivery is safe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileMessage {
+    pub tenant_id: String,
+    #[serde(default)]
+    pub tenant_name: Option<String>,
+    /// `sweep`, `drift`, `gdap-activated`, …
+    pub reason: String,
+    pub correlation_id: String,
+    #[serde(default)]
+    pub msp: bool,
+    /// From the GDAP relationship; looked up when absent.
+    #[serde(default)]
+    pub can_write_ca: Option<bool>,
+    /// Tenants in the sweep that sent this, for the "% of tenants at once" limit.
+    #[serde(default)]
+    pub sweep_size: Option<usize>,
+}
+
+/// Settings read from app settings at start-up.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `CAGUARD_CONFIRM_LARGE_PLANS=true`: the `--yes` of the Functions app (for a first rollout).
+    pub confirm_large_plans: bool,
+    /// `maxDequeueCount` of the queue extension (host.json); 5 by default.
+    pub max_dequeue_count: u32,
+}
+
+/// Everything an invocation needs, built once at start-up without touching the network.
+pub struct Ready {
+    pub config: Config,
+    pub client: GraphClient,
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+}
+
+/// The app: ready, or the reason it is not (answered to every invocation).
+pub type App = Arc<Result<Ready, String>>;
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Builds the app from app settings. Fails soft: the server still starts and
+/// answers readiness, and every invocation says what is missing.
+pub fn app_from_env() -> App {
+    Arc::new(ready_from_env())
+}
+
+fn ready_from_env() -> Result<Ready, String> {
+    let config_text = match (env("CAGUARD_CONFIG"), env("CAGUARD_CONFIG_PATH")) {
+        (Some(inline), _) => inline,
+        (None, path) => {
+            let path = path.unwrap_or_else(|| "caguard.toml".into());
+            std::fs::read_to_string(&path).map_err(|e| {
+                format!("caguard is not configured: set CAGUARD_CONFIG or CAGUARD_CONFIG_PATH ({path}: {e})")
+            })?
+        }
+    };
+    let (config, warnings) = crate::config::parse(&config_text).map_err(|e| format!("caguard.toml: {e}"))?;
+    for w in warnings {
+        tracing::warn!("caguard.toml: {w}");
+    }
+    let mut graph = GraphConfig::default();
+    if let Some(u) = env("CAGUARD_GRAPH_URL") {
+        graph.graph_base = u;
+    }
+    if let Some(u) = env("CAGUARD_LOGIN_URL") {
+        graph.login_base = u;
+    }
+    let client = GraphClient::new(graph, crate::secrets::from_env()?).map_err(|e| e.to_string())?;
+    let store_path = env("CAGUARD_STORE_PATH")
+        .unwrap_or_else(|| std::env::temp_dir().join("caguard").join("store.json").display().to_string());
+    let settings = Settings {
+        confirm_large_plans: env("CAGUARD_CONFIRM_LARGE_PLANS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        max_dequeue_count: env("CAGUARD_MAX_DEQUEUE_COUNT").and_then(|v| v.parse().ok()).unwrap_or(5),
+    };
+    Ok(Ready { config, client, store: Arc::new(FileStore::new(store_path)), settings })
+}
+
+/// The routes the Functions host calls.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(|| async { "caguard ready" }))
+        .route("/api/Status", get(status))
+        .route("/{function}", post(invoke))
+        .fallback(unknown)
+        .with_state(app)
+}
+
+/// Serves on `127.0.0.1:port` until the process is stopped.
+pub async fn serve(port: u16) -> std::io::Result<()> {
+    let app = app_from_env();
+    if let Err(e) = app.as_ref() {
+        tracing::error!("caguard started unconfigured: {e}");
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!(port, "caguard custom handler listening");
+    axum::serve(listener, router(app)).await
+}
+
+fn problem(status: StatusCode, message: String) -> Response {
+    tracing::warn!(status = status.as_u16(), "{message}");
+    let body = InvocationResponse {
+        logs: vec![message.clone()],
+        return_value: json!({ "error": message }),
+        ..Default::default()
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn unknown(uri: axum::http::Uri) -> Response {
+    problem(StatusCode::NOT_FOUND, format!("unknown function or route '{}'", uri.path()))
+}
+
+async fn invoke(State(app): State<App>, Path(function): Path<String>, body: Bytes) -> Response {
+    let request: InvocationRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("{function}: the invocation body is not a Functions invocation (Data/Metadata JSON): {e}"),
+            );
+        }
+    };
+    let ready = match app.as_ref() {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{function}: {e}")),
+    };
+    let result = match function.as_str() {
+        "SweepTimer" => sweep_timer(ready, &request).await,
+        "ReconcileTenant" => reconcile_tenant(ready, &request).await,
+        "ReconcilePoison" => reconcile_poison(ready, &request).await,
+        other => return problem(StatusCode::NOT_FOUND, format!("unknown function '{other}'")),
+    };
+    match result {
+        Ok(resp) => (StatusCode::OK, axum::Json(resp)).into_response(),
+        Err(Failure::BadInput(e)) => problem(StatusCode::BAD_REQUEST, format!("{function}: {e}")),
+        // A 500 makes the host retry a queue message (at-least-once) and log the failure.
+        Err(Failure::Retry(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{function}: {e}")),
+    }
+}
+
+enum Failure {
+    BadInput(String),
+    Retry(String),
+}
+
+impl From<ProtocolError> for Failure {
+    fn from(e: ProtocolError) -> Self {
+        Failure::BadInput(e.0)
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+fn correlation(request: &InvocationRequest) -> String {
+    request
+        .metadata
+        .get("sys")
+        .and_then(|s| s.get("RandGuid"))
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("sweep-{}", chrono::Utc::now().timestamp_millis()), str::to_string)
+}
+
+/// `SweepTimer`: one `reconcile` message per tenant through the queue output binding.
+async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
+    let timer = request.timer("timer")?;
+    let mut resp = InvocationResponse::ok();
+    if timer.is_past_due {
+        resp = resp.log("SweepTimer is past due (the app was idle or busy); sweeping now");
+    }
+    let correlation_id = correlation(request);
+    let customers = observe::discover(&r.client, &r.config)
+        .await
+        .map_err(|e| Failure::Retry(format!("tenant discovery failed: {e}")))?;
+    let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
+    let enforced: Vec<&Customer> = active.iter().filter(|c| !r.config.is_skipped(&c.tenant_id)).collect();
+    let size = enforced.len() + 1;
+    let mut messages = vec![ReconcileMessage {
+        tenant_id: r.config.msp_tenant_id.clone(),
+        tenant_name: Some("MSP tenant".into()),
+        reason: "sweep".into(),
+        correlation_id: correlation_id.clone(),
+        msp: true,
+        can_write_ca: None,
+        sweep_size: Some(size),
+    }];
+    messages.extend(enforced.iter().map(|c| ReconcileMessage {
+        tenant_id: c.tenant_id.clone(),
+        tenant_name: Some(c.name.clone()),
+        reason: "sweep".into(),
+        correlation_id: correlation_id.clone(),
+        msp: false,
+        can_write_ca: c.can_write_ca,
+        sweep_size: Some(size),
+    }));
+    for c in inactive.iter().chain(active.iter().filter(|c| r.config.is_skipped(&c.tenant_id))) {
+        let reason = if c.active {
+            "excluded by scope.skip_tenants".to_string()
+        } else {
+            format!("no active GDAP relationship (status: {})", c.status)
+        };
+        record(r, &c.tenant_id, &c.name, &Outcome::Skipped(reason), 0, &correlation_id).await;
+    }
+    let n = messages.len();
+    let queue: Vec<Value> = messages.iter().map(|m| serde_json::to_value(m).expect("serializable")).collect();
+    Ok(resp
+        .output(RECONCILE_BINDING, Value::Array(queue))
+        .log(format!("sweep {correlation_id}: {n} tenants queued for reconcile, {} not enforced", inactive.len()))
+        .with_return(json!({ "queued": n, "correlationId": correlation_id })))
+}
+
+impl InvocationResponse {
+    fn with_return(mut self, v: Value) -> Self {
+        self.return_value = v;
+        self
+    }
+}
+
+async fn record(r: &Ready, tenant_id: &str, name: &str, outcome: &Outcome, written: usize, correlation_id: &str) {
+    let status = TenantStatus {
+        tenant_id: tenant_id.to_string(),
+        tenant_name: name.to_string(),
+        outcome: outcome.label().to_string(),
+        reason: outcome.reason().map(str::to_string),
+        written,
+        at: now(),
+        correlation_id: correlation_id.to_string(),
+    };
+    if let Err(e) = r.store.put_status(status).await {
+        tracing::error!(tenant = tenant_id, "could not record the result: {e}");
+    }
+}
+
+/// `ReconcileTenant`: observe → plan → apply for one tenant. Idempotent.
+async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
+    let msg: ReconcileMessage = request.queue_message(RECONCILE_BINDING)?;
+    let attempt = request.dequeue_count()?;
+    let name = msg.tenant_name.clone().unwrap_or_else(|| msg.tenant_id.clone());
+    let result = reconcile(r, &msg).await;
+    let (plan, result) = match result {
+        Ok(pr) => pr,
+        Err(e) => {
+            let outcome = Outcome::Failed(e.clone());
+            record(r, &msg.tenant_id, &name, &outcome, 0, &msg.correlation_id).await;
+            return Err(Failure::Retry(format!("tenant {} (attempt {attempt}): {e}", msg.tenant_id)));
+        }
+    };
+    record(r, &result.tenant_id, &name, &result.outcome, result.written, &msg.correlation_id).await;
+    if let Outcome::Held(why) = &result.outcome {
+        alert::raise(&Alert {
+            tenant_id: result.tenant_id.clone(),
+            tenant_name: name.clone(),
+            kind: "held".into(),
+            message: why.clone(),
+        });
+    }
+    if let Outcome::Failed(why) = &result.outcome {
+        return Err(Failure::Retry(format!("tenant {} (attempt {attempt}): {why}", msg.tenant_id)));
+    }
+    let line = format!(
+        "{} ({}): {}{} — {} actions planned, {} written",
+        name,
+        result.tenant_id,
+        result.outcome.label(),
+        result.outcome.reason().map(|r| format!(": {r}")).unwrap_or_default(),
+        plan.actions.len(),
+        result.written
+    );
+    Ok(InvocationResponse::ok().log(line).with_return(serde_json::to_value(&result).expect("serializable")))
+}
+
+async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, TenantResult), String> {
+    let is_msp = msg.msp || msg.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id);
+    let observed = if is_msp {
+        observe::msp(&r.client, &r.config).await
+    } else {
+        let customer = match msg.can_write_ca {
+            Some(_) => Customer {
+                tenant_id: msg.tenant_id.to_ascii_lowercase(),
+                name: msg.tenant_name.clone().unwrap_or_else(|| msg.tenant_id.clone()),
+                active: true,
+                status: "active".into(),
+                can_write_ca: msg.can_write_ca,
+            },
+            None => lookup_customer(r, &msg.tenant_id).await?,
+        };
+        if !customer.active {
+            let plan = TenantPlan {
+                block: Some(Block::Skip(format!("no active GDAP relationship (status: {})", customer.status))),
+                ..empty_plan(msg)
+            };
+            let result = TenantResult {
+                tenant_id: msg.tenant_id.clone(),
+                tenant_name: customer.name.clone(),
+                outcome: Outcome::Skipped(format!("no active GDAP relationship (status: {})", customer.status)),
+                written: 0,
+            };
+            return Ok((plan, result));
+        }
+        observe::customer(&r.client, &r.config, &customer).await
+    };
+    let observed = match observed {
+        Ok(o) => o,
+        Err(e) if e.is_auth_failure() => {
+            let outcome = Outcome::Skipped(format!("cannot run here (consent, permissions or token): {e}"));
+            let result = TenantResult {
+                tenant_id: msg.tenant_id.clone(),
+                tenant_name: msg.tenant_name.clone().unwrap_or_default(),
+                outcome,
+                written: 0,
+            };
+            return Ok((empty_plan(msg), result));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut plan =
+        if is_msp { plan::plan_msp(&r.config, &observed) } else { plan::plan_customer(&r.config, &observed) };
+    let mut plans = [plan];
+    plan::apply_limits(&r.config, &mut plans, r.settings.confirm_large_plans);
+    [plan] = plans;
+    if plan.block.is_none() && plan.enforced().next().is_some() && !r.settings.confirm_large_plans {
+        let size = msg.sweep_size.unwrap_or(1).max(1);
+        let limit = ((r.config.max_tenant_fraction * size as f64).floor() as usize).max(1);
+        let claimed =
+            r.store.claim_change(&msg.correlation_id, &msg.tenant_id, limit).await.map_err(|e| e.to_string())?;
+        if !claimed {
+            plan.block = Some(Block::Hold(format!(
+                "more than {limit} of {size} tenants changing in sweep {} exceeds the {:.0}% limit; set CAGUARD_CONFIRM_LARGE_PLANS=true or run `caguard apply --yes`",
+                msg.correlation_id,
+                r.config.max_tenant_fraction * 100.0
+            )));
+        }
+    }
+    let result = apply_tenant(&r.client, &r.config, &plan, &observed).await;
+    Ok((plan, result))
+}
+
+fn empty_plan(msg: &ReconcileMessage) -> TenantPlan {
+    let o = plan::Observed {
+        tenant_id: msg.tenant_id.clone(),
+        tenant_name: msg.tenant_name.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    TenantPlan::new(&o, msg.msp)
+}
+
+async fn lookup_customer(r: &Ready, tenant: &str) -> Result<Customer, String> {
+    let all = observe::discover(&r.client, &r.config).await.map_err(|e| e.to_string())?;
+    all.into_iter()
+        .find(|c| c.tenant_id.eq_ignore_ascii_case(tenant))
+        .ok_or_else(|| format!("tenant {tenant} has no GDAP relationship with the MSP"))
+}
+
+/// `ReconcilePoison`: a reconcile that failed `maxDequeueCount` times. It is
+/// alerted and recorded rather than left to vanish in the poison queue.
+async fn reconcile_poison(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
+    let raw = request.trigger("poison")?.clone();
+    let msg: Option<ReconcileMessage> = request.queue_message("poison").ok();
+    let (tenant, name, correlation_id) = match &msg {
+        Some(m) => (
+            m.tenant_id.clone(),
+            m.tenant_name.clone().unwrap_or_else(|| m.tenant_id.clone()),
+            m.correlation_id.clone(),
+        ),
+        None => ("unknown".to_string(), "unreadable message".to_string(), String::new()),
+    };
+    let message = format!(
+        "reconcile of tenant {tenant} failed {} times and was moved to the poison queue; its last result is in Status. Message: {raw}",
+        r.settings.max_dequeue_count
+    );
+    alert::raise(&Alert {
+        tenant_id: tenant.clone(),
+        tenant_name: name.clone(),
+        kind: "poison".into(),
+        message: message.clone(),
+    });
+    record(
+        r,
+        &tenant,
+        &name,
+        &Outcome::Failed(format!("poison: gave up after {} attempts", r.settings.max_dequeue_count)),
+        0,
+        &correlation_id,
+    )
+    .await;
+    Ok(InvocationResponse::ok().log(message))
+}
+
+/// `Status` (HTTP, function key): each tenant's last result.
+async fn status(State(app): State<App>) -> Response {
+    let ready = match app.as_ref() {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.clone()),
+    };
+    match ready.store.statuses().await {
+        Ok(list) => axum::Json(json!({ "tenants": list })).into_response(),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
