@@ -100,16 +100,14 @@ pub struct KeyVaultSource {
 }
 
 impl KeyVaultSource {
-    /// A source for `vault_url` with an explicit credential (tests, custom identities).
+    /// A source for `vault_url` with an explicit credential and client options (tests, custom identities).
     pub fn with_credential(
         vault_url: &str,
         credential: Arc<dyn TokenCredential>,
         names: SecretNames,
         mode: AuthMode,
-        verify_challenge_resource: bool,
+        options: SecretClientOptions,
     ) -> Result<Self, String> {
-        let options =
-            SecretClientOptions { verify_challenge_resource: Some(verify_challenge_resource), ..Default::default() };
         let client = SecretClient::new(vault_url, credential, Some(options))
             .map_err(|e| format!("Key Vault {vault_url}: {e}"))?;
         Ok(KeyVaultSource { client, vault: vault_url.to_string(), names, mode })
@@ -129,7 +127,7 @@ impl KeyVaultSource {
             azure_identity::DeveloperToolsCredential::new(None)
                 .map_err(|e| format!("developer tools credential: {e}"))?
         };
-        Self::with_credential(vault_url, credential, names, mode, true)
+        Self::with_credential(vault_url, credential, names, mode, SecretClientOptions::default())
     }
 }
 
@@ -144,8 +142,8 @@ impl CredentialSource for KeyVaultSource {
                         Ok(secret.value)
                     }
                     Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => Ok(None),
-                    // The error text names the secret and the status; it never contains a value.
-                    Err(e) => Err(format!("Key Vault {}: secret '{name}': {}", self.vault, e.kind())),
+                    // A failed read's error names the secret and the cause; a value only ever arrives in a success.
+                    Err(e) => Err(format!("Key Vault {}: secret '{name}': {e}", self.vault)),
                 }
             })
             .await
