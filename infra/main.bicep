@@ -1,0 +1,235 @@
+// caguard: an Azure Functions custom handler deployed next to CIPP.
+//
+// Hosting: Flex Consumption (FC1). It hosts custom handlers (runtime name
+// "custom"), scales to zero, bills per execution, and runs the Linux image the
+// glibc-2.28 binary targets. Premium (EP1) is only needed if the app must join a
+// network Flex cannot reach; nothing in caguard needs it.
+//
+// Everything authenticates with one user-assigned managed identity: no storage
+// keys, no secrets in app settings. caguard reads CIPP's Graph credentials from
+// CIPP's own Key Vault at run time and re-reads them after CIPP's weekly rotation.
+
+targetScope = 'resourceGroup'
+
+@description('Azure region.')
+param location string = resourceGroup().location
+
+@description('Base name of the resources (letters and digits).')
+@minLength(3)
+@maxLength(16)
+param baseName string = 'caguard'
+
+@description('caguard.toml, inline (see caguard.example.toml).')
+param caguardConfig string
+
+@description('Name of CIPP\'s Key Vault (holds ApplicationID, ApplicationSecret, RefreshToken, TenantID).')
+param cippKeyVaultName string
+
+@description('Resource group of CIPP\'s Key Vault.')
+param cippKeyVaultResourceGroup string = resourceGroup().name
+
+@description('true when CIPP\'s vault uses Azure RBAC; false when it uses access policies (CIPP\'s default template).')
+param cippKeyVaultUsesRbac bool = false
+
+@description('Graph grant: "app" (client credentials, app-only) or "delegated" (CIPP\'s refresh token).')
+@allowed(['app', 'delegated'])
+param authMode string = 'delegated'
+
+@description('NCRONTAB schedule of the full reconcile.')
+param sweepSchedule string = '0 */15 * * * *'
+
+@description('Largest number of instances the app may scale out to.')
+param maximumInstanceCount int = 40
+
+@description('Memory per instance (MB).')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 512
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, baseName))
+var appName = '${baseName}-${token}'
+var storageName = take('st${replace(baseName, '-', '')}${token}', 24)
+var deploymentContainer = 'app-package'
+
+// Built-in role definition ids.
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${appName}'
+  location: location
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageName
+  location: location
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainer
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource reconcileQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'caguard-reconcile'
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'caguard-reconcile-poison'
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource statusTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: 'caguardStatus'
+}
+
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]: {
+    name: guid(storage.id, identity.id, role)
+    scope: storage
+    properties: {
+      principalId: identity.properties.principalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    }
+  }
+]
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${appName}'
+  location: location
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${appName}'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    DisableLocalAuth: true
+  }
+}
+
+resource insightsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(insights.id, identity.id, roles.monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${appName}'
+  location: location
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identity.id}': {} }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'custom'
+        version: '1.0'
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      appSettings: [
+        // Identity-based connection for triggers, bindings and the host's own storage.
+        { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+        { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+        { name: 'AzureWebJobsStorage__clientId', value: identity.properties.clientId }
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
+        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
+        // caguard.
+        { name: 'CAGUARD_CONFIG', value: caguardConfig }
+        { name: 'CAGUARD_SWEEP_SCHEDULE', value: sweepSchedule }
+        { name: 'CAGUARD_KEYVAULT_URL', value: 'https://${cippKeyVaultName}${environment().suffixes.keyvaultDns}/' }
+        { name: 'CAGUARD_IDENTITY_CLIENT_ID', value: identity.properties.clientId }
+        { name: 'CAGUARD_AUTH', value: authMode }
+        { name: 'CAGUARD_STORE_PATH', value: '/tmp/caguard/store.json' }
+      ]
+    }
+  }
+  dependsOn: [storageRoles, packageContainer, reconcileQueue, poisonQueue, statusTable]
+}
+
+module cippVaultAccess 'kv-access.bicep' = {
+  name: 'caguard-cipp-vault-access'
+  scope: resourceGroup(cippKeyVaultResourceGroup)
+  params: {
+    keyVaultName: cippKeyVaultName
+    principalId: identity.properties.principalId
+    useRbac: cippKeyVaultUsesRbac
+  }
+}
+
+output functionAppName string = app.name
+output identityPrincipalId string = identity.properties.principalId
+output identityClientId string = identity.properties.clientId
+output storageAccountName string = storage.name
