@@ -1,0 +1,69 @@
+//! caguard's benchmarks. Each prints its figures and writes them to `bench/results/`.
+//!
+//! `cargo run --release -p bench -- startup` — the custom handler's start-to-ready
+//! time and idle memory, as the Functions host sees them.
+
+mod startup;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "caguard benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the handler N times: time to the first answer on GET /, and RSS once idle.
+    Startup {
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "memoryGiB": mem_kb / 1024 / 1024,
+    })
+}
+
+/// Writes `bench/results/<name>-<timestamp>.json` and returns its path.
+fn save(name: &str, mut figures: serde_json::Value) -> std::path::PathBuf {
+    figures["machine"] = machine();
+    figures["at"] = serde_json::json!(chrono::Utc::now().to_rfc3339());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir).expect("results folder");
+    let path = dir.join(format!("{name}-{}.json", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    std::fs::write(&path, serde_json::to_string_pretty(&figures).expect("json")).expect("write results");
+    path
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (name, figures) = match cli.command {
+        Command::Startup { runs } => ("startup", startup::run(runs)),
+    };
+    println!("{}", serde_json::to_string_pretty(&figures).expect("json"));
+    println!("written to {}", save(name, figures).display());
+}
+
+/// Percentile (0..=100) of sorted samples.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
