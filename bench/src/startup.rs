@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 fn binary() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ok = Command::new(env!("CARGO")).args(["build", "--release", "--quiet", "-p", "caguard"]).current_dir(&root).status().expect("cargo runs");
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "caguard"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
     assert!(ok.success(), "building caguard failed");
     root.join("target/release/caguard")
 }
@@ -27,7 +31,12 @@ fn ready(port: u16) -> bool {
 
 fn rss_kib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub fn run(runs: usize) -> serde_json::Value {

@@ -21,5 +21,6 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod secrets;
+pub mod storage;
 pub mod store;
 pub mod sweep;

@@ -62,3 +62,93 @@ pub fn ca_requests_per_tenant(journal: &[JournalEntry]) -> BTreeMap<String, usiz
     }
     out
 }
+
+/// An Azurite Table service for a test: the one `.ci/run` started
+/// (`CAGUARD_AZURITE_TABLE`), or a private in-memory instance. Azurite is
+/// installed from npm into `.tools/` the first time it is needed.
+pub struct Azurite {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT/devstoreaccount1`
+    pub endpoint: String,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The pinned Azurite version.
+pub const AZURITE: &str = "azurite@3.37.0";
+
+fn azurite_bin() -> PathBuf {
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools");
+    let bin = tools.join("node_modules/.bin/azurite-table");
+    if bin.exists() {
+        return bin;
+    }
+    std::fs::create_dir_all(&tools).expect(".tools");
+    let lock = std::fs::File::create(tools.join("install.lock")).expect("lock file");
+    lock.lock().expect("install lock");
+    if !bin.exists() {
+        let ok = std::process::Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&tools)
+            .arg(AZURITE)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "could not install Azurite: run `npm install --prefix .tools {AZURITE}` (needs Node.js and npm)");
+    }
+    bin
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        if let Ok(endpoint) = std::env::var("CAGUARD_AZURITE_TABLE") {
+            return Azurite { child: None, endpoint };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(azurite_bin())
+            .args([
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                &port.to_string(),
+                "--disableTelemetry",
+                "--inMemoryPersistence",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("azurite starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "Azurite did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Azurite { child: Some(child), endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1") }
+    }
+
+    /// A client with Azurite's well-known account key.
+    pub fn client(&self) -> caguard::storage::TableClient {
+        caguard::storage::TableClient::from_connection_string(&self.connection_string()).unwrap()
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};TableEndpoint={};",
+            caguard::storage::DEV_KEY,
+            self.endpoint
+        )
+    }
+}
+
+/// A table name no other test uses.
+pub fn unique_table(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}

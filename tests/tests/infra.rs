@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 fn read(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// `resource sym 'Type@version'` declarations: (symbol, type, api version).
@@ -24,7 +25,10 @@ fn resources(bicep: &str) -> Vec<(String, String, String)> {
 }
 
 fn params(bicep: &str) -> BTreeSet<String> {
-    bicep.lines().filter_map(|l| l.trim_start().strip_prefix("param ")?.split_whitespace().next().map(str::to_string)).collect()
+    bicep
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("param ")?.split_whitespace().next().map(str::to_string))
+        .collect()
 }
 
 fn balanced(text: &str, file: &str) {
@@ -40,7 +44,15 @@ fn balanced(text: &str, file: &str) {
                 '{' | '[' | '(' => stack.push(c),
                 '}' | ']' | ')' => {
                     let open = stack.pop().unwrap_or_else(|| panic!("{file}: unmatched {c}"));
-                    assert_eq!((open, c).0, match c { '}' => '{', ']' => '[', _ => '(' }, "{file}: {open} closed by {c}");
+                    assert_eq!(
+                        (open, c).0,
+                        match c {
+                            '}' => '{',
+                            ']' => '[',
+                            _ => '(',
+                        },
+                        "{file}: {open} closed by {c}"
+                    );
                 }
                 _ => {}
             }
@@ -71,17 +83,38 @@ fn the_bicep_declares_a_keyless_flex_consumption_custom_handler() {
         assert!(types.contains(want), "main.bicep declares {want}: {types:?}");
     }
     for (sym, ty, ver) in &res {
-        assert!(ver.len() >= 10 && ver.chars().take(4).all(|c| c.is_ascii_digit()), "{sym} ({ty}) has an API version: {ver}");
+        assert!(
+            ver.len() >= 10 && ver.chars().take(4).all(|c| c.is_ascii_digit()),
+            "{sym} ({ty}) has an API version: {ver}"
+        );
     }
-    for needle in ["name: 'FC1'", "tier: 'FlexConsumption'", "name: 'custom'", "type: 'UserAssignedIdentity'", "allowSharedKeyAccess: false"] {
+    for needle in [
+        "name: 'FC1'",
+        "tier: 'FlexConsumption'",
+        "name: 'custom'",
+        "type: 'UserAssignedIdentity'",
+        "allowSharedKeyAccess: false",
+    ] {
         assert!(main.contains(needle), "main.bicep: {needle}");
     }
     assert!(!main.contains("listKeys(") && !main.contains("AccountKey="), "no storage keys anywhere");
     // Storage Blob Data Owner, Queue Data Contributor, Table Data Contributor.
-    for role in ["b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"] {
+    for role in [
+        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    ] {
         assert!(main.contains(role), "role {role}");
     }
-    for setting in ["AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId", "APPLICATIONINSIGHTS_CONNECTION_STRING", "CAGUARD_CONFIG", "CAGUARD_KEYVAULT_URL", "CAGUARD_IDENTITY_CLIENT_ID"] {
+    for setting in [
+        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "CAGUARD_CONFIG",
+        "CAGUARD_KEYVAULT_URL",
+        "CAGUARD_IDENTITY_CLIENT_ID",
+    ] {
         assert!(main.contains(&format!("name: '{setting}'")), "app setting {setting}");
     }
 }
@@ -95,15 +128,27 @@ fn the_bicep_serves_every_function_definition() {
         let def: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for b in def["bindings"].as_array().unwrap() {
             if let Some(q) = b["queueName"].as_str() {
-                assert!(main.contains(&format!("name: '{q}'")), "{}: queue {q} is declared in main.bicep", path.display());
+                assert!(
+                    main.contains(&format!("name: '{q}'")),
+                    "{}: queue {q} is declared in main.bicep",
+                    path.display()
+                );
             }
             for v in b.as_object().unwrap().values().filter_map(|v| v.as_str()) {
                 if let Some(setting) = v.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
-                    assert!(main.contains(&format!("name: '{setting}'")), "{}: app setting {setting} is set in main.bicep", path.display());
+                    assert!(
+                        main.contains(&format!("name: '{setting}'")),
+                        "{}: app setting {setting} is set in main.bicep",
+                        path.display()
+                    );
                 }
             }
             if let Some(conn) = b["connection"].as_str() {
-                assert!(main.contains(&format!("name: '{conn}__accountName'")), "{}: identity-based connection {conn}", path.display());
+                assert!(
+                    main.contains(&format!("name: '{conn}__accountName'")),
+                    "{}: identity-based connection {conn}",
+                    path.display()
+                );
             }
         }
     }
