@@ -31,6 +31,12 @@ param cippKeyVaultResourceGroup string = resourceGroup().name
 @description('true when CIPP\'s vault uses Azure RBAC; false when it uses access policies (CIPP\'s default template).')
 param cippKeyVaultUsesRbac bool = false
 
+@description('CIPP\'s storage account (same resource group as the vault) for Part C; empty to skip it.')
+param cippStorageAccountName string = ''
+
+@description('NCRONTAB schedule of Part C (CIPP-API access lists) on its own.')
+param cippSchedule string = '0 5 * * * *'
+
 @description('Graph grant: "app" (client credentials, app-only) or "delegated" (CIPP\'s refresh token).')
 @allowed(['app', 'delegated'])
 param authMode string = 'delegated'
@@ -209,6 +215,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         // caguard.
         { name: 'CAGUARD_CONFIG', value: caguardConfig }
         { name: 'CAGUARD_SWEEP_SCHEDULE', value: sweepSchedule }
+        { name: 'CAGUARD_CIPP_SCHEDULE', value: cippSchedule }
         { name: 'CAGUARD_KEYVAULT_URL', value: 'https://${cippKeyVaultName}${environment().suffixes.keyvaultDns}/' }
         { name: 'CAGUARD_IDENTITY_CLIENT_ID', value: identity.properties.clientId }
         { name: 'CAGUARD_AUTH', value: authMode }
@@ -219,13 +226,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   dependsOn: [storageRoles, packageContainer, reconcileQueue, poisonQueue, statusTable]
 }
 
-module cippVaultAccess 'kv-access.bicep' = {
-  name: 'caguard-cipp-vault-access'
+module cippAccess 'cipp-access.bicep' = {
+  name: 'caguard-cipp-access'
   scope: resourceGroup(cippKeyVaultResourceGroup)
   params: {
     keyVaultName: cippKeyVaultName
     principalId: identity.properties.principalId
     useRbac: cippKeyVaultUsesRbac
+    storageAccountName: cippStorageAccountName
   }
 }
 

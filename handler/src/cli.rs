@@ -100,6 +100,18 @@ fn env_credentials() -> Result<Credentials, String> {
     }
 }
 
+/// Part C, when configured: report in `plan`, enforce (per control mode) in `apply`.
+async fn cipp_for(args: &RunArgs, apply: bool) -> Result<Option<crate::cipp::CippReport>, String> {
+    if args.sim {
+        return Ok(None);
+    }
+    let (cfg, _) = config::load(&args.config)?;
+    let cs = crate::cipp::connection_string_from_env();
+    let Some(client) = crate::cipp::table_client(&cfg, cs.as_deref()) else { return Ok(None) };
+    let report = crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await;
+    Ok(Some(report))
+}
+
 async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport, String> {
     let opts = SweepOptions { apply, confirmed: yes, concurrency: args.concurrency, progress: !args.json };
     if args.sim {
@@ -124,25 +136,47 @@ async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport
     sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())
 }
 
-fn print(report: &SweepReport, json: bool, applied: bool) {
+/// One document for `--json` (the sweep, with Part C under `cipp`), or the tables.
+fn print(report: &SweepReport, cipp: Option<&crate::cipp::CippReport>, json: bool, applied: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(report).expect("report serializes"));
+        let mut doc = serde_json::to_value(report).expect("report serializes");
+        if let Some(c) = cipp {
+            doc["cipp"] = serde_json::to_value(c).expect("report serializes");
+        }
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
         print!("{}", report::sweep_text(report, applied, None));
+        if let Some(c) = cipp {
+            print!("{}", crate::cipp::text(c));
+        }
     }
 }
 
 /// Runs a command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Plan(args) => sweep_for(&args, false, false).await.map(|r| {
-            print(&r, args.json, false);
-            if r.drifted() > 0 { EXIT_DRIFT } else { EXIT_OK }
-        }),
-        Command::Apply { run, yes } => sweep_for(&run, true, yes).await.map(|r| {
-            print(&r, run.json, true);
-            if r.count("failed") + r.count("held") > 0 { EXIT_ERROR } else { EXIT_OK }
-        }),
+        Command::Plan(args) => match (sweep_for(&args, false, false).await, cipp_for(&args, false).await) {
+            (Ok(r), Ok(c)) => {
+                print(&r, c.as_ref(), args.json, false);
+                let cipp_drift = c.as_ref().is_some_and(|c| c.drifted() > 0);
+                Ok(if r.drifted() > 0 || cipp_drift { EXIT_DRIFT } else { EXIT_OK })
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+        Command::Apply { run, yes } => match (sweep_for(&run, true, yes).await, cipp_for(&run, true).await) {
+            (Ok(r), Ok(c)) => {
+                print(&r, c.as_ref(), run.json, true);
+                if let Some(c) = &c {
+                    crate::cipp::alert(c);
+                }
+                let cipp_failed = c.as_ref().is_some_and(|c| {
+                    !c.errors.is_empty()
+                        || c.rows.iter().any(|r| matches!(r.outcome, crate::cipp::RowOutcome::Failed(_)))
+                });
+                Ok(if r.count("failed") + r.count("held") > 0 || cipp_failed { EXIT_ERROR } else { EXIT_OK })
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
         Command::Serve { port } => {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }

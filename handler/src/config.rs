@@ -96,6 +96,16 @@ pub struct Config {
     pub controls: BTreeMap<Control, ControlMode>,
     pub max_policies_per_tenant: usize,
     pub max_tenant_fraction: f64,
+    /// CIPP's storage account (Part C), when configured.
+    pub cipp: Option<CippStorage>,
+}
+
+/// Where CIPP's tables are. The connection string (local runs) comes from the
+/// environment (`CAGUARD_CIPP_CONNECTION_STRING`), never from this file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CippStorage {
+    /// `https://<account>.table.core.windows.net`.
+    pub table_endpoint: String,
 }
 
 impl Config {
@@ -180,6 +190,15 @@ struct Raw {
     controls: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     safety: RawSafety,
+    #[serde(default)]
+    cipp: Option<RawCipp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCipp {
+    storage_account: Option<Spanned<String>>,
+    table_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -512,6 +531,29 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     };
 
+    let cipp = match &raw.cipp {
+        None => None,
+        Some(RawCipp { table_endpoint: Some(e), .. }) => {
+            Some(CippStorage { table_endpoint: e.get_ref().trim_end_matches('/').to_string() })
+        }
+        Some(RawCipp { storage_account: Some(a), .. }) => {
+            let name = a.get_ref().trim();
+            if name.len() < 3 || name.len() > 24 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            {
+                err(
+                    "cipp.storage_account",
+                    lines.at(a.span().start),
+                    format!("'{name}' is not a storage account name (3-24 lower-case letters and digits)"),
+                );
+            }
+            Some(CippStorage { table_endpoint: format!("https://{name}.table.core.windows.net") })
+        }
+        Some(_) => {
+            err("cipp", lines.of_key("storage_account"), "set storage_account (or table_endpoint)".into());
+            None
+        }
+    };
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -534,6 +576,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         controls,
         max_policies_per_tenant: raw.safety.max_policies_per_tenant.unwrap_or(25),
         max_tenant_fraction,
+        cipp,
     };
     Ok((config, warnings))
 }

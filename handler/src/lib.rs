@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod apply;
 pub mod audit;
+pub mod cipp;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -151,6 +151,23 @@ impl CredentialSource for KeyVaultSource {
     }
 }
 
+/// caguard's own Azure identity: the managed identity in Azure
+/// (`CAGUARD_IDENTITY_CLIENT_ID` picks a user-assigned one), developer tools
+/// (Azure CLI, azd) locally. Used for Key Vault and Table Storage.
+pub fn azure_credential() -> Result<Arc<dyn TokenCredential>, String> {
+    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some() || std::env::var_os("MSI_ENDPOINT").is_some();
+    if in_azure {
+        let user_assigned_id =
+            std::env::var("CAGUARD_IDENTITY_CLIENT_ID").ok().map(azure_identity::UserAssignedId::ClientId);
+        let options = azure_identity::ManagedIdentityCredentialOptions { user_assigned_id, ..Default::default() };
+        Ok(azure_identity::ManagedIdentityCredential::new(Some(options))
+            .map_err(|e| format!("managed identity: {e}"))?)
+    } else {
+        Ok(azure_identity::DeveloperToolsCredential::new(None)
+            .map_err(|e| format!("developer tools credential: {e}"))?)
+    }
+}
+
 /// The source the environment asks for: `CAGUARD_KEYVAULT_URL` (CIPP's vault)
 /// or app settings / environment variables named as the secrets.
 /// `CAGUARD_AUTH` is `app` (default) or `delegated`.

@@ -125,3 +125,15 @@ fn host_bits_private_and_overlaps_are_warnings_and_normalised() {
     assert_eq!(ranges, vec!["10.1.0.0/16", "198.18.0.0/24"]);
     assert!(w.iter().all(|w| w.key == "sites.MSP Office" && w.line == 5));
 }
+
+#[test]
+fn cipp_storage_account_must_be_a_storage_account_name() {
+    fails(
+        &format!("{BASE}\n[cipp]\nstorage_account = \"CIPP_Storage\"\n"),
+        "cipp.storage_account",
+        13,
+        "not a storage account name",
+    );
+    let (c, _) = parse(&format!("{BASE}\n[cipp]\nstorage_account = \"cippab12c\"\n")).unwrap();
+    assert_eq!(c.cipp.unwrap().table_endpoint, "https://cippab12c.table.core.windows.net");
+}

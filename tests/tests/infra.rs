@@ -156,9 +156,10 @@ fn the_bicep_serves_every_function_definition() {
 
 #[test]
 fn the_vault_module_grants_read_only_secret_access() {
-    let kv = read("infra/kv-access.bicep");
-    balanced(&kv, "kv-access.bicep");
-    assert!(read("infra/main.bicep").contains("module cippVaultAccess 'kv-access.bicep'"));
+    let kv = read("infra/cipp-access.bicep");
+    balanced(&kv, "cipp-access.bicep");
+    assert!(read("infra/main.bicep").contains("module cippAccess 'cipp-access.bicep'"));
+    assert!(kv.contains("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"), "Table Data Contributor on CIPP's storage for Part C");
     assert!(kv.contains("4633458b-17de-408a-b874-0445c86b69e6"), "Key Vault Secrets User");
     assert!(kv.contains("secrets: ['get', 'list']"));
     assert!(!kv.contains("'set'") && !kv.contains("'delete'"), "read only");

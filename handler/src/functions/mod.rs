@@ -9,6 +9,7 @@
 //! | `SweepTimer` | timer | discovers tenants, emits one `reconcile` queue message per tenant |
 //! | `ReconcileTenant` | queue | observes, plans and applies one tenant; records its result |
 //! | `ReconcilePoison` | queue (poison) | a message that failed `maxDequeueCount` times: alert, record |
+//! | `CippTimer` | timer | Part C: CIPP-API clients and roles limited to the trusted ranges (also run by `SweepTimer`) |
 //! | `Status` | HTTP (function key) | each tenant's last result |
 
 pub mod protocol;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub confirm_large_plans: bool,
     /// `maxDequeueCount` of the queue extension (host.json); 5 by default.
     pub max_dequeue_count: u32,
+    /// `CAGUARD_CIPP_CONNECTION_STRING`: CIPP's storage by connection string (local runs).
+    pub cipp_connection_string: Option<String>,
 }
 
 /// Everything an invocation needs, built once at start-up without touching the network.
@@ -111,6 +114,7 @@ fn ready_from_env() -> Result<Ready, String> {
     let settings = Settings {
         confirm_large_plans: env("CAGUARD_CONFIRM_LARGE_PLANS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         max_dequeue_count: env("CAGUARD_MAX_DEQUEUE_COUNT").and_then(|v| v.parse().ok()).unwrap_or(5),
+        cipp_connection_string: crate::cipp::connection_string_from_env(),
     };
     Ok(Ready { config, client, store: Arc::new(FileStore::new(store_path)), settings })
 }
@@ -168,6 +172,7 @@ async fn invoke(State(app): State<App>, Path(function): Path<String>, body: Byte
         "SweepTimer" => sweep_timer(ready, &request).await,
         "ReconcileTenant" => reconcile_tenant(ready, &request).await,
         "ReconcilePoison" => reconcile_poison(ready, &request).await,
+        "CippTimer" => cipp_timer(ready, &request).await,
         other => return problem(StatusCode::NOT_FOUND, format!("unknown function '{other}'")),
     };
     match result {
@@ -244,6 +249,9 @@ async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Result<Invocatio
     }
     let n = messages.len();
     let queue: Vec<Value> = messages.iter().map(|m| serde_json::to_value(m).expect("serializable")).collect();
+    if let Some(summary) = run_cipp(r).await {
+        resp = resp.log(summary);
+    }
     Ok(resp
         .output(RECONCILE_BINDING, Value::Array(queue))
         .log(format!("sweep {correlation_id}: {n} tenants queued for reconcile, {} not enforced", inactive.len()))
@@ -390,6 +398,39 @@ async fn lookup_customer(r: &Ready, tenant: &str) -> Result<Customer, String> {
     all.into_iter()
         .find(|c| c.tenant_id.eq_ignore_ascii_case(tenant))
         .ok_or_else(|| format!("tenant {tenant} has no GDAP relationship with the MSP"))
+}
+
+/// Part C (CIPP-API access lists), when configured: enforce and alert. `None` when not configured.
+async fn run_cipp(r: &Ready) -> Option<String> {
+    let client = match crate::cipp::table_client(&r.config, r.settings.cipp_connection_string.as_deref())? {
+        Ok(c) => c,
+        Err(e) => {
+            alert::raise(&Alert {
+                tenant_id: "cipp".into(),
+                tenant_name: "CIPP-API".into(),
+                kind: "failed".into(),
+                message: e.clone(),
+            });
+            return Some(format!("CIPP-API: {e}"));
+        }
+    };
+    let report = crate::cipp::run(&client, &r.config, &crate::cipp::Tables::default(), true).await;
+    crate::cipp::alert(&report);
+    Some(format!(
+        "CIPP-API: {} rows checked, {} not compliant, {} table errors",
+        report.rows.len(),
+        report.drifted(),
+        report.errors.len()
+    ))
+}
+
+/// `CippTimer`: Part C on its own schedule.
+async fn cipp_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
+    request.timer("timer")?;
+    let line = run_cipp(r).await.unwrap_or_else(|| {
+        "CIPP-API: not configured ([cipp] in caguard.toml or CAGUARD_CIPP_CONNECTION_STRING)".into()
+    });
+    Ok(InvocationResponse::ok().log(line))
 }
 
 /// `ReconcilePoison`: a reconcile that failed `maxDequeueCount` times. It is

@@ -276,15 +276,17 @@ impl TableClient {
         let mut out = Vec::new();
         let mut continuation: Option<(String, String)> = None;
         loop {
-            let mut q = url::form_urlencoded::Serializer::new(String::new());
-            if let Some(f) = filter {
-                q.append_pair("$filter", f);
-            }
-            if let Some((pk, rk)) = &continuation {
-                q.append_pair("NextPartitionKey", pk);
-                q.append_pair("NextRowKey", rk);
-            }
-            let path = format!("{table}()?{}", q.finish().replace('+', "%20"));
+            let path = {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                if let Some(f) = filter {
+                    q.append_pair("$filter", f);
+                }
+                if let Some((pk, rk)) = &continuation {
+                    q.append_pair("NextPartitionKey", pk);
+                    q.append_pair("NextRowKey", rk);
+                }
+                format!("{table}()?{}", q.finish().replace('+', "%20"))
+            };
             let resp = self.send(Method::GET, &path, table, None, &[], None).await?;
             let next = |h: &str| resp.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
             continuation = next("x-ms-continuation-NextPartitionKey")

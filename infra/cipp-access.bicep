@@ -1,4 +1,5 @@
-// Read access for caguard's identity to CIPP's Key Vault: get and list secrets, nothing else.
+// caguard's access to CIPP's resources: read CIPP's Key Vault secrets (get, list)
+// and, for Part C, read and update rows in CIPP's tables (ApiClients, AccessIPRanges).
 
 @description('CIPP\'s Key Vault, in this resource group.')
 param keyVaultName string
@@ -8,6 +9,12 @@ param principalId string
 
 @description('The vault uses Azure RBAC (true) or access policies (false).')
 param useRbac bool
+
+@description('CIPP\'s storage account, in this resource group; empty to skip Part C.')
+param storageAccountName string = ''
+
+// Storage Table Data Contributor: read and update table rows.
+var tableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
 // Key Vault Secrets User: read secret contents.
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
@@ -37,5 +44,19 @@ resource accessPolicy 'Microsoft.KeyVault/vaults/accessPolicies@2023-07-01' = if
         permissions: { secrets: ['get', 'list'] }
       }
     ]
+  }
+}
+
+resource cippStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = if (!empty(storageAccountName)) {
+  name: empty(storageAccountName) ? 'unused' : storageAccountName
+}
+
+resource tableAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(storageAccountName)) {
+  name: guid(cippStorage.id, principalId, tableDataContributor)
+  scope: cippStorage
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', tableDataContributor)
   }
 }

@@ -1,0 +1,355 @@
+//! Part C: every CIPP-API client, and every CIPP role's access list, limited to
+//! the trusted ranges, kept in CIPP's own tables so CIPP's UI and its access
+//! check still read them.
+//!
+//! - `ApiClients`: PartitionKey `ApiClients`, RowKey = the client's app id,
+//!   columns `AppName`, `Role`, `IPRange`, `Enabled` (C1).
+//! - `AccessIPRanges`: RowKey = role name in lower case, column `IPRanges` (C2).
+//!
+//! CIPP's PowerShell writes the ranges as JSON inside a string column, and the
+//! encoding depends on the count: `""` for none, a bare JSON string for one, a
+//! JSON array for several. A client with no ranges (or `Any`) can be used from any IP.
+
+use crate::config::{Config, Control, ControlMode};
+use crate::storage::{Entity, TableClient, TableError};
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub const API_CLIENTS: &str = "ApiClients";
+pub const ACCESS_IP_RANGES: &str = "AccessIPRanges";
+
+/// The connection string for CIPP's storage from the environment (local runs).
+pub fn connection_string_from_env() -> Option<String> {
+    std::env::var("CAGUARD_CIPP_CONNECTION_STRING").ok().filter(|cs| !cs.trim().is_empty())
+}
+
+/// The client for CIPP's tables: a connection string (local runs), else `[cipp]`
+/// in the config with the managed identity (or developer tools locally).
+/// `None` when Part C is not configured.
+pub fn table_client(config: &Config, connection_string: Option<&str>) -> Option<Result<TableClient, String>> {
+    if let Some(cs) = connection_string {
+        return Some(
+            TableClient::from_connection_string(cs).map_err(|e| format!("CAGUARD_CIPP_CONNECTION_STRING: {e}")),
+        );
+    }
+    let storage = config.cipp.as_ref()?;
+    Some(
+        crate::secrets::azure_credential()
+            .map(|c| TableClient::new(&storage.table_endpoint, crate::storage::Auth::Token(c))),
+    )
+}
+
+/// Raises an alert for every drift, fix and failure in a report.
+pub fn alert(report: &CippReport) {
+    use crate::alert::{Alert, raise};
+    for r in &report.rows {
+        let (kind, detail) = match &r.outcome {
+            RowOutcome::Compliant => continue,
+            RowOutcome::Reported(d) => ("drift", d),
+            RowOutcome::Fixed(d) => ("fixed", d),
+            RowOutcome::Failed(d) => ("failed", d),
+        };
+        let message = format!("{} {} \"{}\" ({}): {detail}", r.control, r.table, r.name, r.row_key);
+        raise(&Alert { tenant_id: "cipp".into(), tenant_name: "CIPP-API".into(), kind: kind.into(), message });
+    }
+    for e in &report.errors {
+        raise(&Alert {
+            tenant_id: "cipp".into(),
+            tenant_name: "CIPP-API".into(),
+            kind: "failed".into(),
+            message: e.clone(),
+        });
+    }
+}
+
+/// A human-readable summary, one line per row that is not compliant.
+pub fn text(report: &CippReport) -> String {
+    let mut out = String::from("\nCIPP-API access (C1 clients, C2 roles)\n");
+    for r in &report.rows {
+        let (label, detail) = match &r.outcome {
+            RowOutcome::Compliant => ("compliant", String::new()),
+            RowOutcome::Reported(d) => ("drift", format!(": {d}")),
+            RowOutcome::Fixed(d) => ("fixed", format!(": {d}")),
+            RowOutcome::Failed(d) => ("failed", format!(": {d}")),
+        };
+        out.push_str(&format!("  {} \"{}\" ({})  {label}{detail}\n", r.control, r.name, r.row_key));
+    }
+    for e in &report.errors {
+        out.push_str(&format!("  error: {e}\n"));
+    }
+    out
+}
+
+/// Decodes a ranges column with CIPP's rules.
+pub fn decode_ranges(raw: &str) -> Result<Vec<String>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(vec![]);
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::String(s)) => Ok(vec![s]),
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s),
+                other => Err(format!("an entry of the list is {other}, not a string")),
+            })
+            .collect(),
+        Ok(Value::Null) => Ok(vec![]),
+        Ok(other) => Err(format!("{other} is neither a string nor an array of strings")),
+        Err(_) => Err(format!("'{raw}' is not JSON")),
+    }
+}
+
+/// Encodes ranges exactly as CIPP does.
+pub fn encode_ranges(ranges: &[String]) -> String {
+    match ranges {
+        [] => String::new(),
+        [one] => Value::String(one.clone()).to_string(),
+        many => Value::Array(many.iter().cloned().map(Value::String).collect()).to_string(),
+    }
+}
+
+/// A range as CIPP accepts it: CIDR, or a bare address (a single host).
+pub fn parse_range(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{s}' is not an IP range"))
+}
+
+fn is_any(s: &str) -> bool {
+    s.trim().eq_ignore_ascii_case("any")
+}
+
+/// What one row needs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowPlan {
+    pub control: Control,
+    pub table: String,
+    pub row_key: String,
+    /// `AppName`, or the role.
+    pub name: String,
+    pub enabled: bool,
+    /// Why the row drifted; `None` when it is compliant.
+    pub drift: Option<String>,
+    /// The column value to write (CIPP's encoding), when a write would fix it.
+    pub write: Option<String>,
+    pub before: String,
+}
+
+/// The trusted set: every configured site's ranges.
+pub fn trusted(config: &Config) -> Vec<IpNet> {
+    config.sites.iter().flat_map(|s| s.ranges.iter().copied()).collect()
+}
+
+/// Plans one row: keeps the trusted ranges (as written), drops foreign ones,
+/// and falls back to the whole trusted set when nothing trusted is left.
+pub fn plan_row(
+    control: Control,
+    trusted: &[IpNet],
+    table: &str,
+    column: &str,
+    row: &Entity,
+) -> Result<RowPlan, String> {
+    let before = row.str(column).unwrap_or_default().to_string();
+    let name = if control == Control::C1 {
+        row.str("AppName").unwrap_or(&row.row_key).to_string()
+    } else {
+        row.row_key.clone()
+    };
+    let enabled = control == Control::C2 || row.properties.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
+    let ranges = decode_ranges(&before).map_err(|e| format!("{column}: {e}"))?;
+    let mut plan = RowPlan {
+        control,
+        table: table.into(),
+        row_key: row.row_key.clone(),
+        name,
+        enabled,
+        drift: None,
+        write: None,
+        before,
+    };
+    let all_trusted: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+    if ranges.is_empty() || ranges.iter().any(|r| is_any(r)) {
+        if control == Control::C1 {
+            plan.drift = Some("no IP ranges: usable from any IP".into());
+            plan.write = Some(encode_ranges(&all_trusted));
+        }
+        return Ok(plan);
+    }
+    let mut kept = Vec::new();
+    let mut foreign = Vec::new();
+    for r in &ranges {
+        let net = parse_range(r).map_err(|e| format!("{column}: {e}"))?;
+        if trusted.iter().any(|t| t.contains(&net)) {
+            kept.push(r.clone());
+        } else {
+            foreign.push(r.clone());
+        }
+    }
+    if !foreign.is_empty() {
+        plan.drift = Some(format!("outside the trusted ranges: {}", foreign.join(", ")));
+        plan.write = Some(encode_ranges(if kept.is_empty() { &all_trusted } else { &kept }));
+    }
+    Ok(plan)
+}
+
+/// How a row ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "result", content = "detail", rename_all = "camelCase")]
+pub enum RowOutcome {
+    Compliant,
+    /// Drift reported, not changed (report mode, or a disabled client).
+    Reported(String),
+    Fixed(String),
+    /// The row could not be read or written as CIPP writes it.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowReport {
+    pub control: Control,
+    pub table: String,
+    pub row_key: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: RowOutcome,
+}
+
+/// The result of one pass over CIPP's tables; table-level problems are in `errors`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CippReport {
+    pub rows: Vec<RowReport>,
+    pub errors: Vec<String>,
+}
+
+impl CippReport {
+    pub fn drifted(&self) -> usize {
+        self.rows.iter().filter(|r| !matches!(r.outcome, RowOutcome::Compliant)).count()
+    }
+}
+
+/// Where CIPP keeps them (its own names by default; tests use others).
+#[derive(Clone, Debug)]
+pub struct Tables {
+    pub api_clients: String,
+    pub access_ip_ranges: String,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables { api_clients: API_CLIENTS.into(), access_ip_ranges: ACCESS_IP_RANGES.into() }
+    }
+}
+
+/// One table caguard watches: which control, where, and which column.
+pub struct Target {
+    pub control: Control,
+    pub table: String,
+    pub partition: &'static str,
+    pub column: &'static str,
+}
+
+impl Tables {
+    pub fn targets(&self) -> [Target; 2] {
+        [
+            Target { control: Control::C1, table: self.api_clients.clone(), partition: API_CLIENTS, column: "IPRange" },
+            Target {
+                control: Control::C2,
+                table: self.access_ip_ranges.clone(),
+                partition: ACCESS_IP_RANGES,
+                column: "IPRanges",
+            },
+        ]
+    }
+}
+
+/// Checks (and in enforce mode fixes) both tables. Never fails as a whole: each
+/// problem is reported with its table and row.
+pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: bool) -> CippReport {
+    let trusted = trusted(config);
+    let mut report = CippReport::default();
+    for t in &tables.targets() {
+        let mode = config.control(t.control);
+        if mode == ControlMode::Off {
+            continue;
+        }
+        let rows = match client.query(&t.table, Some(&format!("PartitionKey eq '{}'", t.partition))).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                report.errors.push(describe_table_error(t.control, &e));
+                continue;
+            }
+        };
+        for row in rows {
+            let outcome = reconcile_row(client, t, &trusted, row.clone(), apply && mode == ControlMode::Enforce).await;
+            let name = row.str("AppName").unwrap_or(&row.row_key).to_string();
+            report.rows.push(RowReport {
+                control: t.control,
+                table: t.table.clone(),
+                row_key: row.row_key.clone(),
+                name,
+                outcome,
+            });
+        }
+    }
+    report
+}
+
+fn describe_table_error(control: Control, e: &TableError) -> String {
+    let what = if e.is_table_missing() {
+        "the table does not exist (is this CIPP's storage account?)"
+    } else if e.is_auth_failure() {
+        "storage authentication failed (check the connection string or the identity's Table Data role)"
+    } else {
+        "could not be read"
+    };
+    format!("{control}: table {}: {what}: {e}", e.table)
+}
+
+/// One row: plan, then write with the row's ETag; a concurrent edit in CIPP
+/// (412) means re-read and re-plan, never a blind overwrite.
+pub async fn reconcile_row(
+    client: &TableClient,
+    t: &Target,
+    trusted: &[IpNet],
+    mut row: Entity,
+    write: bool,
+) -> RowOutcome {
+    for _attempt in 0..3 {
+        let plan = match plan_row(t.control, trusted, &t.table, t.column, &row) {
+            Ok(p) => p,
+            Err(e) => return RowOutcome::Failed(format!("row {}: {e}", row.row_key)),
+        };
+        let Some(drift) = plan.drift.clone() else { return RowOutcome::Compliant };
+        if !plan.enabled {
+            return RowOutcome::Reported(format!("{drift} (client disabled: reported, not changed)"));
+        }
+        let (Some(value), true) = (plan.write.clone(), write) else { return RowOutcome::Reported(drift) };
+        let mut column = Map::new();
+        column.insert(t.column.to_string(), Value::String(value.clone()));
+        match client.merge(&t.table, &row.partition_key, &row.row_key, &column, &row.etag).await {
+            Ok(_) => return RowOutcome::Fixed(format!("{drift}; {} set to {value}", t.column)),
+            Err(e) if e.is_precondition_failed() => {
+                match client.get(&t.table, &row.partition_key, &row.row_key).await {
+                    Ok(Some(fresh)) => row = fresh,
+                    Ok(None) => {
+                        return RowOutcome::Reported(format!("{drift}; the row was deleted while caguard worked"));
+                    }
+                    Err(e) => {
+                        return RowOutcome::Failed(format!(
+                            "row {}: re-read after a concurrent change failed: {e}",
+                            row.row_key
+                        ));
+                    }
+                }
+            }
+            Err(e) => return RowOutcome::Failed(format!("row {}: {e}", row.row_key)),
+        }
+    }
+    RowOutcome::Failed(format!("row {}: changed concurrently three times; left for the next pass", row.row_key))
+}

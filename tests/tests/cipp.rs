@@ -1,0 +1,199 @@
+//! Part C against Azurite, with rows written exactly as CIPP writes them.
+
+use caguard::cipp::{self, RowOutcome, Tables, decode_ranges};
+use caguard::config::{self, Config};
+use caguard::storage::{Auth, TableClient};
+use caguard_e2e::{Azurite, fixtures_dir, unique_table};
+use serde_json::{Map, Value, json};
+
+fn config(mode: &str) -> Config {
+    let src = format!(
+        "msp_tenant_id = \"6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d\"\n[sites]\nOffice = [\"203.0.113.0/24\"]\nBranch = [\"2001:db8::/32\"]\n[accounts]\ntechnician_groups = [\"6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7e\"]\nbreak_glass = [\"bg@x.example\"]\nservice_account = \"svc@x.example\"\n[controls]\nC1 = \"{mode}\"\nC2 = \"{mode}\"\n"
+    );
+    config::parse(&src).unwrap().0
+}
+
+/// A CIPP table row from the fixtures (or built like them), without service metadata.
+fn fixture_row(name: &str) -> (String, String, Map<String, Value>) {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join("cipp/tables").join(name)).unwrap()).unwrap();
+    row_of(v)
+}
+
+fn row_of(v: Value) -> (String, String, Map<String, Value>) {
+    let mut m = v.as_object().unwrap().clone();
+    let pk = m.remove("PartitionKey").unwrap().as_str().unwrap().to_string();
+    let rk = m.remove("RowKey").unwrap().as_str().unwrap().to_string();
+    m.retain(|k, _| k != "Timestamp" && !k.starts_with("odata."));
+    (pk, rk, m)
+}
+
+fn client_row(rk: &str, app: &str, ranges: &str, enabled: bool) -> (String, String, Map<String, Value>) {
+    row_of(
+        json!({"PartitionKey": "ApiClients", "RowKey": rk, "AppName": app, "Role": "editor", "IPRange": ranges, "Enabled": enabled, "MCPAllowed": false}),
+    )
+}
+
+struct Fixture {
+    _az: Azurite,
+    client: TableClient,
+    tables: Tables,
+}
+
+async fn seed(rows: Vec<(String, String, Map<String, Value>)>) -> Fixture {
+    let az = Azurite::start();
+    let client = az.client();
+    let tables = Tables { api_clients: unique_table("ApiClients"), access_ip_ranges: unique_table("AccessIPRanges") };
+    client.create_table(&tables.api_clients).await.unwrap();
+    client.create_table(&tables.access_ip_ranges).await.unwrap();
+    for (pk, rk, props) in rows {
+        let table = if pk == "ApiClients" { &tables.api_clients } else { &tables.access_ip_ranges };
+        client.insert(table, &pk, &rk, &props).await.unwrap();
+    }
+    Fixture { _az: az, client, tables }
+}
+
+fn outcome<'a>(r: &'a cipp::CippReport, key: &str) -> &'a RowOutcome {
+    &r.rows.iter().find(|x| x.row_key == key).unwrap_or_else(|| panic!("no row {key}: {r:?}")).outcome
+}
+
+#[tokio::test]
+async fn a_client_with_no_ranges_gets_the_trusted_ranges_and_nothing_else_changes() {
+    let f = seed(vec![client_row("c-empty", "RMM", "", true), fixture_row("ApiClients-row-iprange-empty.json")]).await;
+    let before = f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap();
+
+    let report = cipp::run(&f.client, &config("report"), &f.tables, true).await;
+    assert!(matches!(outcome(&report, "c-empty"), RowOutcome::Reported(d) if d.contains("any IP")), "{report:?}");
+    assert_eq!(
+        f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap().etag,
+        before.etag,
+        "report mode writes nothing"
+    );
+
+    let report = cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    assert!(matches!(outcome(&report, "c-empty"), RowOutcome::Fixed(_)), "{report:?}");
+    let after = f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap();
+    let raw = after.str("IPRange").unwrap();
+    // Sites in name order: Branch, then Office.
+    assert_eq!(raw, r#"["2001:db8::/32","203.0.113.0/24"]"#, "CIPP's array encoding");
+    assert_eq!(decode_ranges(raw).unwrap(), vec!["2001:db8::/32", "203.0.113.0/24"]);
+    let (mut b, mut a) = (before.properties.clone(), after.properties.clone());
+    b.remove("IPRange");
+    a.remove("IPRange");
+    assert_eq!(a, b, "every other column is identical");
+
+    // The disabled fixture client has no ranges either: reported, never changed.
+    let disabled = "8e7d6c5b-4a39-4281-9f0e-d1c2b3a49586";
+    assert!(matches!(outcome(&report, disabled), RowOutcome::Reported(d) if d.contains("disabled")), "{report:?}");
+    assert_eq!(
+        f.client.get(&f.tables.api_clients, "ApiClients", disabled).await.unwrap().unwrap().str("IPRange"),
+        Some("")
+    );
+}
+
+#[tokio::test]
+async fn a_partly_trusted_client_is_reported_and_only_enforce_removes_the_foreign_range() {
+    let f = seed(vec![
+        client_row("c-mixed", "PSA", r#"["203.0.113.10","192.0.2.44/32"]"#, true),
+        fixture_row("ApiClients-row-iprange-multiple.json"),
+    ])
+    .await;
+    let report = cipp::run(&f.client, &config("report"), &f.tables, true).await;
+    assert!(
+        matches!(outcome(&report, "c-mixed"), RowOutcome::Reported(d) if d.contains("192.0.2.44/32")),
+        "{report:?}"
+    );
+    let unchanged = f.client.get(&f.tables.api_clients, "ApiClients", "c-mixed").await.unwrap().unwrap();
+    assert_eq!(unchanged.str("IPRange"), Some(r#"["203.0.113.10","192.0.2.44/32"]"#));
+
+    cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    let fixed = f.client.get(&f.tables.api_clients, "ApiClients", "c-mixed").await.unwrap().unwrap();
+    assert_eq!(fixed.str("IPRange"), Some(r#""203.0.113.10""#), "one range: a bare JSON string, as written");
+    assert_eq!(decode_ranges(fixed.str("IPRange").unwrap()).unwrap(), vec!["203.0.113.10"]);
+    // The fixture client has 198.51.100.7 outside the trusted set.
+    let fixture = f
+        .client
+        .get(&f.tables.api_clients, "ApiClients", "5d6c3b2a-1f0e-4d9c-8b7a-6e5f4d3c2b1a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        decode_ranges(fixture.str("IPRange").unwrap()).unwrap(),
+        vec!["203.0.113.0/24", "2001:db8::/32"],
+        "its trusted ranges kept as written"
+    );
+}
+
+#[tokio::test]
+async fn a_role_range_outside_the_trusted_set_is_drift() {
+    let f = seed(vec![fixture_row("AccessIPRanges-row-multiple.json")]).await;
+    let report = cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    assert!(matches!(outcome(&report, "editor"), RowOutcome::Fixed(d) if d.contains("10.0.0.0/8")), "{report:?}");
+    let row = f.client.get(&f.tables.access_ip_ranges, "AccessIPRanges", "editor").await.unwrap().unwrap();
+    // 192.0.2.15 is outside too, so nothing trusted is left: the whole trusted set.
+    assert_eq!(decode_ranges(row.str("IPRanges").unwrap()).unwrap(), vec!["2001:db8::/32", "203.0.113.0/24"]);
+}
+
+#[tokio::test]
+async fn a_row_changed_between_read_and_write_is_re_read_and_re_planned() {
+    let f = seed(vec![client_row("c-race", "RMM", r#""198.51.100.9""#, true)]).await;
+    let stale = f.client.get(&f.tables.api_clients, "ApiClients", "c-race").await.unwrap().unwrap();
+    // Someone edits the client in CIPP after caguard read it.
+    let mut edit = Map::new();
+    edit.insert("AppName".into(), json!("RMM (renamed in CIPP)"));
+    edit.insert("IPRange".into(), json!(r#"["203.0.113.20","198.51.100.10"]"#));
+    f.client.merge(&f.tables.api_clients, "ApiClients", "c-race", &edit, &stale.etag).await.unwrap();
+
+    let target = &f.tables.targets()[0];
+    let outcome = cipp::reconcile_row(&f.client, target, &cipp::trusted(&config("enforce")), stale, true).await;
+    assert!(
+        matches!(&outcome, RowOutcome::Fixed(d) if d.contains("198.51.100.10")),
+        "planned on the fresh row: {outcome:?}"
+    );
+    let row = f.client.get(&f.tables.api_clients, "ApiClients", "c-race").await.unwrap().unwrap();
+    assert_eq!(row.str("AppName"), Some("RMM (renamed in CIPP)"), "the concurrent edit was not overwritten");
+    assert_eq!(row.str("IPRange"), Some(r#""203.0.113.20""#));
+}
+
+#[tokio::test]
+async fn malformed_rows_are_reported_with_their_key_and_the_pass_goes_on() {
+    let f = seed(vec![
+        client_row("bad-json", "A", "[203.0.113.1", true),
+        client_row("bad-type", "B", "42", true),
+        client_row("bad-item", "C", r#"["203.0.113.1", 7]"#, true),
+        client_row("bad-cidr", "D", r#""203.0.113.300/24""#, true),
+        client_row("good", "E", r#""203.0.113.5""#, true),
+    ])
+    .await;
+    let report = cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    for key in ["bad-json", "bad-type", "bad-item", "bad-cidr"] {
+        assert!(matches!(outcome(&report, key), RowOutcome::Failed(d) if d.contains(key)), "{key}: {report:?}");
+    }
+    assert_eq!(outcome(&report, "good"), &RowOutcome::Compliant);
+}
+
+#[tokio::test]
+async fn a_missing_table_and_a_storage_auth_failure_are_reported_not_fatal() {
+    let az = Azurite::start();
+    let missing = Tables { api_clients: unique_table("Nope"), access_ip_ranges: unique_table("Nope") };
+    let report = cipp::run(&az.client(), &config("enforce"), &missing, true).await;
+    assert_eq!(report.errors.len(), 2, "{report:?}");
+    assert!(report.errors.iter().all(|e| e.contains("does not exist")), "{report:?}");
+
+    let wrong =
+        TableClient::new(&az.endpoint, Auth::SharedKey { account: "devstoreaccount1".into(), key: b"wrong".to_vec() });
+    let report = cipp::run(&wrong, &config("enforce"), &Tables::default(), true).await;
+    assert!(
+        report.errors.iter().all(|e| e.contains("authentication failed")) && report.errors.len() == 2,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn cipps_encoding_round_trips() {
+    for (raw, list) in [("", vec![]), (r#""1.2.3.4/32""#, vec!["1.2.3.4/32"]), (r#"["a","b"]"#, vec!["a", "b"])] {
+        let list: Vec<String> = list.into_iter().map(str::to_string).collect();
+        assert_eq!(decode_ranges(raw).unwrap(), list);
+        assert_eq!(cipp::encode_ranges(&list), raw);
+    }
+}

@@ -1,0 +1,53 @@
+//! Part C through the Functions app: `CippTimer` enforces CIPP's access lists
+//! in CIPP's own (Azurite) tables and raises alerts.
+
+use caguard::functions::protocol::InvocationResponse;
+use caguard::functions::{Ready, Settings, router};
+use caguard::store::FileStore;
+use caguard_e2e::{Azurite, sample_sim};
+use serde_json::{Map, json};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
+    let az = Azurite::start();
+    let tables = az.client();
+    // CIPP's own table names; this is the only test that uses them.
+    tables.create_table("ApiClients").await.unwrap();
+    tables.create_table("AccessIPRanges").await.unwrap();
+    let mut row = Map::new();
+    row.insert("AppName".into(), json!("Open RMM"));
+    row.insert("Role".into(), json!("editor"));
+    row.insert("IPRange".into(), json!(""));
+    row.insert("Enabled".into(), json!(true));
+    tables.insert("ApiClients", "ApiClients", "timer-open-client", &row).await.unwrap();
+
+    let (sim, estate) = sample_sim(0, false).await;
+    let ready = Ready {
+        config: caguard::demo::sample_config(&estate),
+        client: caguard::demo::sample_client(&sim, &estate),
+        store: Arc::new(FileStore::new(
+            std::env::temp_dir().join(format!("caguard-cipp-timer-{}.json", std::process::id())),
+        )),
+        settings: Settings {
+            confirm_large_plans: false,
+            max_dequeue_count: 5,
+            cipp_connection_string: Some(az.connection_string()),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
+
+    let inv = json!({"Data": {"timer": {"ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
+    let resp: InvocationResponse =
+        reqwest::Client::new().post(format!("{base}/CippTimer")).json(&inv).send().await.unwrap().json().await.unwrap();
+    assert!(resp.logs.iter().any(|l| l.contains("1 not compliant")), "{:?}", resp.logs);
+    let fixed = tables.get("ApiClients", "ApiClients", "timer-open-client").await.unwrap().unwrap();
+    assert_eq!(
+        fixed.str("IPRange"),
+        Some(r#"["203.0.113.10/32","2001:db8:10::/48"]"#),
+        "the sample config's trusted ranges, in CIPP's encoding"
+    );
+    assert_eq!(fixed.str("AppName"), Some("Open RMM"));
+}
