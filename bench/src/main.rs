@@ -1,9 +1,13 @@
 //! caguard's benchmarks. Each prints its figures and writes them to `bench/results/`.
 //!
-//! `cargo run --release -p bench -- startup` — the custom handler's start-to-ready
-//! time and idle memory, as the Functions host sees them.
+//! - `cargo run --release -p bench -- startup` — the custom handler's start-to-ready
+//!   time and idle memory, as the Functions host sees them.
+//! - `cargo run --release -p bench -- sweep --tenants 5000 --latency-ms 50 --drift 10%` —
+//!   a full sweep (discovery → plan → apply → verify) and a watch tick over a generated
+//!   estate, the simulator in its own process with latency and CA throttling on.
 
 mod startup;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +25,8 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },
+    /// A full sweep of a generated estate against the simulator in its own process.
+    Sweep(sweep::Args),
 }
 
 fn machine() -> serde_json::Value {
@@ -58,6 +64,7 @@ fn main() {
     let cli = Cli::parse();
     let (name, figures) = match cli.command {
         Command::Startup { runs } => ("startup", startup::run(runs)),
+        Command::Sweep(args) => ("sweep", sweep::run(&args)),
     };
     println!("{}", serde_json::to_string_pretty(&figures).expect("json"));
     println!("written to {}", save(name, figures).display());

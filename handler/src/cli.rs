@@ -44,6 +44,14 @@ pub enum Command {
         #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
         port: u16,
     },
+    /// One watch tick: which tenants' CA objects changed since the last tick (fingerprints in --store).
+    Watch {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Where fingerprints are kept between ticks.
+        #[arg(long, default_value = ".caguard/store.json")]
+        store: PathBuf,
+    },
     /// The whole cycle on the embedded simulated estate: plan, apply, an out-of-band change, detect, restore.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -69,6 +77,9 @@ pub struct RunArgs {
     /// Tenants worked on at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Only this tenant (repeatable); all tenants when absent.
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
 }
 
 /// `30s`, `2m`, `1h` or plain seconds.
@@ -113,7 +124,7 @@ async fn cipp_for(args: &RunArgs, apply: bool) -> Result<Option<crate::cipp::Cip
 }
 
 async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport, String> {
-    let opts = SweepOptions { apply, confirmed: yes, concurrency: args.concurrency, progress: !args.json };
+    let opts = SweepOptions { apply, confirmed: yes, concurrency: args.concurrency, progress: !args.json, only: args.tenants.clone() };
     if args.sim {
         let estate = caguard_sim::sample_estate();
         let sim = caguard_sim::start(estate.clone(), Default::default()).await.map_err(|e| e.to_string())?;
@@ -125,6 +136,10 @@ async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport
     for w in warnings {
         eprintln!("warning: {}:{w}", args.config.display());
     }
+    sweep::run(&graph_client()?, &cfg, &opts).await.map_err(|e| e.to_string())
+}
+
+fn graph_client() -> Result<GraphClient, String> {
     let mut graph = GraphConfig::default();
     if let Ok(u) = std::env::var("CAGUARD_GRAPH_URL") {
         graph.graph_base = u;
@@ -132,8 +147,37 @@ async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport
     if let Ok(u) = std::env::var("CAGUARD_LOGIN_URL") {
         graph.login_base = u;
     }
-    let client = GraphClient::new(graph, Arc::new(StaticCredentials(env_credentials()?))).map_err(|e| e.to_string())?;
-    sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())
+    GraphClient::new(graph, Arc::new(StaticCredentials(env_credentials()?))).map_err(|e| e.to_string())
+}
+
+/// `caguard watch`: one tick; exit 2 when some tenant changed.
+async fn watch_once(args: &RunArgs, store: &std::path::Path) -> Result<i32, String> {
+    let (cfg, _) = config::load(&args.config)?;
+    let client = graph_client()?;
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::FileStore::new(store));
+    let started = std::time::Instant::now();
+    let report = crate::watch::tick(&client, &cfg, &store, args.concurrency).await.map_err(|e| e.to_string())?;
+    let stats = client.stats();
+    if args.json {
+        println!("{}", serde_json::json!({"tick": report, "stats": stats, "elapsedMs": started.elapsed().as_millis()}));
+    } else {
+        for c in &report.changed {
+            println!("changed: {} ({})", c.name, c.tenant_id);
+        }
+        for (t, e) in &report.errors {
+            println!("error: {t}: {e}");
+        }
+        println!(
+            "{} changed, {} unchanged, {} new, {} errors; {} Graph requests in {:.1}s",
+            report.changed.len(),
+            report.unchanged,
+            report.baseline,
+            report.errors.len(),
+            stats.requests,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if report.changed.is_empty() { EXIT_OK } else { EXIT_DRIFT })
 }
 
 /// One document for `--json` (the sweep, with Part C under `cipp`), or the tables.
@@ -177,6 +221,7 @@ pub async fn run(cli: Cli) -> i32 {
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
         },
+        Command::Watch { run, store } => watch_once(&run, &store).await,
         Command::Serve { port } => {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }

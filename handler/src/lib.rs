@@ -25,3 +25,4 @@ pub mod secrets;
 pub mod storage;
 pub mod store;
 pub mod sweep;
+pub mod watch;

@@ -19,7 +19,8 @@ const SECURITY_DEFAULTS: &str = "/policies/identitySecurityDefaultsEnforcementPo
 const SKUS: &str = "/subscribedSkus?$select=skuPartNumber,capabilityStatus,servicePlans";
 
 /// A customer tenant found through GDAP (or listed for direct mode).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Customer {
     pub tenant_id: String,
     pub name: String,
@@ -47,7 +48,7 @@ pub async fn discover(client: &GraphClient, config: &Config) -> Result<Vec<Custo
             .collect());
     }
     let rels: Vec<DelegatedAdminRelationship> =
-        client.list(&config.msp_tenant_id, "/tenantRelationships/delegatedAdminRelationships").await?;
+        client.list(&config.msp_tenant_id, "/tenantRelationships/delegatedAdminRelationships?$top=300").await?;
     let mut by_tenant: BTreeMap<String, Customer> = BTreeMap::new();
     for r in &rels {
         let Some(tid) = r.customer_tenant_id() else { continue };

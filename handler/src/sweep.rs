@@ -21,11 +21,19 @@ pub struct SweepOptions {
     pub concurrency: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Only these tenants (all when empty).
+    pub only: Vec<String>,
 }
 
 impl Default for SweepOptions {
     fn default() -> Self {
-        SweepOptions { apply: false, confirmed: false, concurrency: 64, progress: false }
+        SweepOptions { apply: false, confirmed: false, concurrency: 64, progress: false, only: vec![] }
+    }
+}
+
+impl SweepOptions {
+    fn wants(&self, tenant: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t.eq_ignore_ascii_case(tenant))
     }
 }
 
@@ -112,7 +120,12 @@ async fn observe_customers(
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore open");
             let report = match observe::customer(&client, &config, &c).await {
-                Ok(o) => TenantReport { plan: plan::plan_customer(&config, &o), result: None, observed: Some(o) },
+                Ok(o) => {
+                    let plan = plan::plan_customer(&config, &o);
+                    // What was observed is needed only to apply writes: let clean tenants' go now.
+                    let observed = plan.enforced().next().is_some().then_some(o);
+                    TenantReport { plan, result: None, observed }
+                }
                 Err(e) => report_only(failed_plan(&c.tenant_id, &c.name, false), observe_error(&e)),
             };
             (i, report)
@@ -133,12 +146,24 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     let started = Instant::now();
     let config = Arc::new(config.clone());
     let mut tenants = Vec::new();
-    tenants.push(match observe::msp(client, &config).await {
-        Ok(o) => TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) },
-        Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
-    });
-    let customers = observe::discover(client, &config).await?;
-    let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
+    // The MSP tenant (two paced CA lists) is read while customers are discovered and read.
+    let msp = async {
+        if !opts.wants(&config.msp_tenant_id) {
+            return None;
+        }
+        Some(match observe::msp(client, &config).await {
+            Ok(o) => TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) },
+            Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
+        })
+    };
+    let customers = async {
+        let mut found = observe::discover(client, &config).await?;
+        found.retain(|c| opts.wants(&c.tenant_id));
+        Ok::<_, GraphError>(found)
+    };
+    let (msp, customers) = tokio::join!(msp, customers);
+    tenants.extend(msp);
+    let (active, inactive): (Vec<_>, Vec<_>) = customers?.into_iter().partition(|c| c.active);
     let (skipped, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|c| config.is_skipped(&c.tenant_id));
     tenants.extend(observe_customers(client, &config, active, opts).await);
     for c in skipped {
@@ -163,6 +188,10 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
                 outcome,
                 written: 0,
             });
+        }
+        // Only tenants with writes pending need what was observed: keep memory flat at thousands of tenants.
+        if t.result.is_some() {
+            t.observed = None;
         }
     }
     if opts.apply {

@@ -265,6 +265,7 @@ fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
     let mut body = Map::new();
     body.insert("@odata.context".into(), json!(format!("{}/$metadata#{context}", req.base)));
     if skip + page < items.len() {
+        // nextLink carries $top so every page keeps the size asked for.
         let mut q: Vec<(String, String)> =
             req.query.iter().filter(|(k, _)| *k != "$skiptoken").map(|(k, v)| (k.clone(), v.clone())).collect();
         q.push(("$skiptoken".into(), (skip + page).to_string()));

@@ -15,6 +15,7 @@
 
 mod estate;
 mod filter;
+pub mod generate;
 mod graph;
 mod server;
 mod state;

@@ -1,7 +1,8 @@
 //! `caguard-sim`: runs the simulated estate as its own process.
 //!
-//! Usage: `caguard-sim [--estate FILE] [--port N] [--latency-ms N] [--no-throttle] [--page-size N]`.
-//! Without `--estate` it serves the embedded sample estate.
+//! Usage: `caguard-sim [--estate FILE | --generate N [--seed S] [--drift FRACTION]] [--port N] [--latency-ms N] [--no-throttle] [--page-size N]`.
+//! Without `--estate` or `--generate` it serves the embedded sample estate.
+//! It prints its base URL on the first line once it is listening.
 
 use caguard_sim::{Estate, SimOptions, sample_estate, start};
 use std::net::SocketAddr;
@@ -27,7 +28,10 @@ async fn main() {
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
             serde_json::from_str(&text).unwrap_or_else(|e| fail(&format!("{path}: not an estate file: {e}")))
         }
-        None => sample_estate(),
+        None => match parse::<usize>(&args, "--generate") {
+            Some(n) => caguard_sim::generate::generate(n, parse(&args, "--seed").unwrap_or(1), parse(&args, "--drift").unwrap_or(0.0)),
+            None => sample_estate(),
+        },
     };
     let mut opts = SimOptions::default();
     if let Some(port) = parse::<u16>(&args, "--port") {

@@ -489,7 +489,8 @@ async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> 
     };
     let mut responses = Vec::new();
     for item in items {
-        let sub_arrived = Instant::now();
+        // Each request in a batch is throttled on its own, as of the batch's arrival.
+        let sub_arrived = arrived;
         let url = item.url.trim_start_matches('/');
         let (path, raw_q) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
         let query = parse_query(raw_q);

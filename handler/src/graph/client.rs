@@ -193,7 +193,11 @@ impl GraphClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = match req.send().await {
+            let sent = req.send().await;
+            if ca {
+                self.inner.pacer.completed(tenant);
+            }
+            let resp = match sent {
                 Ok(r) => r,
                 Err(e) if retries < self.inner.cfg.retry.max_retries && (e.is_timeout() || e.is_connect()) => {
                     retries += 1;
@@ -328,7 +332,11 @@ impl GraphClient {
         }
         let body = serde_json::to_value(BatchRequest { requests: items.clone().into(), extra: Default::default() })
             .expect("serializable");
-        let a = self.send(tenant, Method::POST, "/$batch", Some(&body)).await?;
+        let a = self.send(tenant, Method::POST, "/$batch", Some(&body)).await;
+        if ca_items == 1 {
+            self.inner.pacer.completed(tenant);
+        }
+        let a = a?;
         // The POST itself is a read when every item is.
         if items.iter().all(|i| i.method.as_ref().is_some_and(|m| m.eq_ignore_ascii_case("GET"))) {
             self.inner.counters.writes.fetch_sub(1, Ordering::Relaxed);

@@ -3,20 +3,41 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Spaces each tenant's requests at least `interval` apart.
+/// Spaces each tenant's requests so that Graph sees them at least a second apart.
 ///
 /// Graph's CA endpoints allow 1 request/second per tenant, shared by every app
 /// in that tenant, and answer 429 without Retry-After. Bouncing off the limit
-/// wastes a second per bounce, so caguard stays under it: each request reserves
-/// the tenant's next free slot and waits for it. Tenants never wait on each other.
+/// wastes a second per bounce, so caguard stays under it. Two rules:
+/// - each request reserves the tenant's next free slot (`interval` after the
+///   previous slot) and waits for it;
+/// - when a response comes back, the tenant's next request may not leave until
+///   `gap` later. A request reaches Graph before its response leaves Graph, so
+///   however long the request spent in transit or in a queue, two arrivals are
+///   never closer than `gap`.
+///
+/// Tenants never wait on each other.
 pub struct Pacer {
     interval: Duration,
+    gap: Duration,
     next: Mutex<HashMap<String, Instant>>,
 }
 
 impl Pacer {
     pub fn new(interval: Duration) -> Self {
-        Pacer { interval, next: Mutex::new(HashMap::new()) }
+        Self::with_gap(interval, Duration::from_secs(1))
+    }
+
+    pub fn with_gap(interval: Duration, gap: Duration) -> Self {
+        Pacer { interval, gap, next: Mutex::new(HashMap::new()) }
+    }
+
+    /// A response for `tenant` arrived: its next request leaves `gap` from now at the earliest.
+    pub fn completed(&self, tenant: &str) {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let earliest = Instant::now() + self.gap;
+        let key = tenant.to_ascii_lowercase();
+        let slot = next.get(&key).map_or(earliest, |n| (*n).max(earliest));
+        next.insert(key, slot);
     }
 
     pub fn interval(&self) -> Duration {
@@ -50,5 +71,16 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(10), "other tenants do not wait");
         p.wait("a").await;
         assert!(start.elapsed() >= Duration::from_millis(1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_response_pushes_the_next_request_back() {
+        let p = Pacer::with_gap(Duration::from_millis(1100), Duration::from_millis(1000));
+        let start = Instant::now();
+        p.wait("a").await;
+        tokio::time::sleep(Duration::from_millis(400)).await; // the request took 400 ms
+        p.completed("a");
+        p.wait("a").await;
+        assert!(start.elapsed() >= Duration::from_millis(1400), "{:?}", start.elapsed());
     }
 }

@@ -15,6 +15,9 @@ struct Contents {
     /// sweep correlation id → tenants that changed in it.
     #[serde(default)]
     changes: BTreeMap<String, Vec<String>>,
+    /// tenant → the watch's last fingerprint.
+    #[serde(default)]
+    fingerprints: BTreeMap<String, String>,
 }
 
 pub struct FileStore {
@@ -63,6 +66,14 @@ impl FileStore {
 }
 
 impl Store for FileStore {
+    fn fingerprints(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>, StoreError>> {
+        self.with(|c| c.fingerprints.clone())
+    }
+
+    fn put_fingerprints(&self, fps: BTreeMap<String, String>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |c| c.fingerprints.extend(fps))
+    }
+
     fn put_status(&self, status: TenantStatus) -> BoxFuture<'_, Result<(), StoreError>> {
         self.with(move |c| {
             c.statuses.insert(status.tenant_id.to_ascii_lowercase(), status);

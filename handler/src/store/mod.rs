@@ -40,4 +40,8 @@ pub trait Store: Send + Sync {
     /// True when the tenant already holds one or one was free: the
     /// "at most N% of tenants at once" rule, shared by every instance.
     fn claim_change(&self, sweep: &str, tenant: &str, limit: usize) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// The watch's last fingerprint per tenant.
+    fn fingerprints(&self) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, String>, StoreError>>;
+    /// Records fingerprints (merged into those already stored).
+    fn put_fingerprints(&self, fps: std::collections::BTreeMap<String, String>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
