@@ -57,7 +57,14 @@ impl Drop for Sim {
 
 fn start_sim(args: &Args, drift: f64) -> Sim {
     let mut child = Command::new(root().join("target/release/caguard-sim"))
-        .args(["--generate", &args.tenants.to_string(), "--seed", &args.seed.to_string(), "--drift", &drift.to_string()])
+        .args([
+            "--generate",
+            &args.tenants.to_string(),
+            "--seed",
+            &args.seed.to_string(),
+            "--drift",
+            &drift.to_string(),
+        ])
         .args(["--latency-ms", &args.latency_ms.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -132,7 +139,13 @@ fn caguard(sim: &Sim, config: &Path, args: &[&str]) -> Run {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Run { wall: started.elapsed(), peak_rss_mib: peak, cpu_s: cpu, exit: status.code().unwrap_or(-1), stdout: reader.join().unwrap_or_default() }
+    Run {
+        wall: started.elapsed(),
+        peak_rss_mib: peak,
+        cpu_s: cpu,
+        exit: status.code().unwrap_or(-1),
+        stdout: reader.join().unwrap_or_default(),
+    }
 }
 
 fn http() -> reqwest::blocking::Client {
@@ -150,7 +163,10 @@ fn clear_journal(sim: &Sim) {
 /// Requests, 429s, pacing and the physical floor, from the journal.
 fn traffic(journal: &[Value], tenants: usize, latency_ms: u64) -> Value {
     let http_requests: Vec<&Value> = journal.iter().filter(|e| e["kind"] != "token" && e["inBatch"] != true).collect();
-    let writes = http_requests.iter().filter(|e| e["kind"] == "graph" && ["POST", "PATCH", "DELETE"].contains(&e["method"].as_str().unwrap_or(""))).count();
+    let writes = http_requests
+        .iter()
+        .filter(|e| e["kind"] == "graph" && ["POST", "PATCH", "DELETE"].contains(&e["method"].as_str().unwrap_or("")))
+        .count();
     let reads = http_requests.len() - writes;
     let throttled = journal.iter().filter(|e| e["status"] == 429).count();
     let mut ca: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -165,7 +181,10 @@ fn traffic(journal: &[Value], tenants: usize, latency_ms: u64) -> Value {
         let n = times.len() as f64;
         slowest_ms = slowest_ms.max((n - 1.0) * 1000.0 + n * latency_ms as f64);
     }
-    let discovery_pages = journal.iter().filter(|e| e["path"].as_str().is_some_and(|p| p.contains("delegatedAdminRelationships"))).count() as f64;
+    let discovery_pages = journal
+        .iter()
+        .filter(|e| e["path"].as_str().is_some_and(|p| p.contains("delegatedAdminRelationships")))
+        .count() as f64;
     // Discovery (sequential pages), one token, then the busiest tenant's CA requests at 1/s.
     let floor_ms = discovery_pages * latency_ms as f64 + latency_ms as f64 + slowest_ms;
     let per = |n: usize| n as f64 / (tenants + 1) as f64;
@@ -206,20 +225,25 @@ pub fn run(args: &Args) -> Value {
     let sweep = caguard(&sim, &config, &["apply", "--json", "--concurrency", &conc]);
     let j = journal(&sim);
     let report: Value = serde_json::from_str(&sweep.stdout).unwrap_or(Value::Null);
-    let outcomes: BTreeMap<String, usize> = report["tenants"].as_array().map(|ts| {
-        let mut m = BTreeMap::new();
-        for t in ts {
-            *m.entry(t["result"]["outcome"].as_str().unwrap_or("none").to_string()).or_insert(0) += 1;
-        }
-        m
-    }).unwrap_or_default();
+    let outcomes: BTreeMap<String, usize> = report["tenants"]
+        .as_array()
+        .map(|ts| {
+            let mut m = BTreeMap::new();
+            for t in ts {
+                *m.entry(t["result"]["outcome"].as_str().unwrap_or("none").to_string()).or_insert(0) += 1;
+            }
+            m
+        })
+        .unwrap_or_default();
     let traffic_sweep = traffic(&j, args.tenants, args.latency_ms);
 
     std::thread::sleep(Duration::from_millis(1100));
     clear_journal(&sim);
     let verify = caguard(&sim, &config, &["plan", "--json", "--concurrency", &conc]);
     let after: Value = serde_json::from_str(&verify.stdout).unwrap_or(Value::Null);
-    let left = after["tenants"].as_array().map_or(usize::MAX, |ts| ts.iter().filter(|t| t["plan"]["actions"].as_array().is_some_and(|a| !a.is_empty())).count());
+    let left = after["tenants"].as_array().map_or(usize::MAX, |ts| {
+        ts.iter().filter(|t| t["plan"]["actions"].as_array().is_some_and(|a| !a.is_empty())).count()
+    });
     let traffic_verify = traffic(&journal(&sim), args.tenants, args.latency_ms);
 
     let mut out = json!({

@@ -124,7 +124,13 @@ async fn cipp_for(args: &RunArgs, apply: bool) -> Result<Option<crate::cipp::Cip
 }
 
 async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport, String> {
-    let opts = SweepOptions { apply, confirmed: yes, concurrency: args.concurrency, progress: !args.json, only: args.tenants.clone() };
+    let opts = SweepOptions {
+        apply,
+        confirmed: yes,
+        concurrency: args.concurrency,
+        progress: !args.json,
+        only: args.tenants.clone(),
+    };
     if args.sim {
         let estate = caguard_sim::sample_estate();
         let sim = caguard_sim::start(estate.clone(), Default::default()).await.map_err(|e| e.to_string())?;

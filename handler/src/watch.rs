@@ -36,7 +36,11 @@ pub fn fingerprint(policies: &[ConditionalAccessPolicy], locations: &[NamedLocat
     let mut lines: Vec<String> = policies
         .iter()
         .map(|p| format!("p|{}|{}", p.id(), p.modified_date_time.as_ref().map_or("", String::as_str)))
-        .chain(locations.iter().map(|l| format!("l|{}|{}", l.id(), l.modified_date_time.as_ref().map_or("", String::as_str))))
+        .chain(
+            locations
+                .iter()
+                .map(|l| format!("l|{}|{}", l.id(), l.modified_date_time.as_ref().map_or("", String::as_str))),
+        )
         .collect();
     lines.sort();
     let digest = Sha256::digest(lines.join("\n").as_bytes());
@@ -53,7 +57,12 @@ async fn tenant_fingerprint(client: &GraphClient, tenant: &str, msp: bool) -> Re
 }
 
 /// One tick over the MSP tenant and every active, enforced customer.
-pub async fn tick(client: &GraphClient, config: &Config, store: &Arc<dyn Store>, concurrency: usize) -> Result<TickReport, GraphError> {
+pub async fn tick(
+    client: &GraphClient,
+    config: &Config,
+    store: &Arc<dyn Store>,
+    concurrency: usize,
+) -> Result<TickReport, GraphError> {
     let mut tenants: Vec<Customer> = observe::discover(client, config)
         .await?
         .into_iter()
@@ -66,11 +75,15 @@ pub async fn tick(client: &GraphClient, config: &Config, store: &Arc<dyn Store>,
         status: "msp".into(),
         can_write_ca: None,
     });
-    let previous = store.fingerprints().await.map_err(|e| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() })?;
+    let previous = store
+        .fingerprints()
+        .await
+        .map_err(|e| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() })?;
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for c in tenants {
-        let (client, gate, msp) = (client.clone(), gate.clone(), c.tenant_id.eq_ignore_ascii_case(&config.msp_tenant_id));
+        let (client, gate, msp) =
+            (client.clone(), gate.clone(), c.tenant_id.eq_ignore_ascii_case(&config.msp_tenant_id));
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("open");
             let fp = tenant_fingerprint(&client, &c.tenant_id, msp).await;
@@ -93,7 +106,10 @@ pub async fn tick(client: &GraphClient, config: &Config, store: &Arc<dyn Store>,
             }
         }
     }
-    store.put_fingerprints(current).await.map_err(|e| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() })?;
+    store
+        .put_fingerprints(current)
+        .await
+        .map_err(|e| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() })?;
     report.changed.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
     Ok(report)
 }

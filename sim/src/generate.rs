@@ -13,7 +13,23 @@ fn guid(rng: &mut fastrand::Rng) -> String {
     let b: [u8; 16] = std::array::from_fn(|_| rng.u8(..));
     format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:x}{:02x}-{:x}{:x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0xf, b[7], 8 | (b[8] & 3), b[8] >> 4, b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0xf,
+        b[7],
+        8 | (b[8] & 3),
+        b[8] >> 4,
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     )
 }
 
@@ -25,9 +41,15 @@ fn user(rng: &mut fastrand::Rng, name: &str, upn: &str) -> Value {
 fn policy(rng: &mut fastrand::Rng, i: usize) -> Value {
     let states = ["enabled", "disabled", "enabledForReportingButNotEnforced"];
     let users = match i % 3 {
-        0 => json!({"includeUsers": ["All"], "excludeUsers": [], "includeGroups": [], "excludeGroups": [], "includeRoles": [], "excludeRoles": []}),
-        1 => json!({"includeUsers": [], "excludeUsers": [], "includeGroups": [], "excludeGroups": [], "includeRoles": ["62e90394-69f5-4237-9190-012177145e10"], "excludeRoles": []}),
-        _ => json!({"includeUsers": [], "excludeUsers": [], "includeGroups": [guid(rng)], "excludeGroups": [guid(rng)], "includeRoles": [], "excludeRoles": []}),
+        0 => {
+            json!({"includeUsers": ["All"], "excludeUsers": [], "includeGroups": [], "excludeGroups": [], "includeRoles": [], "excludeRoles": []})
+        }
+        1 => {
+            json!({"includeUsers": [], "excludeUsers": [], "includeGroups": [], "excludeGroups": [], "includeRoles": ["62e90394-69f5-4237-9190-012177145e10"], "excludeRoles": []})
+        }
+        _ => {
+            json!({"includeUsers": [], "excludeUsers": [], "includeGroups": [guid(rng)], "excludeGroups": [guid(rng)], "includeRoles": [], "excludeRoles": []})
+        }
     };
     let mut users = users;
     users["excludeGuestsOrExternalUsers"] = json!({
@@ -53,7 +75,8 @@ fn policy(rng: &mut fastrand::Rng, i: usize) -> Value {
 /// users without the MSP's exclusion (work for D1).
 pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let techs: Vec<Value> = (0..3).map(|i| user(&mut rng, &format!("Tech {i}"), &format!("tech{i}@msp.example"))).collect();
+    let techs: Vec<Value> =
+        (0..3).map(|i| user(&mut rng, &format!("Tech {i}"), &format!("tech{i}@msp.example"))).collect();
     let mut users = techs.clone();
     users.push(user(&mut rng, "Break Glass 1", "bg1@msp.example"));
     users.push(user(&mut rng, "Break Glass 2", "bg2@msp.example"));

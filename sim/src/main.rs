@@ -29,7 +29,11 @@ async fn main() {
             serde_json::from_str(&text).unwrap_or_else(|e| fail(&format!("{path}: not an estate file: {e}")))
         }
         None => match parse::<usize>(&args, "--generate") {
-            Some(n) => caguard_sim::generate::generate(n, parse(&args, "--seed").unwrap_or(1), parse(&args, "--drift").unwrap_or(0.0)),
+            Some(n) => caguard_sim::generate::generate(
+                n,
+                parse(&args, "--seed").unwrap_or(1),
+                parse(&args, "--drift").unwrap_or(0.0),
+            ),
             None => sample_estate(),
         },
     };

@@ -23,7 +23,11 @@ async fn two_hundred_tenants_stay_within_one_ca_request_per_second_each() {
     let report = sweep::run(&client, &config, &opts).await.unwrap();
     let journal = sim.journal();
     let fixed = report.count("fixed");
-    println!("{} tenants, {fixed} fixed, {} CA requests", report.tenants.len(), journal.iter().filter(|e| e.ca).count());
+    println!(
+        "{} tenants, {fixed} fixed, {} CA requests",
+        report.tenants.len(),
+        journal.iter().filter(|e| e.ca).count()
+    );
     assert!(fixed >= 30, "a fifth of the estate was drifted: {fixed} fixed");
     assert_eq!(report.count("failed"), 0);
     assert_eq!(pacing_violations(&journal), Vec::<String>::new());

@@ -18,6 +18,12 @@ struct Contents {
     /// tenant → the watch's last fingerprint.
     #[serde(default)]
     fingerprints: BTreeMap<String, String>,
+    /// record key → drift record.
+    #[serde(default)]
+    drift: BTreeMap<String, super::DriftRecord>,
+    /// "key|window" → alerts counted.
+    #[serde(default)]
+    alerts: BTreeMap<String, u32>,
 }
 
 pub struct FileStore {
@@ -66,6 +72,35 @@ impl FileStore {
 }
 
 impl Store for FileStore {
+    fn record_drift(&self, record: super::DriftRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |c| {
+            c.drift.insert(record.key(), record);
+        })
+    }
+
+    fn drift_records(&self, tenant: Option<&str>) -> BoxFuture<'_, Result<Vec<super::DriftRecord>, StoreError>> {
+        let tenant = tenant.map(str::to_ascii_lowercase);
+        self.with(move |c| {
+            let mut v: Vec<_> = c
+                .drift
+                .values()
+                .filter(|r| tenant.as_ref().is_none_or(|t| r.tenant_id.eq_ignore_ascii_case(t)))
+                .cloned()
+                .collect();
+            v.sort_by(|a, b| b.detected_at.cmp(&a.detected_at));
+            v
+        })
+    }
+
+    fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
+        let k = format!("{key}|{window}");
+        self.with(move |c| {
+            let n = c.alerts.entry(k).or_insert(0);
+            *n += 1;
+            *n
+        })
+    }
+
     fn fingerprints(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>, StoreError>> {
         self.with(|c| c.fingerprints.clone())
     }

@@ -4,8 +4,10 @@
 //! app a shared table store (Azure Table Storage arrives with the watch issue).
 
 mod file;
+mod table;
 
 pub use file::FileStore;
+pub use table::TableStore;
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -31,6 +33,46 @@ pub struct TenantStatus {
 #[error("store: {0}")]
 pub struct StoreError(pub String);
 
+/// One deviation from desired state: what, where, who, and what caguard did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftRecord {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    /// A1, A2, B1, B2, C1, C2, D1, D2.
+    pub control: String,
+    pub object_id: String,
+    pub object_name: String,
+    /// The subtree before and after, as JSON.
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    /// From the audit log (`initiatedBy`), or "unknown".
+    pub changed_by: String,
+    pub changed_at: Option<String>,
+    /// What caguard did: `restored`, `reported`, `held`, …
+    pub action: String,
+    pub result: String,
+    pub detected_at: String,
+    /// The reconcile that found it; with tenant, object and control it keys the record,
+    /// so a retried reconcile writes the same record again rather than a second one.
+    pub correlation_id: String,
+}
+
+impl DriftRecord {
+    /// The record's identity: the same drift found by the same reconcile is one record.
+    pub fn key(&self) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(format!(
+            "{}|{}|{}|{}",
+            self.correlation_id,
+            self.tenant_id.to_ascii_lowercase(),
+            self.object_id,
+            self.control
+        ));
+        d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 pub trait Store: Send + Sync {
     /// Records a tenant's last result (replacing the previous one).
     fn put_status(&self, status: TenantStatus) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -43,5 +85,15 @@ pub trait Store: Send + Sync {
     /// The watch's last fingerprint per tenant.
     fn fingerprints(&self) -> BoxFuture<'_, Result<std::collections::BTreeMap<String, String>, StoreError>>;
     /// Records fingerprints (merged into those already stored).
-    fn put_fingerprints(&self, fps: std::collections::BTreeMap<String, String>) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn put_fingerprints(
+        &self,
+        fps: std::collections::BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records a drift; writing the same record (same key) again changes nothing.
+    fn record_drift(&self, record: DriftRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Drift records, newest first, for one tenant or all.
+    fn drift_records(&self, tenant: Option<&str>) -> BoxFuture<'_, Result<Vec<DriftRecord>, StoreError>>;
+    /// Counts one more alert for `key` in the window starting at `window`; returns the
+    /// count in that window after this one (1: the first, so send it).
+    fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
 }
