@@ -219,7 +219,6 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'CAGUARD_KEYVAULT_URL', value: 'https://${cippKeyVaultName}${environment().suffixes.keyvaultDns}/' }
         { name: 'CAGUARD_IDENTITY_CLIENT_ID', value: identity.properties.clientId }
         { name: 'CAGUARD_AUTH', value: authMode }
-        { name: 'CAGUARD_STORE_PATH', value: '/tmp/caguard/store.json' }
       ]
     }
   }

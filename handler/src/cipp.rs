@@ -40,27 +40,38 @@ pub fn table_client(config: &Config, connection_string: Option<&str>) -> Option<
     )
 }
 
-/// Raises an alert for every drift, fix and failure in a report.
-pub fn alert(report: &CippReport) {
-    use crate::alert::{Alert, raise};
+/// The alerts a report calls for: every drift, fix and failure.
+pub fn alerts(report: &CippReport) -> Vec<crate::alert::Alert> {
+    use crate::alert::{Alert, kind};
+    let mut out = Vec::new();
     for r in &report.rows {
-        let (kind, detail) = match &r.outcome {
+        let (k, detail) = match &r.outcome {
             RowOutcome::Compliant => continue,
-            RowOutcome::Reported(d) => ("drift", d),
-            RowOutcome::Fixed(d) => ("fixed", d),
-            RowOutcome::Failed(d) => ("failed", d),
+            RowOutcome::Reported(d) => (kind::DRIFT_REPORTED, d),
+            RowOutcome::Fixed(d) => (kind::DRIFT_FIXED, d),
+            RowOutcome::Failed(d) => (kind::FAILED, d),
         };
-        let message = format!("{} {} \"{}\" ({}): {detail}", r.control, r.table, r.name, r.row_key);
-        raise(&Alert { tenant_id: "cipp".into(), tenant_name: "CIPP-API".into(), kind: kind.into(), message });
-    }
-    for e in &report.errors {
-        raise(&Alert {
+        out.push(Alert {
             tenant_id: "cipp".into(),
             tenant_name: "CIPP-API".into(),
-            kind: "failed".into(),
-            message: e.clone(),
+            kind: k.into(),
+            message: format!("{} {} \"{}\" ({}): {detail}", r.control, r.table, r.name, r.row_key),
+            control: Some(r.control.to_string()),
+            object_id: Some(r.row_key.clone()),
+            object_name: Some(r.name.clone()),
+            ..Default::default()
         });
     }
+    for e in &report.errors {
+        out.push(Alert {
+            tenant_id: "cipp".into(),
+            tenant_name: "CIPP-API".into(),
+            kind: kind::FAILED.into(),
+            message: e.clone(),
+            ..Default::default()
+        });
+    }
+    out
 }
 
 /// A human-readable summary, one line per row that is not compliant.

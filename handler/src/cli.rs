@@ -217,7 +217,7 @@ pub async fn run(cli: Cli) -> i32 {
             (Ok(r), Ok(c)) => {
                 print(&r, c.as_ref(), run.json, true);
                 if let Some(c) = &c {
-                    crate::cipp::alert(c);
+                    crate::cipp::alerts(c).iter().for_each(crate::alert::raise);
                 }
                 let cipp_failed = c.as_ref().is_some_and(|c| {
                     !c.errors.is_empty()

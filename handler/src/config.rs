@@ -98,6 +98,30 @@ pub struct Config {
     pub max_tenant_fraction: f64,
     /// CIPP's storage account (Part C), when configured.
     pub cipp: Option<CippStorage>,
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: dedupe window, webhook schema, email. Webhook URLs are secrets and
+/// come from app settings (`CAGUARD_TEAMS_WEBHOOK_URL`, `CAGUARD_SLACK_WEBHOOK_URL`,
+/// `CAGUARD_ALERT_WEBHOOK_URL`), never from this file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertsConfig {
+    pub window_minutes: i64,
+    pub webhook_schema: crate::alert::Schema,
+    /// A mailbox in the MSP tenant to send from (needs Mail.Send).
+    pub email_from: Option<String>,
+    pub email_to: Vec<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            window_minutes: 60,
+            webhook_schema: crate::alert::Schema::Caguard,
+            email_from: None,
+            email_to: vec![],
+        }
+    }
 }
 
 /// Where CIPP's tables are. The connection string (local runs) comes from the
@@ -192,6 +216,18 @@ struct Raw {
     safety: RawSafety,
     #[serde(default)]
     cipp: Option<RawCipp>,
+    #[serde(default)]
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    window_minutes: Option<Spanned<i64>>,
+    webhook_schema: Option<Spanned<String>>,
+    email_from: Option<String>,
+    #[serde(default)]
+    email_to: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -554,6 +590,32 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     };
 
+    let mut alerts = AlertsConfig::default();
+    if let Some(a) = &raw.alerts {
+        if let Some(w) = &a.window_minutes {
+            if *w.get_ref() < 1 {
+                err("alerts.window_minutes", lines.at(w.span().start), "must be at least 1".into());
+            }
+            alerts.window_minutes = *w.get_ref();
+        }
+        if let Some(sch) = &a.webhook_schema {
+            alerts.webhook_schema = match sch.get_ref().as_str() {
+                "caguard" => crate::alert::Schema::Caguard,
+                "cipp" => crate::alert::Schema::Cipp,
+                other => {
+                    err(
+                        "alerts.webhook_schema",
+                        lines.at(sch.span().start),
+                        format!("unknown schema '{other}'; expected \"caguard\" or \"cipp\""),
+                    );
+                    crate::alert::Schema::Caguard
+                }
+            };
+        }
+        alerts.email_from = a.email_from.clone();
+        alerts.email_to = a.email_to.clone();
+    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -577,6 +639,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         max_policies_per_tenant: raw.safety.max_policies_per_tenant.unwrap_or(25),
         max_tenant_fraction,
         cipp,
+        alerts,
     };
     Ok((config, warnings))
 }

@@ -23,12 +23,13 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
     tables.insert("ApiClients", "ApiClients", "timer-open-client", &row).await.unwrap();
 
     let (sim, estate) = sample_sim(0, false).await;
+    let store: Arc<dyn caguard::store::Store> =
+        Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-cipp-timer-{}.json", std::process::id()))));
     let ready = Ready {
         config: caguard::demo::sample_config(&estate),
         client: caguard::demo::sample_client(&sim, &estate),
-        store: Arc::new(FileStore::new(
-            std::env::temp_dir().join(format!("caguard-cipp-timer-{}.json", std::process::id())),
-        )),
+        alerter: caguard::alert::Alerter::new(store.clone(), 60, None, None, None, None),
+        store,
         settings: Settings {
             confirm_large_plans: false,
             max_dequeue_count: 5,

@@ -14,13 +14,13 @@
 
 pub mod protocol;
 
-use crate::alert::{self, Alert};
+use crate::alert::{Alert, Alerter, kind};
 use crate::apply::{Outcome, TenantResult, apply_tenant};
 use crate::config::Config;
 use crate::graph::{GraphClient, GraphConfig};
 use crate::observe::{self, Customer};
 use crate::plan::{self, Block, TenantPlan};
-use crate::store::{FileStore, Store, TenantStatus};
+use crate::store::{DriftRecord, Store, TenantStatus};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -71,6 +71,7 @@ pub struct Ready {
     pub config: Config,
     pub client: GraphClient,
     pub store: Arc<dyn Store>,
+    pub alerter: Alerter,
     pub settings: Settings,
 }
 
@@ -109,14 +110,14 @@ fn ready_from_env() -> Result<Ready, String> {
         graph.login_base = u;
     }
     let client = GraphClient::new(graph, crate::secrets::from_env()?).map_err(|e| e.to_string())?;
-    let store_path = env("CAGUARD_STORE_PATH")
-        .unwrap_or_else(|| std::env::temp_dir().join("caguard").join("store.json").display().to_string());
+    let store = crate::store::from_env()?;
     let settings = Settings {
         confirm_large_plans: env("CAGUARD_CONFIRM_LARGE_PLANS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         max_dequeue_count: env("CAGUARD_MAX_DEQUEUE_COUNT").and_then(|v| v.parse().ok()).unwrap_or(5),
         cipp_connection_string: crate::cipp::connection_string_from_env(),
     };
-    Ok(Ready { config, client, store: Arc::new(FileStore::new(store_path)), settings })
+    let alerter = Alerter::from_env(store.clone(), &config, &client);
+    Ok(Ready { config, client, store, alerter, settings })
 }
 
 /// The routes the Functions host calls.
@@ -295,14 +296,7 @@ async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<Invo
         }
     };
     record(r, &result.tenant_id, &name, &result.outcome, result.written, &msg.correlation_id).await;
-    if let Outcome::Held(why) = &result.outcome {
-        alert::raise(&Alert {
-            tenant_id: result.tenant_id.clone(),
-            tenant_name: name.clone(),
-            kind: "held".into(),
-            message: why.clone(),
-        });
-    }
+    report_drift(r, &msg, &name, &plan, &result).await;
     if let Outcome::Failed(why) = &result.outcome {
         return Err(Failure::Retry(format!("tenant {} (attempt {attempt}): {why}", msg.tenant_id)));
     }
@@ -316,6 +310,77 @@ async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<Invo
         result.written
     );
     Ok(InvocationResponse::ok().log(line).with_return(serde_json::to_value(&result).expect("serializable")))
+}
+
+/// The alert an outcome calls for, if any: enforcement that could not run.
+fn outcome_alert(tenant: &str, name: &str, outcome: &Outcome) -> Option<Alert> {
+    let (k, why) = match outcome {
+        Outcome::Held(why) => (kind::HELD, why),
+        Outcome::Failed(why) => (kind::FAILED, why),
+        Outcome::Skipped(why) if why.contains("P1") => (kind::NO_LICENSE, why),
+        Outcome::Skipped(why) if why.contains("GDAP relationship lacks") => (kind::MISSING_ROLE, why),
+        Outcome::Skipped(why) if why.contains("consent, permissions or token") => (kind::AUTH_FAILURE, why),
+        _ => return None,
+    };
+    Some(Alert {
+        tenant_id: tenant.into(),
+        tenant_name: name.into(),
+        kind: k.into(),
+        message: why.clone(),
+        ..Default::default()
+    })
+}
+
+/// Drift records and alerts for what a reconcile wrote, with who changed each object.
+async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &TenantPlan, result: &TenantResult) {
+    if let Some(a) = outcome_alert(&result.tenant_id, name, &result.outcome) {
+        r.alerter.send(&a).await;
+    }
+    let own_app = r.client.app_id().await.unwrap_or_default();
+    for action in plan.enforced().take(result.written) {
+        let object_id = match &action.op {
+            crate::plan::Op::UpdatePolicy { id } | crate::plan::Op::UpdateLocation { id } => id.clone(),
+            _ => String::new(),
+        };
+        let change = if object_id.is_empty() {
+            None
+        } else {
+            crate::audit::who_changed(&r.client, &result.tenant_id, &object_id, &own_app).await.ok().flatten()
+        };
+        let (changed_by, changed_at) = change.map_or(("unknown".to_string(), None), |c| (c.who, Some(c.when)));
+        let drift = DriftRecord {
+            tenant_id: result.tenant_id.clone(),
+            tenant_name: name.to_string(),
+            control: action.control.to_string(),
+            object_id: object_id.clone(),
+            object_name: action.target.clone(),
+            before: action.before.clone(),
+            after: action.body.clone(),
+            changed_by: changed_by.clone(),
+            changed_at: changed_at.clone(),
+            action: format!("{} {}", action.op.verb(), if action.op.is_policy() { "policy" } else { "named location" }),
+            result: "restored".into(),
+            detected_at: now(),
+            correlation_id: msg.correlation_id.clone(),
+        };
+        if let Err(e) = r.store.record_drift(drift).await {
+            tracing::error!(tenant = %result.tenant_id, "could not record drift: {e}");
+        }
+        let alert = Alert {
+            tenant_id: result.tenant_id.clone(),
+            tenant_name: name.to_string(),
+            kind: kind::DRIFT_FIXED.into(),
+            message: format!("{} \"{}\": {}; restored.", action.control, action.target, action.reason),
+            control: Some(action.control.to_string()),
+            object_id: Some(if object_id.is_empty() { action.target.clone() } else { object_id }),
+            object_name: Some(action.target.clone()),
+            changed_by: Some(changed_by),
+            changed_at,
+            before: Some(action.before.clone()),
+            after: Some(action.body.clone()),
+        };
+        r.alerter.send(&alert).await;
+    }
 }
 
 async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, TenantResult), String> {
@@ -405,17 +470,21 @@ async fn run_cipp(r: &Ready) -> Option<String> {
     let client = match crate::cipp::table_client(&r.config, r.settings.cipp_connection_string.as_deref())? {
         Ok(c) => c,
         Err(e) => {
-            alert::raise(&Alert {
+            let a = Alert {
                 tenant_id: "cipp".into(),
                 tenant_name: "CIPP-API".into(),
-                kind: "failed".into(),
+                kind: kind::FAILED.into(),
                 message: e.clone(),
-            });
+                ..Default::default()
+            };
+            r.alerter.send(&a).await;
             return Some(format!("CIPP-API: {e}"));
         }
     };
     let report = crate::cipp::run(&client, &r.config, &crate::cipp::Tables::default(), true).await;
-    crate::cipp::alert(&report);
+    for a in crate::cipp::alerts(&report) {
+        r.alerter.send(&a).await;
+    }
     Some(format!(
         "CIPP-API: {} rows checked, {} not compliant, {} table errors",
         report.rows.len(),
@@ -450,12 +519,14 @@ async fn reconcile_poison(r: &Ready, request: &InvocationRequest) -> Result<Invo
         "reconcile of tenant {tenant} failed {} times and was moved to the poison queue; its last result is in Status. Message: {raw}",
         r.settings.max_dequeue_count
     );
-    alert::raise(&Alert {
+    let a = Alert {
         tenant_id: tenant.clone(),
         tenant_name: name.clone(),
-        kind: "poison".into(),
+        kind: kind::POISON.into(),
         message: message.clone(),
-    });
+        ..Default::default()
+    };
+    r.alerter.send(&a).await;
     record(
         r,
         &tenant,

@@ -148,6 +148,11 @@ impl GraphClient {
         Ok(GraphClient { inner: Arc::new(Inner { http, cfg, tokens, pacer, counters: Counters::default() }) })
     }
 
+    /// caguard's own app id (once a token was fetched): its writes in audit logs are not drift.
+    pub async fn app_id(&self) -> Option<String> {
+        self.inner.tokens.client_id().await
+    }
+
     pub fn config(&self) -> &GraphConfig {
         &self.inner.cfg
     }

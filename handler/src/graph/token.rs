@@ -107,6 +107,15 @@ impl TokenCache {
         }
     }
 
+    /// The app (client) id of the credentials in use, once loaded.
+    pub async fn client_id(&self) -> Option<String> {
+        match self.creds.lock().await.as_ref()? {
+            Credentials::ClientSecret { client_id, .. } | Credentials::RefreshToken { client_id, .. } => {
+                Some(client_id.clone())
+            }
+        }
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -92,6 +92,11 @@ impl Store for FileStore {
         })
     }
 
+    fn alert_count(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
+        let k = format!("{key}|{window}");
+        self.with(move |c| c.alerts.get(&k).copied().unwrap_or(0))
+    }
+
     fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
         let k = format!("{key}|{window}");
         self.with(move |c| {

@@ -15,6 +15,30 @@ use std::pin::Pin;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The store the environment asks for: `CAGUARD_STORE_PATH` (a file), else the
+/// function app's own storage account (`AzureWebJobsStorage` as a connection string,
+/// or `AzureWebJobsStorage__accountName` with the managed identity), else a temp file.
+pub fn from_env() -> Result<std::sync::Arc<dyn Store>, String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if let Some(path) = get("CAGUARD_STORE_PATH") {
+        return Ok(std::sync::Arc::new(FileStore::new(path)));
+    }
+    if let Some(cs) = get("AzureWebJobsStorage") {
+        let client = crate::storage::TableClient::from_connection_string(&cs)
+            .map_err(|e| format!("AzureWebJobsStorage: {e}"))?;
+        return Ok(std::sync::Arc::new(TableStore::new(client, "")));
+    }
+    if let Some(account) = get("AzureWebJobsStorage__accountName") {
+        let endpoint = format!("https://{account}.table.core.windows.net");
+        let client = crate::storage::TableClient::new(
+            &endpoint,
+            crate::storage::Auth::Token(crate::secrets::azure_credential()?),
+        );
+        return Ok(std::sync::Arc::new(TableStore::new(client, "")));
+    }
+    Ok(std::sync::Arc::new(FileStore::new(std::env::temp_dir().join("caguard").join("store.json"))))
+}
+
 /// A tenant's last result, as `Status` reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,4 +120,6 @@ pub trait Store: Send + Sync {
     /// Counts one more alert for `key` in the window starting at `window`; returns the
     /// count in that window after this one (1: the first, so send it).
     fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
+    /// The count of a window, without counting.
+    fn alert_count(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
 }

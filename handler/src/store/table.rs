@@ -78,6 +78,11 @@ impl TableStore {
     }
 }
 
+fn alert_row(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 fn text(props: &Map<String, Value>, k: &str) -> Option<String> {
     props.get(k).and_then(Value::as_str).map(str::to_string)
 }
@@ -185,9 +190,18 @@ impl Store for TableStore {
         })
     }
 
+    fn alert_count(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
+        let rk = alert_row(key);
+        let window = safe_key(window);
+        Box::pin(async move {
+            self.ready().await?;
+            let row = self.client.get(&self.t(ALERTS), &window, &rk).await.map_err(err)?;
+            Ok(row.and_then(|r| r.properties.get("Count").and_then(Value::as_u64)).unwrap_or(0) as u32)
+        })
+    }
+
     fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
-        use sha2::Digest;
-        let rk: String = sha2::Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let rk = alert_row(key);
         let window = safe_key(window);
         Box::pin(async move {
             self.ready().await?;
