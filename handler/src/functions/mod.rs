@@ -9,6 +9,7 @@
 //! | `SweepTimer` | timer | discovers tenants, emits one `reconcile` queue message per tenant |
 //! | `ReconcileTenant` | queue | observes, plans and applies one tenant; records its result |
 //! | `ReconcilePoison` | queue (poison) | a message that failed `maxDequeueCount` times: alert, record |
+//! | `WatchTimer` | timer (every minute) | one cheap list per tenant; a `reconcile` message for each tenant that changed |
 //! | `CippTimer` | timer | Part C: CIPP-API clients and roles limited to the trusted ranges (also run by `SweepTimer`) |
 //! | `Status` | HTTP (function key) | each tenant's last result |
 
@@ -174,6 +175,7 @@ async fn invoke(State(app): State<App>, Path(function): Path<String>, body: Byte
         "ReconcileTenant" => reconcile_tenant(ready, &request).await,
         "ReconcilePoison" => reconcile_poison(ready, &request).await,
         "CippTimer" => cipp_timer(ready, &request).await,
+        "WatchTimer" => watch_timer(ready, &request).await,
         other => return problem(StatusCode::NOT_FOUND, format!("unknown function '{other}'")),
     };
     match result {
@@ -491,6 +493,44 @@ async fn run_cipp(r: &Ready) -> Option<String> {
         report.drifted(),
         report.errors.len()
     ))
+}
+
+/// `WatchTimer`: the minute-level change check; a `reconcile` message for every
+/// tenant whose CA objects changed since the last tick.
+async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
+    let timer = request.timer("timer")?;
+    let correlation_id = correlation(request);
+    let tick = crate::watch::tick(&r.client, &r.config, &r.store, 64)
+        .await
+        .map_err(|e| Failure::Retry(format!("watch tick failed: {e}")))?;
+    let messages: Vec<Value> = tick
+        .changed
+        .iter()
+        .map(|c| {
+            serde_json::to_value(ReconcileMessage {
+                tenant_id: c.tenant_id.clone(),
+                tenant_name: Some(c.name.clone()),
+                reason: "drift".into(),
+                correlation_id: correlation_id.clone(),
+                msp: c.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id),
+                can_write_ca: c.can_write_ca,
+                sweep_size: None,
+            })
+            .expect("serializable")
+        })
+        .collect();
+    let mut resp = InvocationResponse::ok().log(format!(
+        "watch {correlation_id}: {} changed, {} unchanged, {} new, {} errors{}",
+        tick.changed.len(),
+        tick.unchanged,
+        tick.baseline,
+        tick.errors.len(),
+        if timer.is_past_due { " (past due)" } else { "" }
+    ));
+    for (tenant, e) in &tick.errors {
+        resp = resp.log(format!("watch: tenant {tenant}: {e}"));
+    }
+    Ok(resp.output(RECONCILE_BINDING, Value::Array(messages)))
 }
 
 /// `CippTimer`: Part C on its own schedule.

@@ -1,0 +1,132 @@
+//! The hands-off loop through the Functions app, against the simulator and Azurite:
+//! a named user removes the MSP exclusion in a customer tenant; the next watch tick
+//! notices, the reconcile restores it, and exactly one alert names the actor.
+
+use caguard::alert::{Alerter, Schema};
+use caguard::functions::protocol::InvocationResponse;
+use caguard::functions::{Ready, Settings, router};
+use caguard::store::{Store, TableStore};
+use caguard_e2e::{Azurite, sample_sim, unique_table};
+use caguard_sim::Actor;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+type Inbox = Arc<Mutex<Vec<Value>>>;
+
+async fn webhook_receiver() -> (String, Inbox) {
+    let inbox: Inbox = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook/secret-path",
+            axum::routing::post(
+                |axum::extract::State(i): axum::extract::State<Inbox>, axum::Json(v): axum::Json<Value>| async move {
+                    i.lock().unwrap().push(v);
+                    "ok"
+                },
+            ),
+        )
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook/secret-path", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, inbox)
+}
+
+async fn invoke(base: &str, function: &str, data: Value) -> InvocationResponse {
+    let inv = json!({"Data": data, "Metadata": {"DequeueCount": 1, "sys": {"MethodName": function, "RandGuid": format!("{function}-run")}}});
+    let resp = reqwest::Client::new().post(format!("{base}/{function}")).json(&inv).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{function}");
+    resp.json().await.unwrap()
+}
+
+fn timer() -> Value {
+    json!({"timer": {"ScheduleStatus": null, "IsPastDue": false}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_the_actor() {
+    let az = Azurite::start();
+    let (sim, estate) = sample_sim(0, true).await;
+    let (hook, inbox) = webhook_receiver().await;
+    let store: Arc<dyn Store> = Arc::new(TableStore::new(az.client(), &unique_table("w")));
+    let client = caguard::demo::sample_client(&sim, &estate);
+    let ready = Ready {
+        config: caguard::demo::sample_config(&estate),
+        alerter: Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None),
+        client,
+        store: store.clone(),
+        settings: Settings { confirm_large_plans: true, max_dequeue_count: 5, cipp_connection_string: None },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
+
+    // The first rollout (confirmed, outside the alert path: it is not drift), then the watch's baseline.
+    let rollout = caguard::sweep::SweepOptions { apply: true, confirmed: true, ..Default::default() };
+    caguard::sweep::run(&caguard::demo::sample_client(&sim, &estate), &caguard::demo::sample_config(&estate), &rollout)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let baseline = invoke(&base, "WatchTimer", timer()).await;
+    assert!(baseline.outputs["reconcile"].as_array().unwrap().is_empty(), "{:?}", baseline.logs);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let quiet = invoke(&base, "WatchTimer", timer()).await;
+    assert!(quiet.outputs["reconcile"].as_array().unwrap().is_empty(), "nothing changed: {:?}", quiet.logs);
+    inbox.lock().unwrap().clear();
+
+    // Mallory removes the MSP exclusion in the portal.
+    let fabrikam = estate.tenants.iter().find(|t| t.display_name == "Fabrikam Dental").unwrap();
+    let policy = &fabrikam.policies[0];
+    let mallory = Actor::User {
+        id: "5f0c2b7e-3d1a-4c55-9e21-7a1d2c3b4e5f".into(),
+        display_name: "Mallory Admin".into(),
+        user_principal_name: "mallory@fabrikamdental.onmicrosoft.com".into(),
+    };
+    let path = format!("identity/conditionalAccess/policies/{}", policy["id"].as_str().unwrap());
+    let (status, _) = sim.portal_edit(
+        &fabrikam.id,
+        &mallory,
+        "PATCH",
+        &path,
+        Some(json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": null}}})),
+    );
+    assert_eq!(status, 204);
+
+    // The next tick notices only that tenant; the reconcile puts it back.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let tick = invoke(&base, "WatchTimer", timer()).await;
+    let queued = tick.outputs["reconcile"].as_array().unwrap().clone();
+    assert_eq!(queued.len(), 1, "{:?}", tick.logs);
+    assert_eq!(queued[0]["tenantId"], fabrikam.id.as_str());
+    assert_eq!(queued[0]["reason"], "drift");
+    let fixed = invoke(&base, "ReconcileTenant", json!({"reconcile": queued[0].to_string()})).await;
+    assert_eq!(fixed.return_value["outcome"], "fixed", "{:?}", fixed.logs);
+    let stored = sim.tenant(&fabrikam.id).unwrap();
+    let restored = stored.policies.iter().find(|p| p["id"] == policy["id"]).unwrap();
+    assert_eq!(
+        restored["conditions"]["users"]["excludeGuestsOrExternalUsers"]["externalTenants"]["members"][0],
+        estate.msp_tenant_id.as_str()
+    );
+
+    // Exactly one alert, naming the actor from the audit log; and a drift record.
+    let alerts = inbox.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["kind"], "drift-fixed");
+    assert_eq!(alerts[0]["control"], "D1");
+    assert_eq!(alerts[0]["tenant"]["id"], fabrikam.id.as_str());
+    assert_eq!(alerts[0]["changedBy"], "Mallory Admin <mallory@fabrikamdental.onmicrosoft.com>");
+    assert!(alerts[0]["diff"]["after"]["conditions"]["users"]["excludeGuestsOrExternalUsers"].is_object());
+    let records = store.drift_records(Some(&fabrikam.id)).await.unwrap();
+    assert_eq!(records[0].changed_by, "Mallory Admin <mallory@fabrikamdental.onmicrosoft.com>");
+    assert_eq!(records[0].control, "D1");
+
+    // A redelivered message and the next tick change nothing and alert nothing more.
+    invoke(&base, "ReconcileTenant", json!({"reconcile": queued[0]})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let after = invoke(&base, "WatchTimer", timer()).await;
+    for m in after.outputs["reconcile"].as_array().unwrap() {
+        let r = invoke(&base, "ReconcileTenant", json!({"reconcile": m})).await;
+        assert_eq!(r.return_value["outcome"], "compliant");
+    }
+    assert_eq!(inbox.lock().unwrap().len(), 1, "still exactly one alert");
+}
