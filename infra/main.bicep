@@ -37,6 +37,9 @@ param cippStorageAccountName string = ''
 @description('NCRONTAB schedule of the minute-level change check.')
 param watchSchedule string = '0 */1 * * * *'
 
+@description('NCRONTAB schedule of the Graph subscription renewal.')
+param renewSchedule string = '0 0 */6 * * *'
+
 @description('NCRONTAB schedule of Part C (CIPP-API access lists) on its own.')
 param cippSchedule string = '0 5 * * * *'
 
@@ -220,6 +223,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'CAGUARD_SWEEP_SCHEDULE', value: sweepSchedule }
         { name: 'CAGUARD_CIPP_SCHEDULE', value: cippSchedule }
         { name: 'CAGUARD_WATCH_SCHEDULE', value: watchSchedule }
+        { name: 'CAGUARD_RENEW_SCHEDULE', value: renewSchedule }
         { name: 'CAGUARD_KEYVAULT_URL', value: 'https://${cippKeyVaultName}${environment().suffixes.keyvaultDns}/' }
         { name: 'CAGUARD_IDENTITY_CLIENT_ID', value: identity.properties.clientId }
         { name: 'CAGUARD_AUTH', value: authMode }

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod functions;
 pub mod graph;
 pub mod model;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod report;

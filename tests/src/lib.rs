@@ -133,6 +133,44 @@ impl Azurite {
         Azurite { child: Some(child), endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1") }
     }
 
+    /// Azurite's Queue service for a test (`CAGUARD_AZURITE_QUEUE` from `.ci/run`, or a private one).
+    pub fn start_queue() -> Azurite {
+        if let Ok(endpoint) = std::env::var("CAGUARD_AZURITE_QUEUE") {
+            return Azurite { child: None, endpoint };
+        }
+        let bin = azurite_bin().with_file_name("azurite-queue");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(bin)
+            .args([
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                &port.to_string(),
+                "--disableTelemetry",
+                "--inMemoryPersistence",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("azurite-queue starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "Azurite queue did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Azurite { child: Some(child), endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1") }
+    }
+
+    /// A queue client with Azurite's well-known account key (on a queue endpoint).
+    pub fn queue_client(&self) -> caguard::storage::QueueClient {
+        caguard::storage::QueueClient::from_connection_string(&format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint={};",
+            caguard::storage::DEV_KEY,
+            self.endpoint
+        ))
+        .unwrap()
+    }
+
     /// A client with Azurite's well-known account key.
     pub fn client(&self) -> caguard::storage::TableClient {
         caguard::storage::TableClient::from_connection_string(&self.connection_string()).unwrap()

@@ -30,10 +30,12 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
         client: caguard::demo::sample_client(&sim, &estate),
         alerter: caguard::alert::Alerter::new(store.clone(), 60, None, None, None, None),
         store,
+        queue: None,
         settings: Settings {
             confirm_large_plans: false,
             max_dequeue_count: 5,
             cipp_connection_string: Some(az.connection_string()),
+            public_url: None,
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -55,7 +55,13 @@ async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_
         alerter: Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None),
         client,
         store: store.clone(),
-        settings: Settings { confirm_large_plans: true, max_dequeue_count: 5, cipp_connection_string: None },
+        settings: Settings {
+            confirm_large_plans: true,
+            max_dequeue_count: 5,
+            cipp_connection_string: None,
+            public_url: None,
+        },
+        queue: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -65,6 +65,8 @@ pub struct Settings {
     pub max_dequeue_count: u32,
     /// `CAGUARD_CIPP_CONNECTION_STRING`: CIPP's storage by connection string (local runs).
     pub cipp_connection_string: Option<String>,
+    /// This app's public base URL, for Graph subscriptions (`CAGUARD_PUBLIC_URL`, else `https://$WEBSITE_HOSTNAME`).
+    pub public_url: Option<String>,
 }
 
 /// Everything an invocation needs, built once at start-up without touching the network.
@@ -73,6 +75,8 @@ pub struct Ready {
     pub client: GraphClient,
     pub store: Arc<dyn Store>,
     pub alerter: Alerter,
+    /// Where forwarded HTTP functions queue their work (the app's own storage).
+    pub queue: Option<crate::storage::QueueClient>,
     pub settings: Settings,
 }
 
@@ -116,16 +120,40 @@ fn ready_from_env() -> Result<Ready, String> {
         confirm_large_plans: env("CAGUARD_CONFIRM_LARGE_PLANS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         max_dequeue_count: env("CAGUARD_MAX_DEQUEUE_COUNT").and_then(|v| v.parse().ok()).unwrap_or(5),
         cipp_connection_string: crate::cipp::connection_string_from_env(),
+        public_url: env("CAGUARD_PUBLIC_URL").or_else(|| env("WEBSITE_HOSTNAME").map(|h| format!("https://{h}"))),
     };
+    let queue = queue_from_env()?;
     let alerter = Alerter::from_env(store.clone(), &config, &client);
-    Ok(Ready { config, client, store, alerter, settings })
+    Ok(Ready { config, client, store, alerter, queue, settings })
 }
+
+/// The queue of the app's own storage account: `AzureWebJobsStorage` as a connection
+/// string, or `AzureWebJobsStorage__accountName` with the managed identity.
+fn queue_from_env() -> Result<Option<crate::storage::QueueClient>, String> {
+    if let Some(cs) = env("AzureWebJobsStorage") {
+        return crate::storage::QueueClient::from_connection_string(&cs)
+            .map(Some)
+            .map_err(|e| format!("AzureWebJobsStorage: {e}"));
+    }
+    match env("AzureWebJobsStorage__accountName") {
+        Some(account) => Ok(Some(crate::storage::QueueClient::new(
+            &format!("https://{account}.queue.core.windows.net"),
+            crate::storage::Auth::Token(crate::secrets::azure_credential()?),
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The queue `ReconcileTenant` listens on.
+pub const RECONCILE_QUEUE: &str = "caguard-reconcile";
 
 /// The routes the Functions host calls.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(|| async { "caguard ready" }))
         .route("/api/Status", get(status))
+        .route("/api/GraphNotifications", post(graph_notifications))
+        .route("/api/GraphLifecycle", post(graph_lifecycle))
         .route("/{function}", post(invoke))
         .fallback(unknown)
         .with_state(app)
@@ -176,6 +204,7 @@ async fn invoke(State(app): State<App>, Path(function): Path<String>, body: Byte
         "ReconcilePoison" => reconcile_poison(ready, &request).await,
         "CippTimer" => cipp_timer(ready, &request).await,
         "WatchTimer" => watch_timer(ready, &request).await,
+        "RenewSubscriptionsTimer" => renew_subscriptions(ready, &request).await,
         other => return problem(StatusCode::NOT_FOUND, format!("unknown function '{other}'")),
     };
     match result {
@@ -577,6 +606,123 @@ async fn reconcile_poison(r: &Ready, request: &InvocationRequest) -> Result<Invo
     )
     .await;
     Ok(InvocationResponse::ok().log(message))
+}
+
+/// `RenewSubscriptionsTimer`: Graph subscriptions for the technician groups and the
+/// break-glass and service accounts exist and do not expire within two days.
+async fn renew_subscriptions(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
+    request.timer("timer")?;
+    let Some(base) = r.settings.public_url.as_deref() else {
+        return Err(Failure::Retry("no public URL for Graph to notify: set CAGUARD_PUBLIC_URL".into()));
+    };
+    let report = crate::notify::renew(&r.client, &r.config, r.store.as_ref(), base, chrono::Duration::days(2)).await;
+    let line = format!(
+        "subscriptions: {} created, {} renewed, {} kept, {} errors",
+        report.created,
+        report.renewed,
+        report.kept,
+        report.errors.len()
+    );
+    let mut resp = InvocationResponse::ok().log(line);
+    for e in &report.errors {
+        resp = resp.log(format!("subscription error: {e}"));
+    }
+    Ok(resp.with_return(serde_json::to_value(&report).expect("json")))
+}
+
+/// Queues a reconcile of the MSP tenant (from a push event).
+async fn queue_msp_reconcile(r: &Ready, reason: &str) -> Result<(), String> {
+    let queue = r.queue.as_ref().ok_or("no queue configured (AzureWebJobsStorage)")?;
+    let msg = ReconcileMessage {
+        tenant_id: r.config.msp_tenant_id.clone(),
+        tenant_name: Some("MSP tenant".into()),
+        reason: reason.into(),
+        correlation_id: format!("{reason}-{}", chrono::Utc::now().timestamp_millis()),
+        msp: true,
+        can_write_ca: None,
+        sweep_size: None,
+    };
+    queue.put(RECONCILE_QUEUE, &serde_json::to_string(&msg).expect("json")).await
+}
+
+/// Graph's validation handshake: echo the decoded token as text/plain. Nothing else is ever echoed.
+fn validation(q: &std::collections::HashMap<String, String>) -> Option<Response> {
+    q.get("validationToken")
+        .map(|t| (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain")], t.clone()).into_response())
+}
+
+/// Graph has 3 s to hear back; caguard answers well within it.
+const NOTIFICATION_BUDGET: std::time::Duration = std::time::Duration::from_millis(2500);
+
+/// `GraphNotifications` (forwarded HTTP): change notifications for the watched users and groups.
+async fn graph_notifications(
+    State(app): State<App>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Some(echo) = validation(&q) {
+        return echo;
+    }
+    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let Ok(notes) = serde_json::from_slice::<crate::model::ChangeNotificationCollection>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "GraphNotifications: the body is not a change-notification collection".into(),
+        );
+    };
+    let work = async {
+        let subs = crate::notify::records(r.store.as_ref()).await?;
+        let t = crate::notify::triage(&notes, &subs);
+        if t.reconcile {
+            queue_msp_reconcile(r, "membership-change").await?;
+        }
+        Ok::<_, String>(t)
+    };
+    match tokio::time::timeout(NOTIFICATION_BUDGET, work).await {
+        Ok(Ok(t)) => {
+            tracing::info!(accepted = t.accepted, dropped = t.dropped, "change notifications");
+            StatusCode::ACCEPTED.into_response()
+        }
+        // Not queued: let Graph deliver again.
+        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("GraphNotifications: {e}")),
+        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "GraphNotifications: queueing took too long".into()),
+    }
+}
+
+/// `GraphLifecycle` (forwarded HTTP): reauthorize, recreate, or reconcile in full after missed notifications.
+async fn graph_lifecycle(
+    State(app): State<App>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Some(echo) = validation(&q) {
+        return echo;
+    }
+    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let Ok(notes) = serde_json::from_slice::<crate::model::ChangeNotificationCollection>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "GraphLifecycle: the body is not a lifecycle-notification collection".into(),
+        );
+    };
+    let work = async {
+        let subs = crate::notify::records(r.store.as_ref()).await?;
+        let (actions, dropped) = crate::notify::lifecycle(&notes, &subs);
+        let base = r.settings.public_url.clone().unwrap_or_default();
+        let (full, errors) = crate::notify::act(&r.client, &r.config, r.store.as_ref(), &base, actions).await;
+        if full {
+            queue_msp_reconcile(r, "missed-notifications").await?;
+        }
+        for e in &errors {
+            tracing::error!("lifecycle action failed: {e}");
+        }
+        Ok::<_, String>(dropped)
+    };
+    match tokio::time::timeout(NOTIFICATION_BUDGET, work).await {
+        Ok(Ok(_)) => StatusCode::ACCEPTED.into_response(),
+        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("GraphLifecycle: {e}")),
+        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "GraphLifecycle: took too long".into()),
+    }
 }
 
 /// `Status` (HTTP, function key): each tenant's last result.

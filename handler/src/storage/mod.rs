@@ -5,6 +5,8 @@
 //! Azurite locally) or with an Entra token from the managed identity in Azure.
 //! REST reference: <https://learn.microsoft.com/rest/api/storageservices/table-service-rest-api>.
 
+mod queue;
 mod table;
 
+pub use queue::QueueClient;
 pub use table::{Auth, DEV_ACCOUNT, DEV_KEY, Entity, TableClient, TableError};

@@ -24,6 +24,9 @@ struct Contents {
     /// "key|window" → alerts counted.
     #[serde(default)]
     alerts: BTreeMap<String, u32>,
+    /// kind → key → record.
+    #[serde(default)]
+    records: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 pub struct FileStore {
@@ -72,6 +75,29 @@ impl FileStore {
 }
 
 impl Store for FileStore {
+    fn put_record(&self, kind: &str, key: &str, value: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.with(move |c| {
+            c.records.entry(kind).or_default().insert(key, value);
+        })
+    }
+
+    fn records(&self, kind: &str) -> BoxFuture<'_, Result<Vec<(String, serde_json::Value)>, StoreError>> {
+        let kind = kind.to_string();
+        self.with(move |c| {
+            c.records.get(&kind).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        })
+    }
+
+    fn delete_record(&self, kind: &str, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.with(move |c| {
+            if let Some(m) = c.records.get_mut(&kind) {
+                m.remove(&key);
+            }
+        })
+    }
+
     fn record_drift(&self, record: super::DriftRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.with(move |c| {
             c.drift.insert(record.key(), record);

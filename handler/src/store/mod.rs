@@ -122,4 +122,8 @@ pub trait Store: Send + Sync {
     fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
     /// The count of a window, without counting.
     fn alert_count(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
+    /// Small keyed records of a kind (e.g. `subscription`): put replaces.
+    fn put_record(&self, kind: &str, key: &str, value: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn records(&self, kind: &str) -> BoxFuture<'_, Result<Vec<(String, serde_json::Value)>, StoreError>>;
+    fn delete_record(&self, kind: &str, key: &str) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -13,6 +13,7 @@ const CLAIMS: &str = "caguardClaims";
 const FINGERPRINTS: &str = "caguardFingerprints";
 const DRIFT: &str = "caguardDrift";
 const ALERTS: &str = "caguardAlerts";
+const RECORDS: &str = "caguardRecords";
 
 pub struct TableStore {
     client: TableClient,
@@ -42,7 +43,7 @@ impl TableStore {
     async fn ready(&self) -> Result<(), StoreError> {
         self.created
             .get_or_try_init(|| async {
-                for t in [STATUS, CLAIMS, FINGERPRINTS, DRIFT, ALERTS] {
+                for t in [STATUS, CLAIMS, FINGERPRINTS, DRIFT, ALERTS, RECORDS] {
                     self.client.create_table(&self.t(t)).await.map_err(err)?;
                 }
                 Ok::<(), StoreError>(())
@@ -88,6 +89,43 @@ fn text(props: &Map<String, Value>, k: &str) -> Option<String> {
 }
 
 impl Store for TableStore {
+    fn put_record(&self, kind: &str, key: &str, value: Value) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (kind, key) = (safe_key(kind), safe_key(key));
+        Box::pin(async move {
+            self.ready().await?;
+            let mut props = Map::new();
+            props.insert("Json".into(), Value::String(value.to_string()));
+            self.client.upsert(&self.t(RECORDS), &kind, &key, &props).await.map_err(err)?;
+            Ok(())
+        })
+    }
+
+    fn records(&self, kind: &str) -> BoxFuture<'_, Result<Vec<(String, Value)>, StoreError>> {
+        let filter = format!("PartitionKey eq '{}'", safe_key(kind).replace('\'', "''"));
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = self.client.query(&self.t(RECORDS), Some(&filter)).await.map_err(err)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (r.row_key.clone(), serde_json::from_str(r.str("Json").unwrap_or("null")).unwrap_or(Value::Null))
+                })
+                .collect())
+        })
+    }
+
+    fn delete_record(&self, kind: &str, key: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (kind, key) = (safe_key(kind), safe_key(key));
+        Box::pin(async move {
+            self.ready().await?;
+            match self.client.delete(&self.t(RECORDS), &kind, &key, "*").await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(err(e)),
+            }
+        })
+    }
+
     fn put_status(&self, s: TenantStatus) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             self.ready().await?;
