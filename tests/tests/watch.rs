@@ -62,6 +62,7 @@ async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_
             public_url: None,
         },
         queue: None,
+        partner: caguard::partner::Verifier::from_env(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -77,6 +77,8 @@ pub struct Ready {
     pub alerter: Alerter,
     /// Where forwarded HTTP functions queue their work (the app's own storage).
     pub queue: Option<crate::storage::QueueClient>,
+    /// Verifies Partner Center's signatures.
+    pub partner: crate::partner::Verifier,
     pub settings: Settings,
 }
 
@@ -124,7 +126,7 @@ fn ready_from_env() -> Result<Ready, String> {
     };
     let queue = queue_from_env()?;
     let alerter = Alerter::from_env(store.clone(), &config, &client);
-    Ok(Ready { config, client, store, alerter, queue, settings })
+    Ok(Ready { config, client, store, alerter, queue, partner: crate::partner::Verifier::from_env(), settings })
 }
 
 /// The queue of the app's own storage account: `AzureWebJobsStorage` as a connection
@@ -154,6 +156,7 @@ pub fn router(app: App) -> Router {
         .route("/api/Status", get(status))
         .route("/api/GraphNotifications", post(graph_notifications))
         .route("/api/GraphLifecycle", post(graph_lifecycle))
+        .route("/api/PartnerCenterEvents", post(partner_center_events))
         .route("/{function}", post(invoke))
         .fallback(unknown)
         .with_state(app)
@@ -723,6 +726,90 @@ async fn graph_lifecycle(
         Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("GraphLifecycle: {e}")),
         Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "GraphLifecycle: took too long".into()),
     }
+}
+
+/// `PartnerCenterEvents` (forwarded HTTP): GDAP events, verified before anything is done.
+async fn partner_center_events(State(app): State<App>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    if let Err(e) = r.partner.verify(&headers, &body).await {
+        tracing::warn!("Partner Center event refused: {e}");
+        return (StatusCode::UNAUTHORIZED, e.0).into_response();
+    }
+    let event: crate::partner::Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return problem(StatusCode::BAD_REQUEST, format!("PartnerCenterEvents: not a Partner Center event: {e}"));
+        }
+    };
+    match handle_partner_event(r, &event).await {
+        Ok(line) => {
+            tracing::info!(event = %event.event_name, "{line}");
+            (StatusCode::OK, line).into_response()
+        }
+        // Not handled: Partner Center delivers again.
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("PartnerCenterEvents {}: {e}", event.event_name)),
+    }
+}
+
+async fn handle_partner_event(r: &Ready, event: &crate::partner::Event) -> Result<String, String> {
+    use crate::partner::Effect;
+    let effect = crate::partner::effect(&event.event_name);
+    if effect == Effect::Nothing {
+        return Ok(format!("{}: nothing to do", event.event_name));
+    }
+    // The event names the relationship, not the customer: look it up (or, without an id, all of them).
+    let customers = observe::discover(&r.client, &r.config).await.map_err(|e| e.to_string())?;
+    let targets: Vec<Customer> = match event.relationship_id() {
+        Some(id) => {
+            let path = format!("/tenantRelationships/delegatedAdminRelationships/{id}");
+            let rel: crate::model::DelegatedAdminRelationship =
+                r.client.get(&r.config.msp_tenant_id, &path).await.map_err(|e| e.to_string())?;
+            let tenant = rel.customer_tenant_id().unwrap_or_default().to_ascii_lowercase();
+            customers.into_iter().filter(|c| c.tenant_id == tenant).collect()
+        }
+        None => {
+            // Backstop for events without ResourceUri: every customer caguard has no result for yet.
+            let known: Vec<String> = r
+                .store
+                .statuses()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|s| s.tenant_id.to_ascii_lowercase())
+                .collect();
+            customers.into_iter().filter(|c| !known.contains(&c.tenant_id)).collect()
+        }
+    };
+    let mut done = Vec::new();
+    for c in targets {
+        match effect {
+            Effect::Onboard if c.active && !r.config.is_skipped(&c.tenant_id) => {
+                let msg = ReconcileMessage {
+                    tenant_id: c.tenant_id.clone(),
+                    tenant_name: Some(c.name.clone()),
+                    reason: event.event_name.clone(),
+                    correlation_id: format!("pc-{}", chrono::Utc::now().timestamp_millis()),
+                    msp: false,
+                    can_write_ca: c.can_write_ca,
+                    sweep_size: None,
+                };
+                let queue = r.queue.as_ref().ok_or("no queue configured (AzureWebJobsStorage)")?;
+                queue.put(RECONCILE_QUEUE, &serde_json::to_string(&msg).expect("json")).await?;
+                done.push(format!("{} queued", c.name));
+            }
+            Effect::Offboard(why) if !c.active => {
+                let outcome = Outcome::Skipped(format!("GDAP relationship {why}: no longer enforced"));
+                record(r, &c.tenant_id, &c.name, &outcome, 0, &event.event_name).await;
+                done.push(format!("{} no longer enforced", c.name));
+            }
+            _ => done.push(format!("{}: nothing to do ({})", c.name, c.status)),
+        }
+    }
+    Ok(format!(
+        "{}: {}",
+        event.event_name,
+        if done.is_empty() { "no matching customer".into() } else { done.join("; ") }
+    ))
 }
 
 /// `Status` (HTTP, function key): each tenant's last result.

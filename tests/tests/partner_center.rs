@@ -1,0 +1,207 @@
+//! Partner Center GDAP events through the Functions app: every fixture event parses;
+//! a signed activation onboards a new tenant; a forged signature or a certificate on
+//! a foreign host is refused with 401 and nothing is queued.
+
+use base64::Engine;
+use caguard::alert::Alerter;
+use caguard::functions::{RECONCILE_QUEUE, Ready, Settings, router};
+use caguard::partner::{CERT_SUBJECT, Event, Verifier};
+use caguard::store::{FileStore, Store};
+use caguard_e2e::{Azurite, fixtures_dir, sample_sim};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[test]
+fn every_partner_center_event_fixture_parses() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(fixtures_dir().join("partner-center")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !(name.starts_with("event-") || name == "callback-test-created-body.json") {
+            continue;
+        }
+        let e: Event =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!e.event_name.is_empty(), "{name}");
+        n += 1;
+    }
+    println!("parsed {n} Partner Center events");
+    assert!(n >= 6);
+    let minimal: Event = serde_json::from_str(r#"{"EventName": "granular-admin-relationship-terminated"}"#).unwrap();
+    assert_eq!(minimal.relationship_id(), None, "ResourceUri and ResourceName may be missing");
+}
+
+const PC_HOST: &str = "api.partnercenter.microsoft.com";
+
+struct Signer {
+    key: aws_lc_rs::signature::RsaKeyPair,
+    cert_url: String,
+    verifier_http: reqwest::Client,
+}
+
+impl Signer {
+    fn sign(&self, body: &[u8]) -> String {
+        let mut sig = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), body, &mut sig)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    }
+}
+
+/// Partner Center's certificate, served over TLS as `https://api.partnercenter.microsoft.com/…`
+/// (the verifier's client resolves that name to this test server and trusts its TLS root).
+async fn partner_center() -> Signer {
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, CERT_SUBJECT);
+    let signing_cert = params.self_signed(&rsa).unwrap();
+    let der = signing_cert.der().to_vec();
+    let tls = rcgen::generate_simple_self_signed(vec![PC_HOST.to_string()]).unwrap();
+    let app = axum::Router::new().route(
+        "/webhooks/v1/cert/pcnotifications.cer",
+        axum::routing::get(move || {
+            let der = der.clone();
+            async move { der }
+        }),
+    );
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![tls.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(tls.signing_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(tls),
+                        hyper_util::service::TowerToHyperService::new(app),
+                    )
+                    .await;
+            });
+        }
+    });
+    let verifier_http = reqwest::Client::builder()
+        .resolve(PC_HOST, addr)
+        .tls_certs_merge([reqwest::Certificate::from_pem(tls.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&rsa.serialize_der()).unwrap();
+    Signer {
+        key,
+        cert_url: format!("https://{PC_HOST}:{}/webhooks/v1/cert/pcnotifications.cer", addr.port()),
+        verifier_http,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused() {
+    let pc = partner_center().await;
+    let az = Azurite::start_queue();
+    let queue = az.queue_client();
+    let _ = queue.create_queue(RECONCILE_QUEUE).await;
+    let (sim, estate) = sample_sim(0, false).await;
+
+    // A new customer: its tenant exists, its GDAP relationship has just turned active.
+    let mut tenant = estate.tenants.iter().find(|t| t.display_name == "Fabrikam Dental").unwrap().clone();
+    tenant.id = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6".into();
+    tenant.display_name = "Newco Plumbing".into();
+    sim.add_tenant(tenant.clone());
+    let rel_id = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d-0a1b2c3d-4e5f";
+    sim.upsert_relationship(json!({"id": rel_id, "displayName": "GDAP Newco", "status": "active",
+        "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"},
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"}]}}));
+
+    let store: Arc<dyn Store> =
+        Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-pc-{}.json", std::process::id()))));
+    let hosts = vec![PC_HOST.to_string()];
+    let ready = Ready {
+        config: caguard::demo::sample_config(&estate),
+        client: caguard::demo::sample_client(&sim, &estate),
+        alerter: Alerter::new(store.clone(), 60, None, None, None, None),
+        store,
+        queue: Some(queue.clone()),
+        partner: Verifier::new(pc.verifier_http.clone(), hosts, CERT_SUBJECT),
+        settings: Settings {
+            confirm_large_plans: false,
+            max_dequeue_count: 5,
+            cipp_connection_string: None,
+            public_url: None,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
+    let http = reqwest::Client::new();
+    let event = |name: &str| {
+        json!({"EventName": name, "ResourceUri": format!("https://partner.microsoft.com/granularAdminRelationships/{rel_id}"),
+               "ResourceName": "GranularAdminRelationship", "AuditUri": null, "ResourceChangeUtcDate": "2026-11-21T10:00:00+00:00"})
+        .to_string()
+    };
+    let send = |body: String, sig_header: &'static str, signature: String, cert_url: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let value = if sig_header == "authorization" { format!("Signature {signature}") } else { signature };
+            let r = http
+                .post(format!("{base}/api/PartnerCenterEvents"))
+                .header("content-type", "application/json")
+                .header(sig_header, value)
+                .header("x-ms-certificate-url", cert_url)
+                .header("x-ms-signature-algorithm", "rsa-sha256")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+
+    // Forged: signed over another body.
+    let body = event("granular-admin-relationship-activated");
+    assert_eq!(send(body.clone(), "authorization", pc.sign(b"{}"), pc.cert_url.clone()).await, 401);
+    // A certificate on a foreign host.
+    let foreign = pc.cert_url.replace(PC_HOST, "pc-certs.example.net");
+    assert_eq!(send(body.clone(), "authorization", pc.sign(body.as_bytes()), foreign).await, 401);
+    assert!(queue.receive(RECONCILE_QUEUE).await.unwrap().is_empty(), "nothing queued for refused events");
+
+    // Genuine, in the x-ms-signature form: the new tenant is queued...
+    assert_eq!(send(body.clone(), "x-ms-signature", pc.sign(body.as_bytes()), pc.cert_url.clone()).await, 200);
+    let queued = queue.receive(RECONCILE_QUEUE).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let msg: Value = serde_json::from_str(&queued[0]).unwrap();
+    assert_eq!(msg["tenantId"], tenant.id.as_str());
+    // ...and its reconcile puts the exclusion on its policies.
+    let inv = json!({"Data": {"reconcile": msg}, "Metadata": {"DequeueCount": 1}});
+    let r: Value = http.post(format!("{base}/ReconcileTenant")).json(&inv).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["ReturnValue"]["outcome"], "fixed", "{r}");
+    let onboarded = sim.tenant(&tenant.id).unwrap();
+    assert!(
+        onboarded
+            .policies
+            .iter()
+            .all(|p| p["conditions"]["users"]["excludeGuestsOrExternalUsers"]["externalTenants"]["members"][0]
+                == estate.msp_tenant_id.as_str())
+    );
+
+    // Termination: no longer enforced, and recorded.
+    let mut rel = json!({"id": rel_id, "status": "terminated", "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"}, "accessDetails": {"unifiedRoles": []}});
+    sim.upsert_relationship(rel.take());
+    let body = event("granular-admin-relationship-terminated");
+    assert_eq!(send(body.clone(), "authorization", pc.sign(body.as_bytes()), pc.cert_url.clone()).await, 200);
+    let status: Value = http.get(format!("{base}/api/Status")).send().await.unwrap().json().await.unwrap();
+    let newco = status["tenants"].as_array().unwrap().iter().find(|t| t["tenantId"] == tenant.id.as_str()).unwrap();
+    assert_eq!(newco["outcome"], "skipped");
+    assert!(newco["reason"].as_str().unwrap().contains("terminated"));
+}
