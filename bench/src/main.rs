@@ -5,7 +5,10 @@
 //! - `cargo run --release -p bench -- sweep --tenants 5000 --latency-ms 50 --drift 10%` —
 //!   a full sweep (discovery → plan → apply → verify) and a watch tick over a generated
 //!   estate, the simulator in its own process with latency and CA throttling on.
+//! - `cargo run --release -p bench -- latency --interval 60 --samples 8` — drift-to-restore
+//!   through the watch loop, and push-to-restore for a GDAP activation.
 
+mod latency;
 mod startup;
 mod sweep;
 
@@ -27,6 +30,8 @@ enum Command {
     },
     /// A full sweep of a generated estate against the simulator in its own process.
     Sweep(sweep::Args),
+    /// Drift-to-restore latency through the watch loop, and push-to-restore for GDAP activation.
+    Latency(latency::Args),
 }
 
 fn machine() -> serde_json::Value {
@@ -65,6 +70,7 @@ fn main() {
     let (name, figures) = match cli.command {
         Command::Startup { runs } => ("startup", startup::run(runs)),
         Command::Sweep(args) => ("sweep", sweep::run(&args)),
+        Command::Latency(args) => ("latency", latency::run(&args)),
     };
     println!("{}", serde_json::to_string_pretty(&figures).expect("json"));
     println!("written to {}", save(name, figures).display());
