@@ -41,8 +41,11 @@ async fn measure(args: &Args) -> Value {
     let sim = caguard_sim::start(estate.clone(), opts).await.expect("sim");
     let config = caguard::demo::sample_config(&estate);
     let client = caguard::demo::sample_client(&sim, &estate);
-    sweep::run(&client, &config, &SweepOptions { apply: true, confirmed: true, ..Default::default() }).await.expect("rollout");
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-latency-{}.json", std::process::id()))));
+    sweep::run(&client, &config, &SweepOptions { apply: true, confirmed: true, ..Default::default() })
+        .await
+        .expect("rollout");
+    let store: Arc<dyn Store> =
+        Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-latency-{}.json", std::process::id()))));
     caguard::watch::tick(&client, &config, &store, 64).await.expect("baseline");
 
     // The watch loop, as WatchTimer + ReconcileTenant run it.
@@ -62,7 +65,11 @@ async fn measure(args: &Args) -> Value {
     });
 
     let fabrikam = estate.tenants.iter().find(|t| t.display_name == "Fabrikam Dental").expect("sample tenant");
-    let mallory = Actor::User { id: "5f0c2b7e-3d1a-4c55-9e21-7a1d2c3b4e5f".into(), display_name: "Mallory Admin".into(), user_principal_name: "mallory@fabrikam.example".into() };
+    let mallory = Actor::User {
+        id: "5f0c2b7e-3d1a-4c55-9e21-7a1d2c3b4e5f".into(),
+        display_name: "Mallory Admin".into(),
+        user_principal_name: "mallory@fabrikam.example".into(),
+    };
     let mut latencies = Vec::new();
     for i in 0..args.samples {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..args.interval * 1000))).await;
@@ -70,7 +77,13 @@ async fn measure(args: &Args) -> Value {
         let id = policy["id"].as_str().unwrap_or_default().to_string();
         let path = format!("identity/conditionalAccess/policies/{id}");
         let injected = Instant::now();
-        sim.portal_edit(&fabrikam.id, &mallory, "PATCH", &path, Some(json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": null}}})));
+        sim.portal_edit(
+            &fabrikam.id,
+            &mallory,
+            "PATCH",
+            &path,
+            Some(json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": null}}})),
+        );
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let now = sim.tenant(&fabrikam.id).expect("tenant");

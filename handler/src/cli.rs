@@ -52,6 +52,11 @@ pub enum Command {
         #[arg(long, default_value = ".caguard/store.json")]
         store: PathBuf,
     },
+    /// Register (or update) the Partner Center webhook that brings GDAP events to caguard.
+    PartnerCenter {
+        #[command(subcommand)]
+        action: PartnerCenterAction,
+    },
     /// The whole cycle on the embedded simulated estate: plan, apply, an out-of-band change, detect, restore.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -60,6 +65,18 @@ pub enum Command {
         /// Simulated Graph latency per request.
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartnerCenterAction {
+    /// POST (or PUT, when one exists) the registration for caguard's GDAP events.
+    Register {
+        /// caguard's endpoint, e.g. https://<app>.azurewebsites.net/api/PartnerCenterEvents
+        #[arg(long)]
+        url: String,
+        #[arg(long, short, default_value = "caguard.toml")]
+        config: PathBuf,
     },
 }
 
@@ -156,6 +173,21 @@ fn graph_client() -> Result<GraphClient, String> {
     GraphClient::new(graph, Arc::new(StaticCredentials(env_credentials()?))).map_err(|e| e.to_string())
 }
 
+async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i32, String> {
+    let parsed = url::Url::parse(url).map_err(|_| format!("--url: '{url}' is not a URL"))?;
+    if parsed.scheme() != "https" {
+        return Err(format!("--url: '{url}' must use https (Partner Center calls only https endpoints)"));
+    }
+    let (cfg, _) = config::load(path)?;
+    let base = std::env::var("CAGUARD_PARTNER_CENTER_URL")
+        .unwrap_or_else(|_| "https://api.partnercenter.microsoft.com".into());
+    let login = std::env::var("CAGUARD_LOGIN_URL").unwrap_or_else(|_| "https://login.microsoftonline.com".into());
+    let client = crate::partner::client(&base, &login, Arc::new(StaticCredentials(env_credentials()?)))?;
+    let registration = crate::partner::register(&client, &cfg.msp_tenant_id, url).await?;
+    println!("{}", serde_json::to_string_pretty(&registration).expect("json"));
+    Ok(EXIT_OK)
+}
+
 /// `caguard watch`: one tick; exit 2 when some tenant changed.
 async fn watch_once(args: &RunArgs, store: &std::path::Path) -> Result<i32, String> {
     let (cfg, _) = config::load(&args.config)?;
@@ -228,6 +260,9 @@ pub async fn run(cli: Cli) -> i32 {
             (Err(e), _) | (_, Err(e)) => Err(e),
         },
         Command::Watch { run, store } => watch_once(&run, &store).await,
+        Command::PartnerCenter { action: PartnerCenterAction::Register { url, config: path } } => {
+            register_partner_center(&url, &path).await
+        }
         Command::Serve { port } => {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }

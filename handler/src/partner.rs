@@ -171,3 +171,49 @@ fn pem_or_der(bytes: &[u8]) -> Vec<u8> {
     }
     bytes.to_vec()
 }
+
+/// The GDAP events caguard acts on (plus `test-created`, to test the registration).
+pub const EVENTS: &[&str] = &[
+    "test-created",
+    "granular-admin-relationship-approved",
+    "granular-admin-relationship-activated",
+    "granular-admin-relationship-terminated",
+    "granular-admin-relationship-expired",
+    "granular-admin-access-assignment-created",
+    "granular-admin-access-assignment-activated",
+    "granular-admin-access-assignment-updated",
+    "granular-admin-access-assignment-deleted",
+];
+
+/// A client for the Partner Center webhook API (`https://api.partnercenter.microsoft.com/webhooks/v1`).
+pub fn client(
+    base: &str,
+    login_base: &str,
+    credentials: std::sync::Arc<dyn crate::graph::CredentialSource>,
+) -> Result<crate::graph::GraphClient, String> {
+    let cfg = crate::graph::GraphConfig {
+        graph_base: base.into(),
+        login_base: login_base.into(),
+        version: "webhooks/v1".into(),
+        scope: "https://api.partnercenter.microsoft.com/.default".into(),
+        ..Default::default()
+    };
+    crate::graph::GraphClient::new(cfg, credentials).map_err(|e| e.to_string())
+}
+
+/// Registers (or updates) the partner's webhook to `url` for [`EVENTS`]. Returns the registration.
+pub async fn register(
+    client: &crate::graph::GraphClient,
+    partner_tenant: &str,
+    url: &str,
+) -> Result<serde_json::Value, String> {
+    let body = serde_json::json!({ "WebhookUrl": url, "WebhookEvents": EVENTS });
+    let existing = client.get::<serde_json::Value>(partner_tenant, "/registration").await;
+    match existing {
+        Ok(_) => client.put(partner_tenant, "/registration", &body).await.map_err(|e| e.to_string()),
+        Err(e) if e.status() == Some(404) => {
+            client.post(partner_tenant, "/registration", &body).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -162,6 +162,7 @@ fn router(state: Shared) -> Router {
         .route("/beta/$batch", post(batch))
         .route("/v1.0/{*rest}", any(graph_request))
         .route("/beta/{*rest}", any(graph_request))
+        .route("/webhooks/v1/registration", get(pc_registration).post(pc_registration).put(pc_registration))
         .route("/_sim/journal", get(admin_journal).delete(admin_clear_journal))
         .route("/_sim/faults", get(admin_faults).put(admin_set_faults))
         .route("/_sim/estate", get(admin_estate))
@@ -591,6 +592,40 @@ async fn create_subscription(s: &Shared, tenant: &str, actor: &Actor, body: Opti
         Actor::User { .. } => String::new(),
     };
     graph::insert_subscription(&mut lock(s), tenant, &app_id, sub, base)
+}
+
+// ---------- Partner Center ----------
+
+/// Partner Center's webhook registration: GET (404 when none), POST (201), PUT (200).
+async fn pc_registration(AxState(s): AxState<Shared>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let auth = authenticate(&lock(&s), bearer(&headers).as_deref());
+    let (tenant, _) = match auth {
+        Ok(a) => a,
+        Err(r) => return to_response(r, false),
+    };
+    let mut st = lock(&s);
+    let existing = st.pc_registrations.get(&tenant).cloned();
+    let (status, out) = match (method.as_str(), existing) {
+        ("GET", Some(r)) => (200, Some(r)),
+        ("GET", None) => (404, Some(json!({"code": 404, "description": "Registration not found"}))),
+        ("POST", Some(_)) => (409, Some(json!({"code": 409, "description": "Registration already exists; use PUT"}))),
+        ("POST" | "PUT", prior) => match serde_json::from_slice::<Value>(&body) {
+            Ok(mut reg) if reg.get("WebhookUrl").and_then(Value::as_str).is_some_and(|u| u.starts_with("https://")) => {
+                reg["SubscriberId"] = json!(new_guid());
+                st.pc_registrations.insert(tenant.clone(), reg.clone());
+                (if prior.is_some() { 200 } else { 201 }, Some(reg))
+            }
+            _ => (400, Some(json!({"code": 400, "description": "WebhookUrl must be an https URL"}))),
+        },
+        _ => (405, None),
+    };
+    st.record(arrived, Some(&tenant), method.as_str(), "/webhooks/v1/registration", "", status, false, "graph");
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    match out {
+        Some(b) => (code, Json(b)).into_response(),
+        None => code.into_response(),
+    }
 }
 
 // ---------- admin ----------

@@ -114,6 +114,8 @@ pub(crate) struct State {
     pub faults: Faults,
     pub storm_started: Option<Instant>,
     pub outbox: Vec<Value>,
+    /// Partner Center webhook registration (per partner tenant).
+    pub pc_registrations: HashMap<String, Value>,
     pub token_lifetime_secs: u64,
     pub page_size: usize,
     seq: u64,
@@ -135,6 +137,7 @@ impl State {
             storm_started: (faults.storm_ms > 0).then(Instant::now),
             faults,
             outbox: Vec::new(),
+            pc_registrations: HashMap::new(),
             token_lifetime_secs,
             page_size,
             seq: 0,

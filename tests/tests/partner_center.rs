@@ -205,3 +205,34 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
     assert_eq!(newco["outcome"], "skipped");
     assert!(newco["reason"].as_str().unwrap().contains("terminated"));
 }
+
+#[tokio::test]
+async fn the_webhook_registration_is_created_then_updated() {
+    let (sim, estate) = sample_sim(0, false).await;
+    let app = &estate.apps[0];
+    let creds = caguard::graph::Credentials::ClientSecret {
+        client_id: app.client_id.clone(),
+        client_secret: app.client_secret.clone(),
+    };
+    let client =
+        caguard::partner::client(&sim.base_url, &sim.base_url, Arc::new(caguard::graph::StaticCredentials(creds)))
+            .unwrap();
+    let first =
+        caguard::partner::register(&client, &estate.msp_tenant_id, "https://caguard.example/api/PartnerCenterEvents")
+            .await
+            .unwrap();
+    assert_eq!(first["WebhookUrl"], "https://caguard.example/api/PartnerCenterEvents");
+    assert!(first["WebhookEvents"].as_array().unwrap().iter().any(|e| e == "granular-admin-relationship-activated"));
+    let second =
+        caguard::partner::register(&client, &estate.msp_tenant_id, "https://caguard2.example/api/PartnerCenterEvents")
+            .await
+            .unwrap();
+    assert_eq!(second["WebhookUrl"], "https://caguard2.example/api/PartnerCenterEvents");
+    let methods: Vec<String> = sim
+        .journal()
+        .iter()
+        .filter(|e| e.path.ends_with("/registration"))
+        .map(|e| format!("{} {}", e.method, e.status))
+        .collect();
+    assert_eq!(methods, vec!["GET 404", "POST 201", "GET 200", "PUT 200"]);
+}

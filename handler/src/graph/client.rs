@@ -51,6 +51,8 @@ pub struct GraphConfig {
     pub timeout: Duration,
     /// Renew a token this long before it expires.
     pub token_margin: Duration,
+    /// The token scope (`https://graph.microsoft.com/.default`; Partner Center's for its API).
+    pub scope: String,
 }
 
 impl Default for GraphConfig {
@@ -63,6 +65,7 @@ impl Default for GraphConfig {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
             token_margin: Duration::from_secs(300),
+            scope: "https://graph.microsoft.com/.default".into(),
         }
     }
 }
@@ -143,7 +146,8 @@ impl GraphClient {
             .pool_max_idle_per_host(256)
             .user_agent(concat!("caguard/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let tokens = TokenCache::new(http.clone(), cfg.login_base.clone(), credentials, cfg.token_margin);
+        let tokens =
+            TokenCache::new(http.clone(), cfg.login_base.clone(), credentials, cfg.token_margin, cfg.scope.clone());
         let pacer = Pacer::new(cfg.ca_interval);
         Ok(GraphClient { inner: Arc::new(Inner { http, cfg, tokens, pacer, counters: Counters::default() }) })
     }
@@ -291,6 +295,19 @@ impl GraphClient {
         let body = serde_json::to_value(body)
             .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
         self.send(tenant, Method::POST, path, Some(&body)).await.map(|_| ())
+    }
+
+    /// PUT, decoding the answer.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, GraphError> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        let a = self.send(tenant, Method::PUT, path, Some(&body)).await?;
+        Self::decode(tenant, &self.url(path), &a)
     }
 
     /// PATCH: only the properties in `body` change.

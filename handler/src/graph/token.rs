@@ -73,6 +73,7 @@ pub(crate) struct TokenCache {
     slots: Mutex<HashMap<String, Slot>>,
     /// Renew this long before expiry.
     margin: Duration,
+    scope: String,
     requests: std::sync::atomic::AtomicU64,
 }
 
@@ -92,10 +93,14 @@ struct TokenErr {
     error_description: String,
 }
 
-const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
-
 impl TokenCache {
-    pub fn new(http: reqwest::Client, login_base: String, source: Arc<dyn CredentialSource>, margin: Duration) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        login_base: String,
+        source: Arc<dyn CredentialSource>,
+        margin: Duration,
+        scope: String,
+    ) -> Self {
         TokenCache {
             http,
             login_base,
@@ -103,6 +108,7 @@ impl TokenCache {
             creds: tokio::sync::Mutex::new(None),
             slots: Mutex::new(HashMap::new()),
             margin,
+            scope,
             requests: Default::default(),
         }
     }
@@ -170,7 +176,7 @@ impl TokenCache {
 
     async fn request(&self, tenant: &str, creds: &Credentials) -> Result<Cached, GraphError> {
         let url = format!("{}/{}/oauth2/v2.0/token", self.login_base.trim_end_matches('/'), tenant);
-        let mut form: Vec<(&str, &str)> = vec![("scope", GRAPH_SCOPE)];
+        let mut form: Vec<(&str, &str)> = vec![("scope", &self.scope)];
         match creds {
             Credentials::ClientSecret { client_id, client_secret } => {
                 form.extend([
