@@ -657,39 +657,52 @@ fn validation(q: &std::collections::HashMap<String, String>) -> Option<Response>
 /// Graph has 3 s to hear back; caguard answers well within it.
 const NOTIFICATION_BUDGET: std::time::Duration = std::time::Duration::from_millis(2500);
 
+type Work<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>>;
+
+/// What Graph's notification endpoints share: the validation echo, the body, and
+/// an answer within Graph's 3 s — 202 once the work is done or queued, 503 (so
+/// Graph delivers again) when it is not.
+async fn notification_endpoint(
+    name: &str,
+    app: &App,
+    q: &std::collections::HashMap<String, String>,
+    body: &[u8],
+    work: impl for<'a> FnOnce(&'a Ready, crate::model::ChangeNotificationCollection) -> Work<'a>,
+) -> Response {
+    if let Some(echo) = validation(q) {
+        return echo;
+    }
+    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let Ok(notes) = serde_json::from_slice::<crate::model::ChangeNotificationCollection>(body) else {
+        return problem(StatusCode::BAD_REQUEST, format!("{name}: the body is not a notification collection"));
+    };
+    match tokio::time::timeout(NOTIFICATION_BUDGET, work(r, notes)).await {
+        Ok(Ok(summary)) => {
+            tracing::info!("{name}: {summary}");
+            StatusCode::ACCEPTED.into_response()
+        }
+        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("{name}: {e}")),
+        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("{name}: took too long")),
+    }
+}
+
 /// `GraphNotifications` (forwarded HTTP): change notifications for the watched users and groups.
 async fn graph_notifications(
     State(app): State<App>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    if let Some(echo) = validation(&q) {
-        return echo;
-    }
-    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
-    let Ok(notes) = serde_json::from_slice::<crate::model::ChangeNotificationCollection>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "GraphNotifications: the body is not a change-notification collection".into(),
-        );
-    };
-    let work = async {
-        let subs = crate::notify::records(r.store.as_ref()).await?;
-        let t = crate::notify::triage(&notes, &subs);
-        if t.reconcile {
-            queue_msp_reconcile(r, "membership-change").await?;
-        }
-        Ok::<_, String>(t)
-    };
-    match tokio::time::timeout(NOTIFICATION_BUDGET, work).await {
-        Ok(Ok(t)) => {
-            tracing::info!(accepted = t.accepted, dropped = t.dropped, "change notifications");
-            StatusCode::ACCEPTED.into_response()
-        }
-        // Not queued: let Graph deliver again.
-        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("GraphNotifications: {e}")),
-        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "GraphNotifications: queueing took too long".into()),
-    }
+    notification_endpoint("GraphNotifications", &app, &q, &body, |r, notes| {
+        Box::pin(async move {
+            let subs = crate::notify::records(r.store.as_ref()).await?;
+            let t = crate::notify::triage(&notes, &subs);
+            if t.reconcile {
+                queue_msp_reconcile(r, "membership-change").await?;
+            }
+            Ok(format!("{} accepted, {} dropped", t.accepted, t.dropped))
+        })
+    })
+    .await
 }
 
 /// `GraphLifecycle` (forwarded HTTP): reauthorize, recreate, or reconcile in full after missed notifications.
@@ -698,34 +711,22 @@ async fn graph_lifecycle(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    if let Some(echo) = validation(&q) {
-        return echo;
-    }
-    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
-    let Ok(notes) = serde_json::from_slice::<crate::model::ChangeNotificationCollection>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "GraphLifecycle: the body is not a lifecycle-notification collection".into(),
-        );
-    };
-    let work = async {
-        let subs = crate::notify::records(r.store.as_ref()).await?;
-        let (actions, dropped) = crate::notify::lifecycle(&notes, &subs);
-        let base = r.settings.public_url.clone().unwrap_or_default();
-        let (full, errors) = crate::notify::act(&r.client, &r.config, r.store.as_ref(), &base, actions).await;
-        if full {
-            queue_msp_reconcile(r, "missed-notifications").await?;
-        }
-        for e in &errors {
-            tracing::error!("lifecycle action failed: {e}");
-        }
-        Ok::<_, String>(dropped)
-    };
-    match tokio::time::timeout(NOTIFICATION_BUDGET, work).await {
-        Ok(Ok(_)) => StatusCode::ACCEPTED.into_response(),
-        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("GraphLifecycle: {e}")),
-        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "GraphLifecycle: took too long".into()),
-    }
+    notification_endpoint("GraphLifecycle", &app, &q, &body, |r, notes| {
+        Box::pin(async move {
+            let subs = crate::notify::records(r.store.as_ref()).await?;
+            let (actions, dropped) = crate::notify::lifecycle(&notes, &subs);
+            let base = r.settings.public_url.clone().unwrap_or_default();
+            let (full, errors) = crate::notify::act(&r.client, &r.config, r.store.as_ref(), &base, actions).await;
+            if full {
+                queue_msp_reconcile(r, "missed-notifications").await?;
+            }
+            for e in &errors {
+                tracing::error!("lifecycle action failed: {e}");
+            }
+            Ok(format!("{dropped} dropped, {} failed actions", errors.len()))
+        })
+    })
+    .await
 }
 
 /// `PartnerCenterEvents` (forwarded HTTP): GDAP events, verified before anything is done.

@@ -320,6 +320,20 @@ impl TableClient {
         resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
     }
 
+    /// Writes an entity with `method` and an optional precondition header; returns the new ETag.
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        (table, pk, rk): (&str, &str, &str),
+        header: Option<(&str, String)>,
+        properties: &Map<String, Value>,
+    ) -> Result<String, TableError> {
+        let headers: Vec<(&str, String)> = header.into_iter().collect();
+        let resp = self.send(method, path, table, Some(rk), &headers, Some(&Self::body(pk, rk, properties))).await?;
+        Ok(Self::etag_of(&resp))
+    }
+
     /// Inserts a new entity; fails with `EntityAlreadyExists` if the key is taken. Returns the ETag.
     pub async fn insert(
         &self,
@@ -328,17 +342,7 @@ impl TableClient {
         rk: &str,
         properties: &Map<String, Value>,
     ) -> Result<String, TableError> {
-        let resp = self
-            .send(
-                Method::POST,
-                table,
-                table,
-                Some(rk),
-                &[("Prefer", "return-no-content".into())],
-                Some(&Self::body(pk, rk, properties)),
-            )
-            .await?;
-        Ok(Self::etag_of(&resp))
+        self.write(Method::POST, table, (table, pk, rk), Some(("Prefer", "return-no-content".into())), properties).await
     }
 
     /// Changes only the given properties, if the entity still has `etag` (`*` for any). Returns the new ETag.
@@ -351,17 +355,14 @@ impl TableClient {
         etag: &str,
     ) -> Result<String, TableError> {
         let method = Method::from_bytes(b"MERGE").expect("valid method");
-        let resp = self
-            .send(
-                method,
-                &Self::entity_path(table, pk, rk),
-                table,
-                Some(rk),
-                &[("If-Match", etag.into())],
-                Some(&Self::body(pk, rk, properties)),
-            )
-            .await?;
-        Ok(Self::etag_of(&resp))
+        self.write(
+            method,
+            &Self::entity_path(table, pk, rk),
+            (table, pk, rk),
+            Some(("If-Match", etag.into())),
+            properties,
+        )
+        .await
     }
 
     /// Replaces the entity, if it still has `etag` (`*` for any). Returns the new ETag.
@@ -373,17 +374,14 @@ impl TableClient {
         properties: &Map<String, Value>,
         etag: &str,
     ) -> Result<String, TableError> {
-        let resp = self
-            .send(
-                Method::PUT,
-                &Self::entity_path(table, pk, rk),
-                table,
-                Some(rk),
-                &[("If-Match", etag.into())],
-                Some(&Self::body(pk, rk, properties)),
-            )
-            .await?;
-        Ok(Self::etag_of(&resp))
+        self.write(
+            Method::PUT,
+            &Self::entity_path(table, pk, rk),
+            (table, pk, rk),
+            Some(("If-Match", etag.into())),
+            properties,
+        )
+        .await
     }
 
     /// Inserts or replaces, whatever is there (idempotent writes of records keyed by content).
@@ -394,17 +392,7 @@ impl TableClient {
         rk: &str,
         properties: &Map<String, Value>,
     ) -> Result<String, TableError> {
-        let resp = self
-            .send(
-                Method::PUT,
-                &Self::entity_path(table, pk, rk),
-                table,
-                Some(rk),
-                &[],
-                Some(&Self::body(pk, rk, properties)),
-            )
-            .await?;
-        Ok(Self::etag_of(&resp))
+        self.write(Method::PUT, &Self::entity_path(table, pk, rk), (table, pk, rk), None, properties).await
     }
 
     pub async fn delete(&self, table: &str, pk: &str, rk: &str, etag: &str) -> Result<(), TableError> {
