@@ -74,6 +74,39 @@ pub fn alerts(report: &CippReport) -> Vec<crate::alert::Alert> {
     out
 }
 
+/// Drift records for every row that was not compliant, for the ledger.
+pub fn drift_records(report: &CippReport, correlation_id: &str) -> Vec<crate::store::DriftRecord> {
+    let now = chrono::Utc::now().to_rfc3339();
+    report
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let (action, result) = match &r.outcome {
+                RowOutcome::Compliant => return None,
+                RowOutcome::Reported(d) => ("reported", d.clone()),
+                RowOutcome::Fixed(d) => ("restored", d.clone()),
+                RowOutcome::Failed(d) => ("failed", d.clone()),
+            };
+            Some(crate::store::DriftRecord {
+                tenant_id: "cipp".into(),
+                tenant_name: "CIPP-API".into(),
+                control: r.control.to_string(),
+                object_id: format!("{}/{}", r.table, r.row_key),
+                object_name: r.name.clone(),
+                before: Value::String(r.before.clone()),
+                after: r.after.clone().map_or(Value::Null, Value::String),
+                // CIPP's own log (CippLogs) says who saved a client; caguard does not read it yet.
+                changed_by: "unknown".into(),
+                changed_at: None,
+                action: action.into(),
+                result,
+                detected_at: now.clone(),
+                correlation_id: correlation_id.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// A human-readable summary, one line per row that is not compliant.
 pub fn text(report: &CippReport) -> String {
     let mut out = String::from("\nCIPP-API access (C1 clients, C2 roles)\n");
@@ -229,6 +262,9 @@ pub struct RowReport {
     pub name: String,
     #[serde(flatten)]
     pub outcome: RowOutcome,
+    /// The ranges column as read, and as it stands after a fix (CIPP's encoding).
+    pub before: String,
+    pub after: Option<String>,
 }
 
 /// The result of one pass over CIPP's tables; table-level problems are in `errors`.
@@ -299,12 +335,23 @@ pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: 
         for row in rows {
             let outcome = reconcile_row(client, t, &trusted, row.clone(), apply && mode == ControlMode::Enforce).await;
             let name = row.str("AppName").unwrap_or(&row.row_key).to_string();
+            let after = match &outcome {
+                RowOutcome::Fixed(_) => client
+                    .get(&t.table, &row.partition_key, &row.row_key)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.str(t.column).map(str::to_string)),
+                _ => None,
+            };
             report.rows.push(RowReport {
                 control: t.control,
                 table: t.table.clone(),
                 row_key: row.row_key.clone(),
                 name,
                 outcome,
+                before: row.str(t.column).unwrap_or_default().to_string(),
+                after,
             });
         }
     }

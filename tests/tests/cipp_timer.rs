@@ -3,7 +3,7 @@
 
 use caguard::functions::protocol::InvocationResponse;
 use caguard::functions::{Ready, Settings, router};
-use caguard::store::FileStore;
+use caguard::store::{FileStore, Store};
 use caguard_e2e::{Azurite, sample_sim};
 use serde_json::{Map, json};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
     let (sim, estate) = sample_sim(0, false).await;
     let store: Arc<dyn caguard::store::Store> =
         Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-cipp-timer-{}.json", std::process::id()))));
+    let ledger = store.clone();
     let ready = Ready {
         config: caguard::demo::sample_config(&estate),
         client: caguard::demo::sample_client(&sim, &estate),
@@ -54,4 +55,10 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
         "the sample config's trusted ranges, in CIPP's encoding"
     );
     assert_eq!(fixed.str("AppName"), Some("Open RMM"));
+    let records = ledger.drift_records(Some("cipp")).await.unwrap();
+    let rec =
+        records.iter().find(|d| d.object_id.ends_with("timer-open-client")).expect("a C1 drift record in the ledger");
+    assert_eq!(rec.control, "C1");
+    assert_eq!(rec.before, json!(""));
+    assert_eq!(rec.after, json!(r#"["203.0.113.10/32","2001:db8:10::/48"]"#));
 }

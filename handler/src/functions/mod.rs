@@ -516,6 +516,12 @@ async fn run_cipp(r: &Ready) -> Option<String> {
         }
     };
     let report = crate::cipp::run(&client, &r.config, &crate::cipp::Tables::default(), true).await;
+    let correlation_id = format!("cipp-{}", chrono::Utc::now().timestamp_millis());
+    for d in crate::cipp::drift_records(&report, &correlation_id) {
+        if let Err(e) = r.store.record_drift(d).await {
+            tracing::error!("could not record CIPP-API drift: {e}");
+        }
+    }
     for a in crate::cipp::alerts(&report) {
         r.alerter.send(&a).await;
     }
