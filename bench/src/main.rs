@@ -32,6 +32,8 @@ enum Command {
     Sweep(sweep::Args),
     /// Drift-to-restore latency through the watch loop, and push-to-restore for GDAP activation.
     Latency(latency::Args),
+    /// The scale targets in one run: 1,000 clean; 1,000 with 10% drift; 5,000 clean with a watch tick.
+    Scale,
 }
 
 fn machine() -> serde_json::Value {
@@ -71,9 +73,30 @@ fn main() {
         Command::Startup { runs } => ("startup", startup::run(runs)),
         Command::Sweep(args) => ("sweep", sweep::run(&args)),
         Command::Latency(args) => ("latency", latency::run(&args)),
+        Command::Scale => ("scale", scale()),
     };
     println!("{}", serde_json::to_string_pretty(&figures).expect("json"));
     println!("written to {}", save(name, figures).display());
+}
+
+/// The three scale scenarios, each against its own simulator, with a verdict per target.
+fn scale() -> serde_json::Value {
+    let clean = sweep::run(&sweep::Args::scenario(1000, "0%", false));
+    let drift = sweep::run(&sweep::Args::scenario(1000, "10%", false));
+    let big = sweep::run(&sweep::Args::scenario(5000, "0%", true));
+    let f = |v: &serde_json::Value, p: &str| v.pointer(p).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+    let targets = serde_json::json!([
+        {"target": "1,000 clean: ≤ 1.1 requests/tenant", "figure": f(&clean, "/sweep/traffic/requestsPerTenant"), "met": f(&clean, "/sweep/traffic/requestsPerTenant") <= 1.1},
+        {"target": "1,000 clean: wall ≤ 5 s", "figure": f(&clean, "/sweep/wallMs") / 1000.0, "met": f(&clean, "/sweep/wallMs") <= 5000.0},
+        {"target": "1,000 10% drifted: wall ≤ 2× floor", "figure": f(&drift, "/sweep/wallToFloor"), "met": f(&drift, "/sweep/wallToFloor") <= 2.0},
+        {"target": "1,000 10% drifted: zero 429s", "figure": f(&drift, "/sweep/traffic/throttled429"), "met": f(&drift, "/sweep/traffic/throttled429") == 0.0},
+        {"target": "5,000 clean: wall ≤ 15 s", "figure": f(&big, "/sweep/wallMs") / 1000.0, "met": f(&big, "/sweep/wallMs") <= 15000.0},
+        {"target": "5,000 clean: peak RSS ≤ 150 MB", "figure": f(&big, "/sweep/peakRssMiB"), "met": f(&big, "/sweep/peakRssMiB") * 1.048576 <= 150.0},
+        {"target": "watch tick, 5,000: ≤ 1 request/tenant", "figure": f(&big, "/watch/traffic/requestsPerTenant"), "met": f(&big, "/watch/traffic/requestsPerTenant") <= 1.0},
+        {"target": "watch tick, 5,000: inside 60 s", "figure": f(&big, "/watch/tickWallMs") / 1000.0, "met": f(&big, "/watch/tickWallMs") <= 60000.0},
+    ]);
+    serde_json::json!({"benchmark": "scale", "command": "cargo run --release -p bench -- scale", "targets": targets,
+                       "runs": {"clean1000": clean, "drift1000": drift, "clean5000": big}})
 }
 
 /// Percentile (0..=100) of sorted samples.

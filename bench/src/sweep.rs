@@ -28,6 +28,13 @@ pub struct Args {
     seed: u64,
 }
 
+impl Args {
+    /// One scenario of the scale suite.
+    pub fn scenario(tenants: usize, drift: &str, watch: bool) -> Args {
+        Args { tenants, latency_ms: 50, drift: drift.into(), concurrency: 256, watch, seed: 1 }
+    }
+}
+
 const MSP: &str = "6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d";
 
 fn root() -> PathBuf {
