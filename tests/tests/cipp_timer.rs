@@ -3,7 +3,7 @@
 
 use caguard::functions::protocol::InvocationResponse;
 use caguard::functions::{Ready, Settings, router};
-use caguard::store::{FileStore, Store};
+use caguard::store::FileStore;
 use caguard_e2e::{Azurite, sample_sim};
 use serde_json::{Map, json};
 use std::sync::Arc;
@@ -38,6 +38,7 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
             max_dequeue_count: 5,
             cipp_connection_string: Some(az.connection_string()),
             public_url: None,
+            reconcile_queue: caguard::functions::RECONCILE_QUEUE.into(),
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,7 +7,7 @@ use caguard::alert::Alerter;
 use caguard::functions::{Ready, Settings, router};
 use caguard::notify::SubscriptionRecord;
 use caguard::store::{FileStore, Store};
-use caguard_e2e::{Azurite, sample_sim};
+use caguard_e2e::{Azurite, sample_sim, unique_table};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ struct App {
     base: String,
     store: Arc<dyn Store>,
     queue: caguard::storage::QueueClient,
+    queue_name: String,
     sim: caguard_sim::SimHandle,
     _az: Azurite,
 }
@@ -22,7 +23,9 @@ struct App {
 async fn app() -> App {
     let az = Azurite::start_queue();
     let queue = az.queue_client();
-    let _ = queue.create_queue(caguard::functions::RECONCILE_QUEUE).await;
+    // A queue of its own: Azurite may be shared with other tests.
+    let queue_name = unique_table("reconcile").to_ascii_lowercase();
+    let _ = queue.create_queue(&queue_name).await;
     let (sim, estate) = sample_sim(0, false).await;
     let store: Arc<dyn Store> = Arc::new(FileStore::new(std::env::temp_dir().join(format!(
         "caguard-notify-{}-{}.json",
@@ -43,10 +46,11 @@ async fn app() -> App {
             max_dequeue_count: 5,
             cipp_connection_string: None,
             public_url: Some(base.clone()),
+            reconcile_queue: queue_name.clone(),
         },
     };
     tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
-    App { base, store, queue, sim, _az: az }
+    App { base, store, queue, queue_name, sim, _az: az }
 }
 
 fn fastrand_suffix() -> u64 {
@@ -118,14 +122,11 @@ async fn validation_is_echoed_and_only_matching_client_state_is_queued() {
 
     let started = std::time::Instant::now();
     assert_eq!(post(&a, "GraphNotifications", note("not-the-secret")).await, 202);
-    assert!(
-        a.queue.receive(caguard::functions::RECONCILE_QUEUE).await.unwrap().is_empty(),
-        "a wrong clientState is never processed"
-    );
+    assert!(a.queue.receive(&a.queue_name).await.unwrap().is_empty(), "a wrong clientState is never processed");
 
     assert_eq!(post(&a, "GraphNotifications", note(&sub.client_state)).await, 202);
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "answered inside Graph's 3 s");
-    let queued = a.queue.receive(caguard::functions::RECONCILE_QUEUE).await.unwrap();
+    let queued = a.queue.receive(&a.queue_name).await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
     let msg: Value = serde_json::from_str(&queued[0]).unwrap();
     assert_eq!(msg["reason"], "membership-change");
@@ -155,7 +156,7 @@ async fn lifecycle_events_reauthorize_recreate_and_reconcile() {
     assert!(after.iter().any(|s| s.resource == all[1].resource && s.id != all[1].id), "and recreated");
 
     assert_eq!(post(&a, "GraphLifecycle", life(&all[2], "missed")).await, 202);
-    let queued = a.queue.receive(caguard::functions::RECONCILE_QUEUE).await.unwrap();
+    let queued = a.queue.receive(&a.queue_name).await.unwrap();
     assert!(queued.iter().any(|m| m.contains("missed-notifications")), "{queued:?}");
 
     let mut forged = all[3].clone();

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use caguard::alert::Alerter;
-use caguard::functions::{RECONCILE_QUEUE, Ready, Settings, router};
+use caguard::functions::{Ready, Settings, router};
 use caguard::partner::{CERT_SUBJECT, Event, Verifier};
 use caguard::store::{FileStore, Store};
 use caguard_e2e::{Azurite, fixtures_dir, sample_sim};
@@ -110,7 +110,9 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
     let pc = partner_center().await;
     let az = Azurite::start_queue();
     let queue = az.queue_client();
-    let _ = queue.create_queue(RECONCILE_QUEUE).await;
+    // A queue of its own: Azurite may be shared with other tests.
+    let queue_name = caguard_e2e::unique_table("reconcile").to_ascii_lowercase();
+    let _ = queue.create_queue(&queue_name).await;
     let (sim, estate) = sample_sim(0, false).await;
 
     // A new customer: its tenant exists, its GDAP relationship has just turned active.
@@ -138,6 +140,7 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
             max_dequeue_count: 5,
             cipp_connection_string: None,
             public_url: None,
+            reconcile_queue: queue_name.clone(),
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -174,11 +177,11 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
     // A certificate on a foreign host.
     let foreign = pc.cert_url.replace(PC_HOST, "pc-certs.example.net");
     assert_eq!(send(body.clone(), "authorization", pc.sign(body.as_bytes()), foreign).await, 401);
-    assert!(queue.receive(RECONCILE_QUEUE).await.unwrap().is_empty(), "nothing queued for refused events");
+    assert!(queue.receive(&queue_name).await.unwrap().is_empty(), "nothing queued for refused events");
 
     // Genuine, in the x-ms-signature form: the new tenant is queued...
     assert_eq!(send(body.clone(), "x-ms-signature", pc.sign(body.as_bytes()), pc.cert_url.clone()).await, 200);
-    let queued = queue.receive(RECONCILE_QUEUE).await.unwrap();
+    let queued = queue.receive(&queue_name).await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
     let msg: Value = serde_json::from_str(&queued[0]).unwrap();
     assert_eq!(msg["tenantId"], tenant.id.as_str());

@@ -60,6 +60,7 @@ async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_
             max_dequeue_count: 5,
             cipp_connection_string: None,
             public_url: None,
+            reconcile_queue: caguard::functions::RECONCILE_QUEUE.into(),
         },
         queue: None,
         partner: caguard::partner::Verifier::from_env(),

@@ -67,6 +67,8 @@ pub struct Settings {
     pub cipp_connection_string: Option<String>,
     /// This app's public base URL, for Graph subscriptions (`CAGUARD_PUBLIC_URL`, else `https://$WEBSITE_HOSTNAME`).
     pub public_url: Option<String>,
+    /// The queue `ReconcileTenant` listens on (must match its function.json): `caguard-reconcile`.
+    pub reconcile_queue: String,
 }
 
 /// Everything an invocation needs, built once at start-up without touching the network.
@@ -123,6 +125,7 @@ fn ready_from_env() -> Result<Ready, String> {
         max_dequeue_count: env("CAGUARD_MAX_DEQUEUE_COUNT").and_then(|v| v.parse().ok()).unwrap_or(5),
         cipp_connection_string: crate::cipp::connection_string_from_env(),
         public_url: env("CAGUARD_PUBLIC_URL").or_else(|| env("WEBSITE_HOSTNAME").map(|h| format!("https://{h}"))),
+        reconcile_queue: RECONCILE_QUEUE.into(),
     };
     let queue = queue_from_env()?;
     let alerter = Alerter::from_env(store.clone(), &config, &client);
@@ -651,7 +654,7 @@ async fn queue_msp_reconcile(r: &Ready, reason: &str) -> Result<(), String> {
         can_write_ca: None,
         sweep_size: None,
     };
-    queue.put(RECONCILE_QUEUE, &serde_json::to_string(&msg).expect("json")).await
+    queue.put(&r.settings.reconcile_queue, &serde_json::to_string(&msg).expect("json")).await
 }
 
 /// Graph's validation handshake: echo the decoded token as text/plain. Nothing else is ever echoed.
@@ -801,7 +804,7 @@ async fn handle_partner_event(r: &Ready, event: &crate::partner::Event) -> Resul
                     sweep_size: None,
                 };
                 let queue = r.queue.as_ref().ok_or("no queue configured (AzureWebJobsStorage)")?;
-                queue.put(RECONCILE_QUEUE, &serde_json::to_string(&msg).expect("json")).await?;
+                queue.put(&r.settings.reconcile_queue, &serde_json::to_string(&msg).expect("json")).await?;
                 done.push(format!("{} queued", c.name));
             }
             Effect::Offboard(why) if !c.active => {
