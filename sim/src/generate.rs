@@ -10,27 +10,7 @@ pub const APP_ID: &str = "3c9f8e21-5a4b-4d6c-8e7f-1a2b3c4d5e6f";
 pub const APP_SECRET: &str = "sim-secret-3c9f8e21";
 
 fn guid(rng: &mut fastrand::Rng) -> String {
-    let b: [u8; 16] = std::array::from_fn(|_| rng.u8(..));
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:x}{:02x}-{:x}{:x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0],
-        b[1],
-        b[2],
-        b[3],
-        b[4],
-        b[5],
-        b[6] & 0xf,
-        b[7],
-        8 | (b[8] & 3),
-        b[8] >> 4,
-        b[9],
-        b[10],
-        b[11],
-        b[12],
-        b[13],
-        b[14],
-        b[15]
-    )
+    crate::state::guid_from(std::array::from_fn(|_| rng.u8(..)))
 }
 
 fn user(rng: &mut fastrand::Rng, name: &str, upn: &str) -> Value {

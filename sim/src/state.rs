@@ -216,7 +216,11 @@ pub fn now_stamp() -> String {
 
 /// A random v4-shaped GUID.
 pub fn new_guid() -> String {
-    let b: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    guid_from(std::array::from_fn(|_| fastrand::u8(..)))
+}
+
+/// A v4-shaped GUID from 16 bytes (version and variant bits set).
+pub fn guid_from(b: [u8; 16]) -> String {
     format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
         b[0],

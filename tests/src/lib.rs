@@ -107,55 +107,31 @@ fn azurite_bin() -> PathBuf {
 }
 
 impl Azurite {
+    /// The Table service: `CAGUARD_AZURITE_TABLE` from `.ci/run`, or a private in-memory instance.
     pub fn start() -> Azurite {
-        if let Ok(endpoint) = std::env::var("CAGUARD_AZURITE_TABLE") {
+        Self::service("CAGUARD_AZURITE_TABLE", "azurite-table", "table")
+    }
+
+    /// The Queue service: `CAGUARD_AZURITE_QUEUE` from `.ci/run`, or a private in-memory instance.
+    pub fn start_queue() -> Azurite {
+        Self::service("CAGUARD_AZURITE_QUEUE", "azurite-queue", "queue")
+    }
+
+    fn service(env: &str, bin: &str, kind: &str) -> Azurite {
+        if let Ok(endpoint) = std::env::var(env) {
             return Azurite { child: None, endpoint };
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(azurite_bin())
-            .args([
-                "--tableHost",
-                "127.0.0.1",
-                "--tablePort",
-                &port.to_string(),
-                "--disableTelemetry",
-                "--inMemoryPersistence",
-            ])
+        let child = std::process::Command::new(azurite_bin().with_file_name(bin))
+            .args([format!("--{kind}Host"), "127.0.0.1".into(), format!("--{kind}Port"), port.to_string()])
+            .args(["--disableTelemetry", "--inMemoryPersistence"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("azurite starts");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "Azurite did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Azurite { child: Some(child), endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1") }
-    }
-
-    /// Azurite's Queue service for a test (`CAGUARD_AZURITE_QUEUE` from `.ci/run`, or a private one).
-    pub fn start_queue() -> Azurite {
-        if let Ok(endpoint) = std::env::var("CAGUARD_AZURITE_QUEUE") {
-            return Azurite { child: None, endpoint };
-        }
-        let bin = azurite_bin().with_file_name("azurite-queue");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(bin)
-            .args([
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                &port.to_string(),
-                "--disableTelemetry",
-                "--inMemoryPersistence",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("azurite-queue starts");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "Azurite queue did not start on port {port}");
+            assert!(std::time::Instant::now() < deadline, "Azurite {kind} did not start on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Azurite { child: Some(child), endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1") }
