@@ -8,7 +8,7 @@ use crate::config::{Config, ControlMode};
 use crate::graph::GraphClient;
 use crate::model::{ConditionalAccessPolicy, NamedLocation};
 use crate::observe::{LOCATIONS, POLICIES};
-use crate::plan::{Action, Block, Observed, Op, TenantPlan, merge_patch, safety, to_value_of};
+use crate::plan::{Action, Block, Observed, Op, TenantPlan, merge_patch, safety, to_value};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -137,9 +137,7 @@ fn recheck(config: &Config, observed: &Observed, action: &Action, body: &Value) 
         return Ok(());
     }
     let current = match &action.op {
-        Op::UpdatePolicy { id } => {
-            observed.policies.iter().find(|p| p.id() == id).map(to_value_of).unwrap_or(Value::Null)
-        }
+        Op::UpdatePolicy { id } => observed.policies.iter().find(|p| p.id() == id).map(to_value).unwrap_or(Value::Null),
         _ => Value::Null,
     };
     let mut after = if current.is_null() { Value::Object(Default::default()) } else { current };

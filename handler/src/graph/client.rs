@@ -281,8 +281,7 @@ impl GraphClient {
         path: &str,
         body: &B,
     ) -> Result<T, GraphError> {
-        let body = serde_json::to_value(body)
-            .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        let body = json_body(tenant, body)?;
         let a = self.send(tenant, Method::POST, path, Some(&body)).await?;
         if a.body.is_empty() {
             return Self::decode(tenant, &self.url(path), &Answer { body: bytes::Bytes::from_static(b"null"), ..a });
@@ -292,8 +291,7 @@ impl GraphClient {
 
     /// POST whose answer has no body we need (for example `sendMail`, 202).
     pub async fn post_no_content<B: Serialize>(&self, tenant: &str, path: &str, body: &B) -> Result<(), GraphError> {
-        let body = serde_json::to_value(body)
-            .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        let body = json_body(tenant, body)?;
         self.send(tenant, Method::POST, path, Some(&body)).await.map(|_| ())
     }
 
@@ -304,8 +302,7 @@ impl GraphClient {
         path: &str,
         body: &B,
     ) -> Result<T, GraphError> {
-        let body = serde_json::to_value(body)
-            .map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })?;
+        let body = json_body(tenant, body)?;
         let a = self.send(tenant, Method::PUT, path, Some(&body)).await?;
         Self::decode(tenant, &self.url(path), &a)
     }
@@ -407,6 +404,11 @@ impl GraphClient {
             extra: Default::default(),
         })
     }
+}
+
+/// A request body as JSON, or an error naming the tenant.
+fn json_body<B: Serialize>(tenant: &str, body: &B) -> Result<Value, GraphError> {
+    serde_json::to_value(body).map_err(|e| GraphError::Invalid { tenant: tenant.into(), message: e.to_string() })
 }
 
 fn api_error(

@@ -282,13 +282,9 @@ pub(crate) fn union(a: &[String], add: &[String]) -> Vec<String> {
     out
 }
 
-pub(crate) fn to_value<T: Serialize>(t: &T) -> Value {
+/// A model as JSON (models always serialize).
+pub fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("models serialize")
-}
-
-/// A model as JSON (for apply's re-check).
-pub fn to_value_of<T: Serialize>(t: &T) -> Value {
-    to_value(t)
 }
 
 /// An update adding `user_id` to a policy's `excludeUsers`, or `None` when it is already there.
