@@ -10,3 +10,32 @@ mod table;
 
 pub use queue::QueueClient;
 pub use table::{Auth, DEV_ACCOUNT, DEV_KEY, Entity, TableClient, TableError};
+
+/// Parses a storage connection string for one service (`table`, `queue`):
+/// `UseDevelopmentStorage=true` (Azurite on `dev_port`), or `AccountName` and
+/// `AccountKey` with `<Service>Endpoint` or `DefaultEndpointsProtocol`/`EndpointSuffix`.
+/// Returns the service endpoint and the shared-key auth.
+fn parse_connection_string(cs: &str, service: &str, dev_port: u16) -> Result<(String, Auth), String> {
+    use base64::Engine;
+    let parts: std::collections::HashMap<String, String> = cs
+        .split(';')
+        .filter(|p| !p.trim().is_empty())
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    if parts.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        let key = base64::engine::general_purpose::STANDARD.decode(DEV_KEY).expect("the well-known key");
+        let endpoint = format!("http://127.0.0.1:{dev_port}/{DEV_ACCOUNT}");
+        return Ok((endpoint, Auth::SharedKey { account: DEV_ACCOUNT.into(), key }));
+    }
+    let account = parts.get("accountname").ok_or("connection string: AccountName is missing")?.clone();
+    let key = parts.get("accountkey").ok_or("connection string: AccountKey is missing")?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| "connection string: AccountKey is not base64")?;
+    let endpoint = parts.get(&format!("{service}endpoint")).cloned().unwrap_or_else(|| {
+        let protocol = parts.get("defaultendpointsprotocol").map_or("https", String::as_str);
+        let suffix = parts.get("endpointsuffix").map_or("core.windows.net", String::as_str);
+        format!("{protocol}://{account}.{service}.{suffix}")
+    });
+    Ok((endpoint, Auth::SharedKey { account, key }))
+}

@@ -2,7 +2,7 @@
 //! raw requests (and so cannot use output bindings) to queue their work.
 //! Messages are base64-encoded, as the Functions queue trigger expects by default.
 
-use super::table::{Auth, DEV_ACCOUNT, DEV_KEY};
+use super::table::Auth;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use reqwest::Method;
@@ -25,27 +25,8 @@ impl QueueClient {
 
     /// From a connection string (`QueueEndpoint=…` or derived from the account).
     pub fn from_connection_string(cs: &str) -> Result<Self, String> {
-        let parts: std::collections::HashMap<String, String> = cs
-            .split(';')
-            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
-            .collect();
-        if parts.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            let key = base64::engine::general_purpose::STANDARD.decode(DEV_KEY).expect("well-known key");
-            return Ok(Self::new(
-                &format!("http://127.0.0.1:10001/{DEV_ACCOUNT}"),
-                Auth::SharedKey { account: DEV_ACCOUNT.into(), key },
-            ));
-        }
-        let account = parts.get("accountname").ok_or("connection string: AccountName is missing")?.clone();
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(parts.get("accountkey").ok_or("connection string: AccountKey is missing")?)
-            .map_err(|_| "connection string: AccountKey is not base64")?;
-        let endpoint = parts.get("queueendpoint").cloned().unwrap_or_else(|| {
-            let protocol = parts.get("defaultendpointsprotocol").map_or("https", String::as_str);
-            let suffix = parts.get("endpointsuffix").map_or("core.windows.net", String::as_str);
-            format!("{protocol}://{account}.queue.{suffix}")
-        });
-        Ok(Self::new(&endpoint, Auth::SharedKey { account, key }))
+        let (endpoint, auth) = super::parse_connection_string(cs, "queue", 10001)?;
+        Ok(Self::new(&endpoint, auth))
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<String>) -> Result<reqwest::Response, String> {

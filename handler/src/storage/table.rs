@@ -108,32 +108,8 @@ impl TableClient {
     /// From a connection string (`UseDevelopmentStorage=true`, or `AccountName=…;AccountKey=…;TableEndpoint=…`
     /// / `DefaultEndpointsProtocol=…;EndpointSuffix=…`).
     pub fn from_connection_string(cs: &str) -> Result<Self, String> {
-        let parts: std::collections::HashMap<String, String> = cs
-            .split(';')
-            .filter(|p| !p.trim().is_empty())
-            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
-            .collect();
-        if parts.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            let key = base64::engine::general_purpose::STANDARD.decode(DEV_KEY).expect("the well-known key");
-            return Ok(Self::new(
-                &format!("http://127.0.0.1:10002/{DEV_ACCOUNT}"),
-                Auth::SharedKey { account: DEV_ACCOUNT.into(), key },
-            ));
-        }
-        let account = parts.get("accountname").ok_or("connection string: AccountName is missing")?.clone();
-        let key = parts.get("accountkey").ok_or("connection string: AccountKey is missing")?;
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(key)
-            .map_err(|_| "connection string: AccountKey is not base64")?;
-        let endpoint = match parts.get("tableendpoint") {
-            Some(e) => e.clone(),
-            None => {
-                let protocol = parts.get("defaultendpointsprotocol").map_or("https", String::as_str);
-                let suffix = parts.get("endpointsuffix").map_or("core.windows.net", String::as_str);
-                format!("{protocol}://{account}.table.{suffix}")
-            }
-        };
-        Ok(Self::new(&endpoint, Auth::SharedKey { account, key }))
+        let (endpoint, auth) = super::parse_connection_string(cs, "table", 10002)?;
+        Ok(Self::new(&endpoint, auth))
     }
 
     /// The path part of a resource below the endpoint, as the signature needs it.
