@@ -128,19 +128,13 @@ fn env_credentials() -> Result<Credentials, String> {
     }
 }
 
-/// Part C, when configured: report in `plan`, enforce (per control mode) in `apply`.
-async fn cipp_for(args: &RunArgs, apply: bool) -> Result<Option<crate::cipp::CippReport>, String> {
-    if args.sim {
-        return Ok(None);
-    }
-    let (cfg, _) = config::load(&args.config)?;
-    let cs = crate::cipp::connection_string_from_env();
-    let Some(client) = crate::cipp::table_client(&cfg, cs.as_deref()) else { return Ok(None) };
-    let report = crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await;
-    Ok(Some(report))
-}
-
-async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport, String> {
+/// The sweep and, when configured, Part C (report in `plan`, enforce per control mode
+/// in `apply`), from one read of the config. `--sim` runs the sweep on the embedded estate.
+async fn sweep_for(
+    args: &RunArgs,
+    apply: bool,
+    yes: bool,
+) -> Result<(SweepReport, Option<crate::cipp::CippReport>), String> {
     let opts = SweepOptions {
         apply,
         confirmed: yes,
@@ -153,13 +147,19 @@ async fn sweep_for(args: &RunArgs, apply: bool, yes: bool) -> Result<SweepReport
         let sim = caguard_sim::start(estate.clone(), Default::default()).await.map_err(|e| e.to_string())?;
         let cfg = crate::demo::sample_config(&estate);
         let client = crate::demo::sample_client(&sim, &estate);
-        return sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string());
+        return Ok((sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())?, None));
     }
     let (cfg, warnings) = config::load(&args.config)?;
     for w in warnings {
         eprintln!("warning: {}:{w}", args.config.display());
     }
-    sweep::run(&graph_client()?, &cfg, &opts).await.map_err(|e| e.to_string())
+    let report = sweep::run(&graph_client()?, &cfg, &opts).await.map_err(|e| e.to_string())?;
+    let cs = crate::cipp::connection_string_from_env();
+    let cipp = match crate::cipp::table_client(&cfg, cs.as_deref()) {
+        None => None,
+        Some(client) => Some(crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await),
+    };
+    Ok((report, cipp))
 }
 
 fn graph_client() -> Result<GraphClient, String> {
@@ -237,16 +237,16 @@ fn print(report: &SweepReport, cipp: Option<&crate::cipp::CippReport>, json: boo
 /// Runs a command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Plan(args) => match (sweep_for(&args, false, false).await, cipp_for(&args, false).await) {
-            (Ok(r), Ok(c)) => {
+        Command::Plan(args) => match sweep_for(&args, false, false).await {
+            Ok((r, c)) => {
                 print(&r, c.as_ref(), args.json, false);
                 let cipp_drift = c.as_ref().is_some_and(|c| c.drifted() > 0);
                 Ok(if r.drifted() > 0 || cipp_drift { EXIT_DRIFT } else { EXIT_OK })
             }
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            Err(e) => Err(e),
         },
-        Command::Apply { run, yes } => match (sweep_for(&run, true, yes).await, cipp_for(&run, true).await) {
-            (Ok(r), Ok(c)) => {
+        Command::Apply { run, yes } => match sweep_for(&run, true, yes).await {
+            Ok((r, c)) => {
                 print(&r, c.as_ref(), run.json, true);
                 if let Some(c) = &c {
                     crate::cipp::alerts(c).iter().for_each(crate::alert::raise);
@@ -257,7 +257,7 @@ pub async fn run(cli: Cli) -> i32 {
                 });
                 Ok(if r.count("failed") + r.count("held") > 0 || cipp_failed { EXIT_ERROR } else { EXIT_OK })
             }
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            Err(e) => Err(e),
         },
         Command::Watch { run, store } => watch_once(&run, &store).await,
         Command::PartnerCenter { action: PartnerCenterAction::Register { url, config: path } } => {
