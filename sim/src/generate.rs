@@ -78,8 +78,8 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
     let mut relationships = Vec::new();
     for t in 0..tenants {
         let id = guid(&mut rng);
-        // 5–40 policies; one tenant in 200 has 150–200 (more than one page).
-        let n = if rng.usize(0..200) == 0 { rng.usize(150..=200) } else { rng.usize(5..=40) };
+        // 5–40 policies; one tenant in 200 has 150 up to Entra's cap of 195.
+        let n = if rng.usize(0..200) == 0 { rng.usize(150..=crate::graph::MAX_POLICIES) } else { rng.usize(5..=40) };
         let mut policies: Vec<Value> = (0..n).map(|i| policy(&mut rng, i)).collect();
         if rng.f64() < drift {
             // Policies 0, 1 and 3 target all users or roles: D1 applies to them.

@@ -120,8 +120,11 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
     let m = req.method;
     match (m, l.as_slice()) {
         ("GET", ["identity", "conditionalaccess", "policies"]) => {
+            // Not server-paged: every policy in one answer, and `$top` truncates with no
+            // nextLink (seen by Micke-K/IntuneManagement#364, #379). A tenant holds at most
+            // MAX_POLICIES, so one list is always the whole set.
             let items = tenant(state, &req).spec.policies.clone();
-            list(items, &req, "identity/conditionalAccess/policies")
+            list_unpaged(items, &req, "identity/conditionalAccess/policies")
         }
         ("POST", ["identity", "conditionalaccess", "policies"]) => create_policy(state, &req),
         (_, ["identity", "conditionalaccess", "policies", _]) => object(state, &req, Kind::Policy, segs[3]),
@@ -245,6 +248,24 @@ fn skus(p1: bool) -> Vec<Value> {
 
 /// Answers a collection with `$filter`, `$select`, `$top` and `$skiptoken` paging.
 fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
+    let top = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    list_paged(items, req, context, top.min(req.page_size).max(1))
+}
+
+/// A collection the service answers whole: `$top` only truncates, with no nextLink.
+fn list_unpaged(items: Vec<Value>, req: &Req, context: &str) -> Resp {
+    let top = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    let mut resp = list_paged(items, req, context, usize::MAX);
+    if let Some(Value::Object(body)) = resp.body.as_mut()
+        && let Some(Value::Array(items)) = body.get_mut("value")
+    {
+        items.truncate(top);
+    }
+    resp
+}
+
+/// `page`: items per answer; more than that gets a nextLink.
+fn list_paged(items: Vec<Value>, req: &Req, context: &str, page: usize) -> Resp {
     let mut items = items;
     if let Some(f) = req.query.get("$filter") {
         match Filter::parse(f) {
@@ -252,8 +273,6 @@ fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
             Err(e) => return error(400, "BadRequest", &format!("Invalid filter clause: {e}")),
         }
     }
-    let page =
-        req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX).min(req.page_size).max(1);
     let skip = match req.query.get("$skiptoken").map(|s| s.parse::<usize>()) {
         None => 0,
         Some(Ok(n)) if n <= items.len() => n,
@@ -264,7 +283,7 @@ fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
     let page_items: Vec<Value> = items.iter().skip(skip).take(page).map(|i| project(i, select.as_deref())).collect();
     let mut body = Map::new();
     body.insert("@odata.context".into(), json!(format!("{}/$metadata#{context}", req.base)));
-    if skip + page < items.len() {
+    if skip.saturating_add(page) < items.len() {
         // nextLink carries $top so every page keeps the size asked for.
         let mut q: Vec<(String, String)> =
             req.query.iter().filter(|(k, _)| *k != "$skiptoken").map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -354,12 +373,24 @@ fn write_refusal(t: &crate::state::Tenant, kind: Kind) -> Option<Resp> {
     None
 }
 
+/// Entra enforces at most 195 Conditional Access policies per tenant
+/// (learn.microsoft.com, "Plan a Conditional Access deployment"; MicrosoftDocs/azure-docs#81685).
+/// The error text is the simulator's own: Graph's exact wording is not documented.
+pub const MAX_POLICIES: usize = 195;
+
 fn create_policy(state: &mut State, req: &Req) -> Resp {
     let Some(mut p) = req.body.clone().filter(Value::is_object) else {
         return error(400, "BadRequest", "A request body is required.");
     };
     if let Some(r) = write_refusal(tenant(state, req), Kind::Policy) {
         return r;
+    }
+    if tenant(state, req).spec.policies.len() >= MAX_POLICIES {
+        return error(
+            400,
+            "BadRequest",
+            &format!("This tenant already has the maximum of {MAX_POLICIES} Conditional Access policies."),
+        );
     }
     normalize_policy(&mut p);
     if let Err(e) = validate::policy(&p) {

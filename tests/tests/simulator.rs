@@ -176,17 +176,28 @@ async fn ca_endpoints_throttle_at_one_per_second_without_retry_after() {
     assert_eq!(later, StatusCode::OK);
 }
 
+/// CA policies come back whole (no server paging; `$top` truncates with no nextLink,
+/// as Graph does), while directory collections page.
 #[tokio::test]
-async fn large_lists_page_and_batch_works() {
+async fn policies_list_whole_other_lists_page_and_batch_works() {
     let (sim, estate) = sample_sim(0, false).await;
     let large = estate.tenants.iter().find(|t| t.policies.len() > 100).unwrap();
     let raw = Raw::new(&sim, &estate, &large.id).await;
-    let (_, _, page) =
+    let (_, _, all) =
         raw.call("GET", "identity/conditionalAccess/policies?$select=id,displayName,modifiedDateTime", None).await;
+    assert!(all.get("@odata.nextLink").is_none(), "CA policies are not server-paged");
+    assert_eq!(all["value"].as_array().unwrap().len(), large.policies.len());
+    assert_eq!(all["value"][0].as_object().unwrap().len(), 3, "$select keeps only what was asked");
+    let (_, _, top) = raw.call("GET", "identity/conditionalAccess/policies?$top=20", None).await;
+    assert_eq!(top["value"].as_array().unwrap().len(), 20);
+    assert!(top.get("@odata.nextLink").is_none(), "$top truncates the CA list without a nextLink");
+
+    let msp = Raw::new(&sim, &estate, &estate.tenants[0].id).await;
+    let (_, _, page) = msp.call("GET", "tenantRelationships/delegatedAdminRelationships?$top=5", None).await;
     let next = page["@odata.nextLink"].as_str().expect("paged");
-    assert_eq!(page["value"][0].as_object().unwrap().len(), 3, "$select keeps only what was asked");
-    let (_, _, rest) = raw.call("GET", next, None).await;
-    assert_eq!(page["value"].as_array().unwrap().len() + rest["value"].as_array().unwrap().len(), large.policies.len());
+    assert_eq!(page["value"].as_array().unwrap().len(), 5);
+    let (_, _, rest) = msp.call("GET", next, None).await;
+    assert!(!rest["value"].as_array().unwrap().is_empty());
     let (status, _, body) = raw
         .call(
             "POST",
@@ -199,6 +210,26 @@ async fn large_lists_page_and_batch_works() {
     assert_eq!(status, StatusCode::OK);
     let b: BatchResponse = serde_json::from_value(body).unwrap();
     assert_eq!(b.responses.as_ref().unwrap().len(), 2);
+}
+
+/// Entra refuses the 196th policy in a tenant.
+#[tokio::test]
+async fn a_tenant_holds_at_most_195_policies() {
+    let (sim, estate) = sample_sim(0, false).await;
+    let large = estate.tenants.iter().find(|t| t.policies.len() > 100).unwrap();
+    let raw = Raw::new(&sim, &estate, &large.id).await;
+    let body = json!({"displayName": "Filler", "state": "disabled",
+        "conditions": {"users": {"includeUsers": ["None"]}, "applications": {"includeApplications": ["None"]}},
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]}});
+    for _ in large.policies.len()..195 {
+        let (status, _, _) = raw.call("POST", "identity/conditionalAccess/policies", Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _, err) = raw.call("POST", "identity/conditionalAccess/policies", Some(&body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"]["message"].as_str().unwrap().contains("195"), "{err}");
+    let (_, _, all) = raw.call("GET", "identity/conditionalAccess/policies", None).await;
+    assert_eq!(all["value"].as_array().unwrap().len(), 195);
 }
 
 #[tokio::test]
