@@ -146,7 +146,7 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             }
             let items = state.relationships.clone();
             match rest {
-                [] => list(items, &req, "tenantRelationships/delegatedAdminRelationships"),
+                [] => list_gdap(items, &req, "tenantRelationships/delegatedAdminRelationships"),
                 [id] => find(&items, id).map_or_else(|| not_found(id), |v| Resp::new(200, Some(v))),
                 _ => not_found(req.path),
             }
@@ -162,7 +162,7 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
                 .into_iter()
                 .map(|(t, n)| json!({"@odata.type": "#microsoft.graph.delegatedAdminCustomer", "id": t, "tenantId": t, "displayName": n}))
                 .collect();
-            list(items, &req, "tenantRelationships/delegatedAdminCustomers")
+            list_gdap(items, &req, "tenantRelationships/delegatedAdminCustomers")
         }
         ("GET", ["auditlogs", "directoryaudits"]) => {
             let mut items = tenant(state, &req).spec.audits.clone();
@@ -250,6 +250,17 @@ fn skus(p1: bool) -> Vec<Value> {
 fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
     let top = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX);
     list_paged(items, req, context, top.min(req.page_size).max(1))
+}
+
+/// The GDAP collections: "`$top` supports up to 300 objects" (Graph's reference for
+/// delegatedAdminRelationships and delegatedAdminCustomers); without `$top`, the usual page.
+fn list_gdap(items: Vec<Value>, req: &Req, context: &str) -> Resp {
+    let page = match req.query.get("$top").map(|t| t.parse::<usize>()) {
+        None => req.page_size,
+        Some(Ok(n)) if (1..=300).contains(&n) => n,
+        Some(_) => return error(400, "BadRequest", "$top must be between 1 and 300."),
+    };
+    list_paged(items, req, context, page)
 }
 
 /// A collection the service answers whole: `$top` only truncates, with no nextLink.

@@ -212,6 +212,25 @@ async fn policies_list_whole_other_lists_page_and_batch_works() {
     assert_eq!(b.responses.as_ref().unwrap().len(), 2);
 }
 
+/// GDAP lists take `$top` up to 300, as Graph's reference says; without it, the usual page.
+#[tokio::test]
+async fn gdap_relationships_page_up_to_300() {
+    let estate = caguard_sim::generate::generate(350, 7, 0.0);
+    let sim = caguard_sim::start(estate.clone(), caguard_sim::SimOptions::default()).await.unwrap();
+    let msp = Raw::new(&sim, &estate, caguard_sim::generate::MSP_TENANT).await;
+    let path = "tenantRelationships/delegatedAdminRelationships";
+    let (_, _, first) = msp.call("GET", &format!("{path}?$top=300"), None).await;
+    assert_eq!(first["value"].as_array().unwrap().len(), 300);
+    let (_, _, rest) = msp.call("GET", first["@odata.nextLink"].as_str().expect("paged"), None).await;
+    assert_eq!(rest["value"].as_array().unwrap().len(), 50);
+    assert!(rest.get("@odata.nextLink").is_none());
+    let (_, _, default) = msp.call("GET", path, None).await;
+    assert_eq!(default["value"].as_array().unwrap().len(), 100);
+    let (status, _, err) = msp.call("GET", &format!("{path}?$top=301"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_graph_error(&err, "BadRequest");
+}
+
 /// Entra refuses the 196th policy in a tenant.
 #[tokio::test]
 async fn a_tenant_holds_at_most_195_policies() {
