@@ -38,9 +38,25 @@ impl FileStore {
         FileStore { path: path.into() }
     }
 
-    /// Runs `f` on the contents under an exclusive lock, writing them back if it returns `Some`.
+    /// Runs `f` on the contents under an exclusive lock and writes them back.
     fn with<T: Send + 'static>(
         &self,
+        f: impl FnOnce(&mut Contents) -> T + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        self.locked(true, f)
+    }
+
+    /// Runs `f` on the contents under the lock, leaving the file as it is.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Contents) -> T + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        self.locked(false, move |c| f(c))
+    }
+
+    fn locked<T: Send + 'static>(
+        &self,
+        write: bool,
         f: impl FnOnce(&mut Contents) -> T + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         let path = self.path.clone();
@@ -60,6 +76,9 @@ impl FileStore {
                     Err(e) => return Err(err(e)),
                 };
                 let out = f(&mut contents);
+                if !write {
+                    return Ok(out);
+                }
                 let tmp = path.with_extension("tmp");
                 let mut file = File::create(&tmp).map_err(err)?;
                 serde_json::to_writer_pretty(&mut file, &contents).map_err(|e| StoreError(e.to_string()))?;
@@ -84,8 +103,28 @@ impl Store for FileStore {
 
     fn records(&self, kind: &str) -> BoxFuture<'_, Result<Vec<(String, serde_json::Value)>, StoreError>> {
         let kind = kind.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             c.records.get(&kind).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        })
+    }
+
+    fn put_records(
+        &self,
+        kind: &str,
+        records: Vec<(String, serde_json::Value)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let kind = kind.to_string();
+        self.with(move |c| c.records.entry(kind).or_default().extend(records))
+    }
+
+    fn delete_records(&self, kind: &str, keys: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let kind = kind.to_string();
+        self.with(move |c| {
+            if let Some(m) = c.records.get_mut(&kind) {
+                for k in &keys {
+                    m.remove(k);
+                }
+            }
         })
     }
 
@@ -106,7 +145,7 @@ impl Store for FileStore {
 
     fn drift_records(&self, tenant: Option<&str>) -> BoxFuture<'_, Result<Vec<super::DriftRecord>, StoreError>> {
         let tenant = tenant.map(str::to_ascii_lowercase);
-        self.with(move |c| {
+        self.read(move |c| {
             let mut v: Vec<_> = c
                 .drift
                 .values()
@@ -120,7 +159,7 @@ impl Store for FileStore {
 
     fn alert_count(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
         let k = format!("{key}|{window}");
-        self.with(move |c| c.alerts.get(&k).copied().unwrap_or(0))
+        self.read(move |c| c.alerts.get(&k).copied().unwrap_or(0))
     }
 
     fn count_alert(&self, key: &str, window: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
@@ -133,7 +172,7 @@ impl Store for FileStore {
     }
 
     fn fingerprints(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>, StoreError>> {
-        self.with(|c| c.fingerprints.clone())
+        self.read(|c| c.fingerprints.clone())
     }
 
     fn put_fingerprints(&self, fps: BTreeMap<String, String>) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -147,7 +186,7 @@ impl Store for FileStore {
     }
 
     fn statuses(&self) -> BoxFuture<'_, Result<Vec<TenantStatus>, StoreError>> {
-        self.with(|c| c.statuses.values().cloned().collect())
+        self.read(|c| c.statuses.values().cloned().collect())
     }
 
     fn claim_change(&self, sweep: &str, tenant: &str, limit: usize) -> BoxFuture<'_, Result<bool, StoreError>> {

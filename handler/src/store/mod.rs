@@ -126,4 +126,11 @@ pub trait Store: Send + Sync {
     fn put_record(&self, kind: &str, key: &str, value: serde_json::Value) -> BoxFuture<'_, Result<(), StoreError>>;
     fn records(&self, kind: &str) -> BoxFuture<'_, Result<Vec<(String, serde_json::Value)>, StoreError>>;
     fn delete_record(&self, kind: &str, key: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Many records of one kind at once (the watch's tenant list holds thousands).
+    fn put_records(
+        &self,
+        kind: &str,
+        records: Vec<(String, serde_json::Value)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn delete_records(&self, kind: &str, keys: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
