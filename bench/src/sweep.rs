@@ -1,7 +1,6 @@
 //! The sweep benchmark. Both the simulator and caguard run as their own
 //! processes; figures come from caguard's /proc entries and the simulator's journal.
 
-use crate::pct;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -195,11 +194,19 @@ fn traffic(journal: &[Value], tenants: usize, latency_ms: u64) -> Value {
     // Discovery (sequential pages), one token, then the busiest tenant's CA requests at 1/s.
     let floor_ms = discovery_pages * latency_ms as f64 + latency_ms as f64 + slowest_ms;
     let per = |n: usize| n as f64 / (tenants + 1) as f64;
+    let mut by_tenant: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &http_requests {
+        *by_tenant.entry(e["tenant"].as_str().unwrap_or("")).or_insert(0) += 1;
+    }
+    let msp_requests = by_tenant.get(MSP).copied().unwrap_or(0);
+    let max_customer = by_tenant.iter().filter(|(t, _)| **t != MSP).map(|(_, n)| *n).max().unwrap_or(0);
     json!({
         "httpRequests": http_requests.len(),
         "readsPerTenant": per(reads),
         "writesPerTenant": per(writes),
         "requestsPerTenant": per(http_requests.len()),
+        "mspTenantRequests": msp_requests,
+        "maxRequestsOfOneCustomer": max_customer,
         "tokenRequests": journal.iter().filter(|e| e["kind"] == "token").count(),
         "throttled429": throttled,
         "pacingViolations": violations,
@@ -280,21 +287,42 @@ pub fn run(args: &Args) -> Value {
         let store = std::env::temp_dir().join(format!("caguard-bench-watch-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&store);
         let store_arg = store.display().to_string();
-        let baseline = caguard(&sim, &config, &["watch", "--json", "--concurrency", &conc, "--store", &store_arg]);
-        std::thread::sleep(Duration::from_millis(1100));
-        clear_journal(&sim);
-        let mut ticks = Vec::new();
-        let tick = caguard(&sim, &config, &["watch", "--json", "--concurrency", &conc, "--store", &store_arg]);
-        let tick_report: Value = serde_json::from_str(&tick.stdout).unwrap_or(Value::Null);
-        ticks.push(tick.wall.as_secs_f64() * 1000.0);
-        ticks.sort_by(f64::total_cmp);
+        let watch = |extra: &[&str]| {
+            std::thread::sleep(Duration::from_millis(1100));
+            clear_journal(&sim);
+            let mut a = vec!["watch", "--json", "--concurrency", &conc, "--store", &store_arg];
+            a.extend_from_slice(extra);
+            let run = caguard(&sim, &config, &a);
+            let report: Value = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+            let traffic = traffic(&journal(&sim), args.tenants, args.latency_ms);
+            (run, report, traffic)
+        };
+        // The first tick discovers the tenants and takes every fingerprint.
+        let (baseline, _, _) = watch(&[]);
+        // A quiet tick on the remembered tenant list: what WatchTimer does each minute.
+        let (tick, tick_report, tick_traffic) = watch(&[]);
+        // A quiet tick that lists GDAP relationships again: one tick in every `rediscover_minutes`.
+        let (re, re_report, re_traffic) = watch(&["--rediscover"]);
+        let every = caguard::config::DEFAULT_REDISCOVER_MINUTES as f64;
+        let per_tick = |t: &Value| t["httpRequests"].as_f64().unwrap_or(0.0);
+        let amortized = ((every - 1.0) * per_tick(&tick_traffic) + per_tick(&re_traffic)) / every;
         out["watch"] = json!({
             "baselineWallMs": baseline.wall.as_secs_f64() * 1000.0,
-            "tickWallMs": pct(&ticks, 50.0),
+            "tickWallMs": tick.wall.as_secs_f64() * 1000.0,
             "tickPeakRssMiB": tick.peak_rss_mib,
+            "tickCpuSeconds": tick.cpu_s,
+            "rediscovered": tick_report["tick"]["rediscovered"],
             "changed": tick_report["tick"]["changed"].as_array().map_or(0, Vec::len),
             "unchanged": tick_report["tick"]["unchanged"],
-            "traffic": traffic(&journal(&sim), args.tenants, args.latency_ms),
+            "traffic": tick_traffic,
+            "rediscoverTick": {
+                "wallMs": re.wall.as_secs_f64() * 1000.0,
+                "rediscovered": re_report["tick"]["rediscovered"],
+                "unchanged": re_report["tick"]["unchanged"],
+                "traffic": re_traffic,
+            },
+            "rediscoverEveryTicks": every,
+            "amortizedRequestsPerTenant": amortized / (args.tenants + 1) as f64,
         });
     }
     let _ = std::fs::remove_file(&config);

@@ -48,9 +48,12 @@ pub enum Command {
     Watch {
         #[command(flatten)]
         run: RunArgs,
-        /// Where fingerprints are kept between ticks.
+        /// Where fingerprints and the tenant list are kept between ticks.
         #[arg(long, default_value = ".caguard/store.json")]
         store: PathBuf,
+        /// List GDAP relationships now, even if the remembered tenant list is fresh.
+        #[arg(long)]
+        rediscover: bool,
     },
     /// Register (or update) the Partner Center webhook that brings GDAP events to caguard.
     PartnerCenter {
@@ -189,12 +192,13 @@ async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i3
 }
 
 /// `caguard watch`: one tick; exit 2 when some tenant changed.
-async fn watch_once(args: &RunArgs, store: &std::path::Path) -> Result<i32, String> {
+async fn watch_once(args: &RunArgs, store: &std::path::Path, rediscover: bool) -> Result<i32, String> {
     let (cfg, _) = config::load(&args.config)?;
     let client = graph_client()?;
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::FileStore::new(store));
     let started = std::time::Instant::now();
-    let report = crate::watch::tick(&client, &cfg, &store, args.concurrency).await.map_err(|e| e.to_string())?;
+    let report =
+        crate::watch::tick(&client, &cfg, &store, args.concurrency, rediscover).await.map_err(|e| e.to_string())?;
     let stats = client.stats();
     if args.json {
         println!("{}", serde_json::json!({"tick": report, "stats": stats, "elapsedMs": started.elapsed().as_millis()}));
@@ -206,11 +210,12 @@ async fn watch_once(args: &RunArgs, store: &std::path::Path) -> Result<i32, Stri
             println!("error: {t}: {e}");
         }
         println!(
-            "{} changed, {} unchanged, {} new, {} errors; {} Graph requests in {:.1}s",
+            "{} changed, {} unchanged, {} new, {} errors{}; {} Graph requests in {:.1}s",
             report.changed.len(),
             report.unchanged,
             report.baseline,
             report.errors.len(),
+            if report.rediscovered { ", tenant list rediscovered" } else { "" },
             stats.requests,
             started.elapsed().as_secs_f64()
         );
@@ -259,7 +264,7 @@ pub async fn run(cli: Cli) -> i32 {
             }
             Err(e) => Err(e),
         },
-        Command::Watch { run, store } => watch_once(&run, &store).await,
+        Command::Watch { run, store, rediscover } => watch_once(&run, &store, rediscover).await,
         Command::PartnerCenter { action: PartnerCenterAction::Register { url, config: path } } => {
             register_partner_center(&url, &path).await
         }

@@ -99,7 +99,14 @@ pub struct Config {
     /// CIPP's storage account (Part C), when configured.
     pub cipp: Option<CippStorage>,
     pub alerts: AlertsConfig,
+    /// `[watch] rediscover_minutes`: how old the watch's tenant list may get before a
+    /// tick lists GDAP relationships again. New tenants arrive sooner through Partner
+    /// Center events and every sweep.
+    pub watch_rediscover_minutes: i64,
 }
+
+/// Default for `[watch] rediscover_minutes`.
+pub const DEFAULT_REDISCOVER_MINUTES: i64 = 15;
 
 /// `[alerts]`: dedupe window, webhook schema, email. Webhook URLs are secrets and
 /// come from app settings (`CAGUARD_TEAMS_WEBHOOK_URL`, `CAGUARD_SLACK_WEBHOOK_URL`,
@@ -218,6 +225,14 @@ struct Raw {
     cipp: Option<RawCipp>,
     #[serde(default)]
     alerts: Option<RawAlerts>,
+    #[serde(default)]
+    watch: RawWatch,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    rediscover_minutes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -616,6 +631,14 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         alerts.email_to = a.email_to.clone();
     }
 
+    let mut watch_rediscover_minutes = DEFAULT_REDISCOVER_MINUTES;
+    if let Some(m) = &raw.watch.rediscover_minutes {
+        if !(1..=1440).contains(m.get_ref()) {
+            err("watch.rediscover_minutes", lines.at(m.span().start), "must be between 1 and 1440 (a day)".into());
+        }
+        watch_rediscover_minutes = *m.get_ref();
+    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -640,6 +663,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         max_tenant_fraction,
         cipp,
         alerts,
+        watch_rediscover_minutes,
     };
     Ok((config, warnings))
 }

@@ -19,7 +19,7 @@ const SECURITY_DEFAULTS: &str = "/policies/identitySecurityDefaultsEnforcementPo
 const SKUS: &str = "/subscribedSkus?$select=skuPartNumber,capabilityStatus,servicePlans";
 
 /// A customer tenant found through GDAP (or listed for direct mode).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
     pub tenant_id: String,

@@ -5,14 +5,19 @@
 //! list per tick: policies with `$select=id,modifiedDateTime` (named locations too
 //! in the MSP tenant), hashed into a fingerprint. A tenant whose fingerprint moved
 //! is reconciled. A changed, deleted or re-created object changes the fingerprint.
-//! See `docs/watch.md`.
+//!
+//! The tenant list is kept in the store between ticks, so a tick costs one list
+//! per customer: GDAP relationships are listed again only once the list is older
+//! than `[watch] rediscover_minutes`, and every sweep and Partner Center event
+//! refreshes it on its own discovery. See `docs/watch.md`.
 
 use crate::config::Config;
 use crate::graph::{GraphClient, GraphError};
 use crate::model::{ConditionalAccessPolicy, NamedLocation};
 use crate::observe::{self, Customer, LOCATIONS, POLICIES};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use serde::Serialize;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +34,72 @@ pub struct TickReport {
     pub unchanged: usize,
     /// Tenants that could not be checked, and why.
     pub errors: Vec<(String, String)>,
+    /// This tick listed GDAP relationships (its remembered list was too old or missing).
+    pub rediscovered: bool,
+}
+
+/// Record kind of the watch's tenant list: one record per customer tenant.
+const TENANTS: &str = "watch-tenant";
+/// The record saying when that list was last discovered.
+const DISCOVERED: (&str, &str) = ("watch", "discovered");
+
+/// Replaces the watch's tenant list with a fresh discovery, writing only what changed.
+pub async fn remember_tenants(store: &dyn Store, customers: &[Customer]) -> Result<(), StoreError> {
+    let old: BTreeMap<String, Value> = store.records(TENANTS).await?.into_iter().collect();
+    let new: BTreeMap<String, Value> = customers
+        .iter()
+        .map(|c| (c.tenant_id.to_ascii_lowercase(), serde_json::to_value(c).expect("serializable")))
+        .collect();
+    let put: Vec<(String, Value)> =
+        new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let gone: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    store.put_records(TENANTS, put).await?;
+    store.delete_records(TENANTS, gone).await?;
+    let at = chrono::Utc::now().to_rfc3339();
+    store.put_record(DISCOVERED.0, DISCOVERED.1, json!({"at": at, "tenants": new.len()})).await
+}
+
+/// The remembered list, if it is younger than `max_age_minutes`.
+async fn remembered(store: &dyn Store, max_age_minutes: i64) -> Result<Option<Vec<Customer>>, StoreError> {
+    let at = store
+        .records(DISCOVERED.0)
+        .await?
+        .into_iter()
+        .find(|(k, _)| k == DISCOVERED.1)
+        .and_then(|(_, v)| v["at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()));
+    let fresh = at.is_some_and(|t| chrono::Utc::now() - t.to_utc() < chrono::Duration::minutes(max_age_minutes));
+    if !fresh {
+        return Ok(None);
+    }
+    let mut list = Vec::new();
+    for (key, value) in store.records(TENANTS).await? {
+        match serde_json::from_value::<Customer>(value) {
+            Ok(c) => list.push(c),
+            // An unreadable entry: rediscover rather than silently stop watching a tenant.
+            Err(e) => {
+                tracing::warn!("watch: tenant record {key} is unreadable ({e}); rediscovering");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(list))
+}
+
+/// The customers to watch, and whether GDAP relationships were listed for them.
+async fn customers(
+    client: &GraphClient,
+    config: &Config,
+    store: &dyn Store,
+    rediscover: bool,
+) -> Result<(Vec<Customer>, bool), GraphError> {
+    let store_err =
+        |e: StoreError| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() };
+    if !rediscover && let Some(list) = remembered(store, config.watch_rediscover_minutes).await.map_err(store_err)? {
+        return Ok((list, false));
+    }
+    let found = observe::discover(client, config).await?;
+    remember_tenants(store, &found).await.map_err(store_err)?;
+    Ok((found, true))
 }
 
 /// The fingerprint of a tenant's CA objects: ids and modification times, in order.
@@ -56,18 +127,18 @@ async fn tenant_fingerprint(client: &GraphClient, tenant: &str, msp: bool) -> Re
     Ok(fingerprint(&policies, &locations))
 }
 
-/// One tick over the MSP tenant and every active, enforced customer.
+/// One tick over the MSP tenant and every active, enforced customer; `rediscover`
+/// lists GDAP relationships even when the remembered list is fresh.
 pub async fn tick(
     client: &GraphClient,
     config: &Config,
     store: &Arc<dyn Store>,
     concurrency: usize,
+    rediscover: bool,
 ) -> Result<TickReport, GraphError> {
-    let mut tenants: Vec<Customer> = observe::discover(client, config)
-        .await?
-        .into_iter()
-        .filter(|c| c.active && !config.is_skipped(&c.tenant_id))
-        .collect();
+    let (customers, rediscovered) = customers(client, config, store.as_ref(), rediscover).await?;
+    let mut tenants: Vec<Customer> =
+        customers.into_iter().filter(|c| c.active && !config.is_skipped(&c.tenant_id)).collect();
     tenants.push(Customer {
         tenant_id: config.msp_tenant_id.clone(),
         name: "MSP tenant".into(),
@@ -90,8 +161,9 @@ pub async fn tick(
             (c, fp)
         });
     }
-    let mut report = TickReport::default();
-    let mut current = BTreeMap::new();
+    let mut report = TickReport { rediscovered, ..TickReport::default() };
+    // Only moved fingerprints are written: a quiet tick writes nothing.
+    let mut moved = BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
         let (c, fp) = done.expect("watch task does not panic");
         match fp {
@@ -99,15 +171,18 @@ pub async fn tick(
             Ok(fp) => {
                 match previous.get(&c.tenant_id) {
                     None => report.baseline += 1,
-                    Some(old) if *old == fp => report.unchanged += 1,
+                    Some(old) if *old == fp => {
+                        report.unchanged += 1;
+                        continue;
+                    }
                     Some(_) => report.changed.push(c.clone()),
                 }
-                current.insert(c.tenant_id.clone(), fp);
+                moved.insert(c.tenant_id.clone(), fp);
             }
         }
     }
     store
-        .put_fingerprints(current)
+        .put_fingerprints(moved)
         .await
         .map_err(|e| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() })?;
     report.changed.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));

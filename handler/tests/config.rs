@@ -137,3 +137,17 @@ fn cipp_storage_account_must_be_a_storage_account_name() {
     let (c, _) = parse(&format!("{BASE}\n[cipp]\nstorage_account = \"cippab12c\"\n")).unwrap();
     assert_eq!(c.cipp.unwrap().table_endpoint, "https://cippab12c.table.core.windows.net");
 }
+
+#[test]
+fn watch_rediscovery_interval_is_bounded() {
+    assert_eq!(parse(BASE).unwrap().0.watch_rediscover_minutes, 15);
+    fails(&format!("{BASE}\n[watch]\nrediscover_minutes = 0\n"), "watch.rediscover_minutes", 13, "between 1 and 1440");
+    fails(
+        &format!("{BASE}\n[watch]\nrediscover_minutes = 2000\n"),
+        "watch.rediscover_minutes",
+        13,
+        "between 1 and 1440",
+    );
+    let (c, _) = parse(&format!("{BASE}\n[watch]\nrediscover_minutes = 60\n")).unwrap();
+    assert_eq!(c.watch_rediscover_minutes, 60);
+}

@@ -138,3 +138,96 @@ async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_
     }
     assert_eq!(inbox.lock().unwrap().len(), 1, "still exactly one alert");
 }
+
+/// Graph requests of one tenant in the journal (tokens aside).
+fn graph_requests(journal: &[caguard_sim::JournalEntry], tenant: &str) -> Vec<String> {
+    journal
+        .iter()
+        .filter(|e| e.kind == "graph" && e.tenant.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(tenant)))
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+/// The watch keeps its tenant list between ticks (in the Table store): a quiet tick is
+/// one policy list per customer and two in the MSP tenant, with no GDAP listing; a
+/// discovery elsewhere (sweep, Partner Center event) adds and drops tenants, and an old
+/// list is rediscovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old() {
+    let az = Azurite::start();
+    let (sim, estate) = sample_sim(0, true).await;
+    let store: Arc<dyn Store> = Arc::new(TableStore::new(az.client(), &unique_table("wl")));
+    let client = caguard::demo::sample_client(&sim, &estate);
+    let config = caguard::demo::sample_config(&estate);
+    let msp = estate.msp_tenant_id.clone();
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(1100));
+
+    let first = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    assert!(first.rediscovered);
+    let watched = first.baseline;
+    // 22 active customers and the MSP tenant; two customers cannot be read (no consent, no permission).
+    assert_eq!((watched, first.errors.len()), (21, 2), "{first:?}");
+    assert_eq!(store.records("watch-tenant").await.unwrap().len(), 24, "every GDAP customer is remembered");
+
+    pause().await;
+    sim.clear_journal();
+    let quiet = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    assert!(!quiet.rediscovered);
+    assert_eq!((quiet.unchanged, quiet.changed.len(), quiet.errors.len()), (watched, 0, 2), "{quiet:?}");
+    let journal = sim.journal();
+    let graph: Vec<&caguard_sim::JournalEntry> = journal.iter().filter(|e| e.kind == "graph").collect();
+    assert!(graph.iter().all(|e| e.method == "GET" && e.ca), "only CA lists");
+    assert_eq!(graph_requests(&journal, &msp).len(), 2, "the MSP's policies and named locations");
+    let no_token: Vec<&String> = quiet.errors.iter().filter(|(_, e)| e.contains("token")).map(|(t, _)| t).collect();
+    assert_eq!(no_token.len(), 1);
+    let customers = first_watched_customers(&store, &msp).await;
+    for t in customers.iter().filter(|t| !no_token.contains(t)) {
+        assert_eq!(graph_requests(&journal, t), vec!["GET /v1.0/identity/conditionalAccess/policies"], "{t}");
+    }
+    assert_eq!(graph.len(), customers.len() - 1 + 2, "one list per readable customer, two in the MSP tenant");
+
+    // A new customer appears; a discovery (as a sweep or a Partner Center event makes)
+    // hands it to the watch, and the next tick takes its baseline without listing GDAP.
+    let mut tenant = estate.tenants.iter().find(|t| t.display_name == "Fabrikam Dental").unwrap().clone();
+    tenant.id = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6".into();
+    tenant.display_name = "Newco Plumbing".into();
+    sim.add_tenant(tenant.clone());
+    sim.upsert_relationship(json!({"id": "rel-newco", "displayName": "GDAP Newco", "status": "active",
+        "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"},
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"}]}}));
+    let found = caguard::observe::discover(&client, &config).await.unwrap();
+    caguard::watch::remember_tenants(store.as_ref(), &found).await.unwrap();
+    pause().await;
+    let with_newco = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    assert!(!with_newco.rediscovered);
+    assert_eq!((with_newco.baseline, with_newco.unchanged), (1, watched), "{with_newco:?}");
+
+    // Terminated: dropped from the list at the next discovery, and no longer polled.
+    sim.upsert_relationship(json!({"id": "rel-newco", "status": "terminated",
+        "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"}, "accessDetails": {"unifiedRoles": []}}));
+    let found = caguard::observe::discover(&client, &config).await.unwrap();
+    caguard::watch::remember_tenants(store.as_ref(), &found).await.unwrap();
+    pause().await;
+    sim.clear_journal();
+    let after = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    assert_eq!(after.unchanged, watched, "{after:?}");
+    assert!(graph_requests(&sim.journal(), &tenant.id).is_empty(), "a terminated tenant is not polled");
+
+    // A list older than [watch] rediscover_minutes is discovered again.
+    let stale = (chrono::Utc::now() - chrono::Duration::minutes(config.watch_rediscover_minutes + 1)).to_rfc3339();
+    store.put_record("watch", "discovered", json!({"at": stale})).await.unwrap();
+    pause().await;
+    sim.clear_journal();
+    let old = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    assert!(old.rediscovered);
+    assert!(graph_requests(&sim.journal(), &msp).iter().any(|r| r.contains("delegatedAdminRelationships")));
+}
+
+/// The active customers the watch remembers.
+async fn first_watched_customers(store: &Arc<dyn Store>, msp: &str) -> Vec<String> {
+    let list = store.records("watch-tenant").await.unwrap();
+    let out: Vec<String> =
+        list.iter().filter(|(k, v)| v["active"] == true && k != msp).map(|(k, _)| k.clone()).collect();
+    assert_eq!(out.len(), 22);
+    out
+}

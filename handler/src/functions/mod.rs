@@ -256,6 +256,7 @@ async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Result<Invocatio
     let customers = observe::discover(&r.client, &r.config)
         .await
         .map_err(|e| Failure::Retry(format!("tenant discovery failed: {e}")))?;
+    remember_for_watch(r, &customers).await;
     let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
     let enforced: Vec<&Customer> = active.iter().filter(|c| !r.config.is_skipped(&c.tenant_id)).collect();
     let size = enforced.len() + 1;
@@ -536,12 +537,19 @@ async fn run_cipp(r: &Ready) -> Option<String> {
     ))
 }
 
+/// Hands a fresh discovery to the watch, so its ticks need not list GDAP relationships.
+async fn remember_for_watch(r: &Ready, customers: &[Customer]) {
+    if let Err(e) = crate::watch::remember_tenants(r.store.as_ref(), customers).await {
+        tracing::warn!("could not update the watch's tenant list (the watch rediscovers on its own): {e}");
+    }
+}
+
 /// `WatchTimer`: the minute-level change check; a `reconcile` message for every
 /// tenant whose CA objects changed since the last tick.
 async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
     let timer = request.timer("timer")?;
     let correlation_id = correlation(request);
-    let tick = crate::watch::tick(&r.client, &r.config, &r.store, 64)
+    let tick = crate::watch::tick(&r.client, &r.config, &r.store, 64, false)
         .await
         .map_err(|e| Failure::Retry(format!("watch tick failed: {e}")))?;
     let messages: Vec<Value> = tick
@@ -561,11 +569,12 @@ async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<Invocatio
         })
         .collect();
     let mut resp = InvocationResponse::ok().log(format!(
-        "watch {correlation_id}: {} changed, {} unchanged, {} new, {} errors{}",
+        "watch {correlation_id}: {} changed, {} unchanged, {} new, {} errors{}{}",
         tick.changed.len(),
         tick.unchanged,
         tick.baseline,
         tick.errors.len(),
+        if tick.rediscovered { ", tenant list rediscovered" } else { "" },
         if timer.is_past_due { " (past due)" } else { "" }
     ));
     for (tenant, e) in &tick.errors {
@@ -769,6 +778,8 @@ async fn handle_partner_event(r: &Ready, event: &crate::partner::Event) -> Resul
     }
     // The event names the relationship, not the customer: look it up (or, without an id, all of them).
     let customers = observe::discover(&r.client, &r.config).await.map_err(|e| e.to_string())?;
+    // A new tenant is watched from the next tick; a terminated one stops being polled.
+    remember_for_watch(r, &customers).await;
     let targets: Vec<Customer> = match event.relationship_id() {
         Some(id) => {
             let path = format!("/tenantRelationships/delegatedAdminRelationships/{id}");
