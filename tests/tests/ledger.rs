@@ -56,6 +56,24 @@ async fn contract(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(fp.get("t1").map(String::as_str), Some("f1"));
     assert_eq!(fp.get("t2").map(String::as_str), Some("f2"));
 
+    // Records: put one or many, read by kind, delete one or many; kinds stay apart.
+    let many: Vec<(String, serde_json::Value)> =
+        (0..40).map(|i| (format!("k{i:02}"), serde_json::json!({"n": i}))).collect();
+    a.put_records("bulk", many).await.unwrap();
+    b.put_record("bulk", "k00", serde_json::json!({"n": "replaced"})).await.unwrap();
+    b.put_record("other", "k00", serde_json::json!(1)).await.unwrap();
+    let mut got = b.records("bulk").await.unwrap();
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(got.len(), 40);
+    assert_eq!(got[0].1["n"], "replaced");
+    assert_eq!(got[39], ("k39".to_string(), serde_json::json!({"n": 39})));
+    a.delete_records("bulk", (0..30).map(|i| format!("k{i:02}")).chain(["missing".to_string()]).collect())
+        .await
+        .unwrap();
+    b.delete_record("bulk", "k30").await.unwrap();
+    assert_eq!(a.records("bulk").await.unwrap().len(), 9, "a missing key is no error");
+    assert_eq!(a.records("other").await.unwrap().len(), 1);
+
     // Drift records: idempotent per (correlation, tenant, object, control), newest first.
     a.record_drift(drift("t1", "p1", "c1", "2026-11-21T10:00:00Z")).await.unwrap();
     b.record_drift(drift("t1", "p1", "c1", "2026-11-21T10:00:00Z")).await.unwrap();
