@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 
 pub const API_CLIENTS: &str = "ApiClients";
 pub const ACCESS_IP_RANGES: &str = "AccessIPRanges";
+/// CIPP's log (`Write-LogMessage`): PartitionKey `yyyyMMdd`, columns `API`, `Message`, `Username`.
+pub const CIPP_LOGS: &str = "CippLogs";
 
 /// The connection string for CIPP's storage from the environment (local runs).
 pub fn connection_string_from_env() -> Option<String> {
@@ -59,6 +61,8 @@ pub fn alerts(report: &CippReport) -> Vec<crate::alert::Alert> {
             control: Some(r.control.to_string()),
             object_id: Some(r.row_key.clone()),
             object_name: Some(r.name.clone()),
+            changed_by: r.changed_by.clone(),
+            changed_at: r.changed_at.clone(),
             ..Default::default()
         });
     }
@@ -95,9 +99,8 @@ pub fn drift_records(report: &CippReport, correlation_id: &str) -> Vec<crate::st
                 object_name: r.name.clone(),
                 before: Value::String(r.before.clone()),
                 after: r.after.clone().map_or(Value::Null, Value::String),
-                // CIPP's own log (CippLogs) says who saved a client; caguard does not read it yet.
-                changed_by: "unknown".into(),
-                changed_at: None,
+                changed_by: r.changed_by.clone().unwrap_or_else(|| "unknown".into()),
+                changed_at: r.changed_at.clone(),
                 action: action.into(),
                 result,
                 detected_at: now.clone(),
@@ -265,6 +268,11 @@ pub struct RowReport {
     /// The ranges column as read, and as it stands after a fix (CIPP's encoding).
     pub before: String,
     pub after: Option<String>,
+    /// When the row was last written, before caguard touched it.
+    pub last_written: Option<String>,
+    /// Who saved it then, from CIPP's log ([`who_saved`]); `None` when unknown.
+    pub changed_by: Option<String>,
+    pub changed_at: Option<String>,
 }
 
 /// The result of one pass over CIPP's tables; table-level problems are in `errors`.
@@ -285,11 +293,12 @@ impl CippReport {
 pub struct Tables {
     pub api_clients: String,
     pub access_ip_ranges: String,
+    pub logs: String,
 }
 
 impl Default for Tables {
     fn default() -> Self {
-        Tables { api_clients: API_CLIENTS.into(), access_ip_ranges: ACCESS_IP_RANGES.into() }
+        Tables { api_clients: API_CLIENTS.into(), access_ip_ranges: ACCESS_IP_RANGES.into(), logs: CIPP_LOGS.into() }
     }
 }
 
@@ -352,10 +361,60 @@ pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: 
                 outcome,
                 before: row.str(t.column).unwrap_or_default().to_string(),
                 after,
+                last_written: row.timestamp.clone(),
+                changed_by: None,
+                changed_at: None,
             });
         }
     }
+    if report.drifted() > 0 {
+        attribute(client, tables, &mut report).await;
+    }
     report
+}
+
+/// How far back CIPP's log is read, and how close a log line must be to the row's
+/// last write to be taken as that write.
+const LOG_LOOKBACK_DAYS: i64 = 7;
+const LOG_SKEW_SECONDS: i64 = 300;
+
+/// Names who last saved each drifted row through CIPP. A log that cannot be read
+/// leaves them unknown: attribution never fails the pass.
+async fn attribute(client: &TableClient, tables: &Tables, report: &mut CippReport) {
+    let since = (chrono::Utc::now() - chrono::Duration::days(LOG_LOOKBACK_DAYS)).format("%Y%m%d");
+    let filter = format!("PartitionKey ge '{since}' and (API eq 'ExecApiClient' or API eq 'ExecCustomRole')");
+    let logs = match client.query(&tables.logs, Some(&filter)).await {
+        Ok(logs) => logs,
+        Err(e) => {
+            tracing::warn!("CIPP-API: could not read {} to say who changed a row: {e}", tables.logs);
+            return;
+        }
+    };
+    for row in report.rows.iter_mut().filter(|r| !matches!(r.outcome, RowOutcome::Compliant)) {
+        if let Some((who, when)) = who_saved(&logs, row) {
+            row.changed_by = Some(who);
+            row.changed_at = Some(when);
+        }
+    }
+}
+
+/// The CIPP user behind a row's last write: the newest `ExecApiClient` line
+/// "Updated API client {id}" (C1) or `ExecCustomRole` line "Saved custom role {role}"
+/// (C2) written within a few minutes of it. CIPP logs just before it writes; a row
+/// edited outside CIPP (Storage Explorer, a script) has no such line and stays unknown.
+pub fn who_saved(logs: &[Entity], row: &RowReport) -> Option<(String, String)> {
+    let time = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    let written = time(row.last_written.as_deref()?)?;
+    let (api, message) = match row.control {
+        Control::C1 => ("ExecApiClient", format!("Updated API client {}", row.row_key)),
+        _ => ("ExecCustomRole", format!("Saved custom role {}", row.row_key)),
+    };
+    logs.iter()
+        .filter(|l| l.str("API") == Some(api) && l.str("Message").is_some_and(|m| m.eq_ignore_ascii_case(&message)))
+        .filter_map(|l| Some((l, time(l.timestamp.as_deref()?)?)))
+        .filter(|(_, at)| (written - *at).num_seconds().abs() <= LOG_SKEW_SECONDS)
+        .max_by_key(|(_, at)| *at)
+        .and_then(|(l, at)| Some((l.str("Username").filter(|u| !u.is_empty())?.to_string(), at.to_rfc3339())))
 }
 
 fn describe_table_error(control: Control, e: &TableError) -> String {

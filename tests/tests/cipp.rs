@@ -43,11 +43,20 @@ struct Fixture {
 async fn seed(rows: Vec<(String, String, Map<String, Value>)>) -> Fixture {
     let az = Azurite::start();
     let client = az.client();
-    let tables = Tables { api_clients: unique_table("ApiClients"), access_ip_ranges: unique_table("AccessIPRanges") };
+    let tables = Tables {
+        api_clients: unique_table("ApiClients"),
+        access_ip_ranges: unique_table("AccessIPRanges"),
+        logs: unique_table("CippLogs"),
+    };
     client.create_table(&tables.api_clients).await.unwrap();
     client.create_table(&tables.access_ip_ranges).await.unwrap();
+    client.create_table(&tables.logs).await.unwrap();
     for (pk, rk, props) in rows {
-        let table = if pk == "ApiClients" { &tables.api_clients } else { &tables.access_ip_ranges };
+        let table = match pk.as_str() {
+            "ApiClients" => &tables.api_clients,
+            "AccessIPRanges" => &tables.access_ip_ranges,
+            _ => &tables.logs,
+        };
         client.insert(table, &pk, &rk, &props).await.unwrap();
     }
     Fixture { _az: az, client, tables }
@@ -175,7 +184,11 @@ async fn malformed_rows_are_reported_with_their_key_and_the_pass_goes_on() {
 #[tokio::test]
 async fn a_missing_table_and_a_storage_auth_failure_are_reported_not_fatal() {
     let az = Azurite::start();
-    let missing = Tables { api_clients: unique_table("Nope"), access_ip_ranges: unique_table("Nope") };
+    let missing = Tables {
+        api_clients: unique_table("Nope"),
+        access_ip_ranges: unique_table("Nope"),
+        logs: unique_table("Nope"),
+    };
     let report = cipp::run(&az.client(), &config("enforce"), &missing, true).await;
     assert_eq!(report.errors.len(), 2, "{report:?}");
     assert!(report.errors.iter().all(|e| e.contains("does not exist")), "{report:?}");
@@ -196,4 +209,57 @@ fn cipps_encoding_round_trips() {
         assert_eq!(decode_ranges(raw).unwrap(), list);
         assert_eq!(cipp::encode_ranges(&list), raw);
     }
+}
+
+/// A CippLogs line as `Write-LogMessage` writes it (the fixture's columns), for `rk`.
+fn log_row(rk: &str, api: &str, message: &str, user: &str) -> (String, String, Map<String, Value>) {
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("cipp/tables/CippLogs-row-api-client-constructed.json")).unwrap(),
+    )
+    .unwrap();
+    v["PartitionKey"] = json!(chrono::Utc::now().format("%Y%m%d").to_string());
+    v["RowKey"] = json!(rk);
+    v["API"] = json!(api);
+    v["Message"] = json!(message);
+    v["Username"] = json!(user);
+    v["AppId"] = json!("");
+    row_of(v)
+}
+
+/// Who changed a CIPP-API row comes from CIPP's own log, when CIPP wrote it; a row
+/// written outside CIPP, or a log line about another row, leaves it unknown.
+#[tokio::test]
+async fn drift_names_the_cipp_user_who_saved_the_row() {
+    let f = seed(vec![
+        log_row("l1", "ExecApiClient", "Updated API client c-alice", "alice@msp.example"),
+        client_row("c-alice", "Alice's RMM", "", true),
+        log_row("l2", "ExecApiClient", "Updated API client c-someone-else", "bob@msp.example"),
+        client_row("c-direct", "Edited in Storage Explorer", r#""198.51.100.7""#, true),
+        log_row("l3", "ExecCustomRole", "Saved custom role Editor", "carol@msp.example"),
+        fixture_row("AccessIPRanges-row-multiple.json"),
+    ])
+    .await;
+    let report = cipp::run(&f.client, &config("report"), &f.tables, false).await;
+    let row = |k: &str| report.rows.iter().find(|r| r.row_key == k).unwrap();
+    assert_eq!(row("c-alice").changed_by.as_deref(), Some("alice@msp.example"), "{report:?}");
+    assert_eq!(row("c-direct").changed_by, None);
+    assert_eq!(row("editor").changed_by.as_deref(), Some("carol@msp.example"), "role names are matched without case");
+    let records = cipp::drift_records(&report, "corr");
+    let by = |k: &str| records.iter().find(|r| r.object_id.ends_with(k)).unwrap().changed_by.clone();
+    assert_eq!(by("c-alice"), "alice@msp.example");
+    assert_eq!(by("c-direct"), "unknown");
+    let alerts = cipp::alerts(&report);
+    let alice = alerts.iter().find(|a| a.object_id.as_deref() == Some("c-alice")).unwrap();
+    assert_eq!(alice.changed_by.as_deref(), Some("alice@msp.example"));
+}
+
+/// Without a readable log the pass is the same, only unattributed.
+#[tokio::test]
+async fn a_missing_log_table_leaves_who_unknown_and_nothing_else() {
+    let mut f = seed(vec![client_row("c-open", "Open", "", true)]).await;
+    f.tables.logs = unique_table("NoLogs");
+    let report = cipp::run(&f.client, &config("report"), &f.tables, false).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(matches!(outcome(&report, "c-open"), RowOutcome::Reported(_)));
+    assert_eq!(report.rows[0].changed_by, None);
 }

@@ -64,6 +64,8 @@ pub struct Entity {
     pub partition_key: String,
     pub row_key: String,
     pub etag: String,
+    /// When the service last wrote the entity (its `Timestamp`).
+    pub timestamp: Option<String>,
     /// Every property except the keys, `Timestamp` and `odata.*` metadata.
     pub properties: Map<String, Value>,
 }
@@ -81,8 +83,9 @@ impl Entity {
         };
         let partition_key = take(&mut v, "PartitionKey");
         let row_key = take(&mut v, "RowKey");
+        let timestamp = v.get("Timestamp").and_then(Value::as_str).map(str::to_string);
         v.retain(|k, _| !k.starts_with("odata.") && k != "Timestamp" && k != "Timestamp@odata.type");
-        Entity { partition_key, row_key, etag, properties: v }
+        Entity { partition_key, row_key, etag, timestamp, properties: v }
     }
 }
 
