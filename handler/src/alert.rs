@@ -45,6 +45,26 @@ pub struct Alert {
     pub after: Option<Value>,
 }
 
+/// The alert a tenant's outcome calls for, if any: enforcement that could not run.
+pub fn for_outcome(tenant: &str, name: &str, outcome: &crate::apply::Outcome) -> Option<Alert> {
+    use crate::apply::Outcome;
+    let (k, why) = match outcome {
+        Outcome::Held(why) => (kind::HELD, why),
+        Outcome::Failed(why) => (kind::FAILED, why),
+        Outcome::Skipped(why) if why.contains("P1") => (kind::NO_LICENSE, why),
+        Outcome::Skipped(why) if why.contains("GDAP relationship lacks") => (kind::MISSING_ROLE, why),
+        Outcome::Skipped(why) if why.contains("consent, permissions or token") => (kind::AUTH_FAILURE, why),
+        _ => return None,
+    };
+    Some(Alert {
+        tenant_id: tenant.into(),
+        tenant_name: name.into(),
+        kind: k.into(),
+        message: why.clone(),
+        ..Default::default()
+    })
+}
+
 impl Alert {
     /// The dedupe key: tenant, object and control (or kind, for tenant-level alerts).
     pub fn key(&self) -> String {
@@ -180,6 +200,11 @@ impl Alerter {
             get(WEBHOOK_URL).map(|u| (u, a.webhook_schema)),
             email,
         )
+    }
+
+    /// Any channel beyond the log.
+    pub fn has_channels(&self) -> bool {
+        !self.channels.is_empty() || self.email.is_some()
     }
 
     fn window(&self, at: chrono::DateTime<chrono::Utc>) -> String {

@@ -48,9 +48,6 @@ pub enum Command {
     Watch {
         #[command(flatten)]
         run: RunArgs,
-        /// Where fingerprints and the tenant list are kept between ticks.
-        #[arg(long, default_value = ".caguard/store.json")]
-        store: PathBuf,
         /// List GDAP relationships now, even if the remembered tenant list is fresh.
         #[arg(long)]
         rediscover: bool,
@@ -100,6 +97,9 @@ pub struct RunArgs {
     /// Only this tenant (repeatable); all tenants when absent.
     #[arg(long = "tenant")]
     pub tenants: Vec<String>,
+    /// Where the watch's fingerprints and tenant list, and alert dedupe counts, are kept.
+    #[arg(long, default_value = ".caguard/store.json")]
+    pub store: PathBuf,
 }
 
 /// `30s`, `2m`, `1h` or plain seconds.
@@ -150,19 +150,51 @@ async fn sweep_for(
         let sim = caguard_sim::start(estate.clone(), Default::default()).await.map_err(|e| e.to_string())?;
         let cfg = crate::demo::sample_config(&estate);
         let client = crate::demo::sample_client(&sim, &estate);
-        return Ok((sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())?, None));
+        let report = sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())?;
+        if apply {
+            alert_apply(&client, &cfg, &report, None, &args.store).await;
+        }
+        return Ok((report, None));
     }
     let (cfg, warnings) = config::load(&args.config)?;
     for w in warnings {
         eprintln!("warning: {}:{w}", args.config.display());
     }
-    let report = sweep::run(&graph_client()?, &cfg, &opts).await.map_err(|e| e.to_string())?;
+    let client = graph_client()?;
+    let report = sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())?;
     let cs = crate::cipp::connection_string_from_env();
     let cipp = match crate::cipp::table_client(&cfg, cs.as_deref()) {
         None => None,
         Some(client) => Some(crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await),
     };
+    if apply {
+        alert_apply(&client, &cfg, &report, cipp.as_ref(), &args.store).await;
+    }
     Ok((report, cipp))
+}
+
+/// Sends what an apply calls for to the alert channels in the environment, as the
+/// Functions app does: holds, failures, tenants enforcement cannot reach, and Part C
+/// rows. Deduped through the store, like every alert.
+async fn alert_apply(
+    client: &GraphClient,
+    cfg: &config::Config,
+    report: &SweepReport,
+    cipp: Option<&crate::cipp::CippReport>,
+    store: &std::path::Path,
+) {
+    let alerter = crate::alert::Alerter::from_env(Arc::new(crate::store::FileStore::new(store)), cfg, client);
+    let outcomes = report.tenants.iter().filter_map(|t| {
+        let result = t.result.as_ref()?;
+        crate::alert::for_outcome(&result.tenant_id, &t.plan.tenant_name, &result.outcome)
+    });
+    for alert in outcomes.chain(cipp.map(crate::cipp::alerts).unwrap_or_default()) {
+        if alerter.has_channels() {
+            alerter.send(&alert).await;
+        } else {
+            crate::alert::raise(&alert);
+        }
+    }
 }
 
 fn graph_client() -> Result<GraphClient, String> {
@@ -192,10 +224,10 @@ async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i3
 }
 
 /// `caguard watch`: one tick; exit 2 when some tenant changed.
-async fn watch_once(args: &RunArgs, store: &std::path::Path, rediscover: bool) -> Result<i32, String> {
+async fn watch_once(args: &RunArgs, rediscover: bool) -> Result<i32, String> {
     let (cfg, _) = config::load(&args.config)?;
     let client = graph_client()?;
-    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::FileStore::new(store));
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::FileStore::new(&args.store));
     let started = std::time::Instant::now();
     let report =
         crate::watch::tick(&client, &cfg, &store, args.concurrency, rediscover).await.map_err(|e| e.to_string())?;
@@ -253,9 +285,6 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Apply { run, yes } => match sweep_for(&run, true, yes).await {
             Ok((r, c)) => {
                 print(&r, c.as_ref(), run.json, true);
-                if let Some(c) = &c {
-                    crate::cipp::alerts(c).iter().for_each(crate::alert::raise);
-                }
                 let cipp_failed = c.as_ref().is_some_and(|c| {
                     !c.errors.is_empty()
                         || c.rows.iter().any(|r| matches!(r.outcome, crate::cipp::RowOutcome::Failed(_)))
@@ -264,7 +293,7 @@ pub async fn run(cli: Cli) -> i32 {
             }
             Err(e) => Err(e),
         },
-        Command::Watch { run, store, rediscover } => watch_once(&run, &store, rediscover).await,
+        Command::Watch { run, rediscover } => watch_once(&run, rediscover).await,
         Command::PartnerCenter { action: PartnerCenterAction::Register { url, config: path } } => {
             register_partner_center(&url, &path).await
         }

@@ -51,3 +51,67 @@ fn demo_shows_the_whole_cycle() {
         assert!(text.contains(step), "demo output lacks '{step}':\n{text}");
     }
 }
+
+/// A webhook receiver on a thread: every POST body, in order.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                sink.lock().unwrap().push(v);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, got)
+}
+
+/// `caguard apply` sends what it held or could not do to the alert channels, deduped
+/// through its store, as the Functions app does.
+#[test]
+fn apply_alerts_a_held_plan_once_per_window() {
+    let (url, got) = receiver();
+    let store = std::env::temp_dir().join(format!("caguard-cli-alerts-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&store);
+    let run = || {
+        caguard()
+            .args(["apply", "--sim", "--json", "--store"])
+            .arg(&store)
+            .env("CAGUARD_ALERT_WEBHOOK_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let held = run();
+    assert_eq!(held.status.code(), Some(1), "a held plan exits 1");
+    let alerts = got.lock().unwrap().clone();
+    let kinds: Vec<&str> = alerts.iter().filter_map(|a| a["kind"].as_str()).collect();
+    assert!(kinds.contains(&"safety-hold"), "{alerts:#?}");
+    assert!(kinds.contains(&"no-license"), "tenants enforcement cannot reach are alerted too: {kinds:?}");
+    let first = alerts.len();
+
+    let again = run();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(got.lock().unwrap().len(), first, "the same alerts in the same window are not sent twice");
+    let stderr = String::from_utf8_lossy(&held.stderr);
+    assert!(!stderr.contains(&url), "the webhook URL is never logged");
+    let _ = std::fs::remove_file(&store);
+}

@@ -350,28 +350,9 @@ async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<Invo
     Ok(InvocationResponse::ok().log(line).with_return(serde_json::to_value(&result).expect("serializable")))
 }
 
-/// The alert an outcome calls for, if any: enforcement that could not run.
-fn outcome_alert(tenant: &str, name: &str, outcome: &Outcome) -> Option<Alert> {
-    let (k, why) = match outcome {
-        Outcome::Held(why) => (kind::HELD, why),
-        Outcome::Failed(why) => (kind::FAILED, why),
-        Outcome::Skipped(why) if why.contains("P1") => (kind::NO_LICENSE, why),
-        Outcome::Skipped(why) if why.contains("GDAP relationship lacks") => (kind::MISSING_ROLE, why),
-        Outcome::Skipped(why) if why.contains("consent, permissions or token") => (kind::AUTH_FAILURE, why),
-        _ => return None,
-    };
-    Some(Alert {
-        tenant_id: tenant.into(),
-        tenant_name: name.into(),
-        kind: k.into(),
-        message: why.clone(),
-        ..Default::default()
-    })
-}
-
 /// Drift records and alerts for what a reconcile wrote, with who changed each object.
 async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &TenantPlan, result: &TenantResult) {
-    if let Some(a) = outcome_alert(&result.tenant_id, name, &result.outcome) {
+    if let Some(a) = crate::alert::for_outcome(&result.tenant_id, name, &result.outcome) {
         r.alerter.send(&a).await;
     }
     let own_app = r.client.app_id().await.unwrap_or_default();
