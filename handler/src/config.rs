@@ -103,10 +103,15 @@ pub struct Config {
     /// tick lists GDAP relationships again. New tenants arrive sooner through Partner
     /// Center events and every sweep.
     pub watch_rediscover_minutes: i64,
+    /// `[watch] concurrency`: tenants a `WatchTimer` tick lists at once (each still at
+    /// most one CA request per second).
+    pub watch_concurrency: usize,
 }
 
 /// Default for `[watch] rediscover_minutes`.
 pub const DEFAULT_REDISCOVER_MINUTES: i64 = 15;
+/// Default for `[watch] concurrency`.
+pub const DEFAULT_WATCH_CONCURRENCY: usize = 64;
 
 /// `[alerts]`: dedupe window, webhook schema, email. Webhook URLs are secrets and
 /// come from app settings (`CAGUARD_TEAMS_WEBHOOK_URL`, `CAGUARD_SLACK_WEBHOOK_URL`,
@@ -233,6 +238,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawWatch {
     rediscover_minutes: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -638,6 +644,13 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
         watch_rediscover_minutes = *m.get_ref();
     }
+    let mut watch_concurrency = DEFAULT_WATCH_CONCURRENCY;
+    if let Some(c) = &raw.watch.concurrency {
+        match usize::try_from(*c.get_ref()) {
+            Ok(n @ 1..=1024) => watch_concurrency = n,
+            _ => err("watch.concurrency", lines.at(c.span().start), "must be between 1 and 1024".into()),
+        }
+    }
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -664,6 +677,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         cipp,
         alerts,
         watch_rediscover_minutes,
+        watch_concurrency,
     };
     Ok((config, warnings))
 }

@@ -148,6 +148,7 @@ fn watch_rediscovery_interval_is_bounded() {
         13,
         "between 1 and 1440",
     );
-    let (c, _) = parse(&format!("{BASE}\n[watch]\nrediscover_minutes = 60\n")).unwrap();
-    assert_eq!(c.watch_rediscover_minutes, 60);
+    let (c, _) = parse(&format!("{BASE}\n[watch]\nrediscover_minutes = 60\nconcurrency = 128\n")).unwrap();
+    assert_eq!((c.watch_rediscover_minutes, c.watch_concurrency), (60, 128));
+    fails(&format!("{BASE}\n[watch]\nconcurrency = 0\n"), "watch.concurrency", 13, "between 1 and 1024");
 }

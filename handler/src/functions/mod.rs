@@ -530,7 +530,7 @@ async fn remember_for_watch(r: &Ready, customers: &[Customer]) {
 async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
     let timer = request.timer("timer")?;
     let correlation_id = correlation(request);
-    let tick = crate::watch::tick(&r.client, &r.config, &r.store, 64, false)
+    let tick = crate::watch::tick(&r.client, &r.config, &r.store, r.config.watch_concurrency, false)
         .await
         .map_err(|e| Failure::Retry(format!("watch tick failed: {e}")))?;
     let messages: Vec<Value> = tick
