@@ -26,6 +26,16 @@ pub struct TableStore {
     created: tokio::sync::OnceCell<()>,
 }
 
+/// Runs `write` on every item, `PARALLEL_WRITES` at a time; the first failure wins.
+async fn in_parallel<T, F, Fut>(items: impl IntoIterator<Item = T>, write: F) -> Result<(), StoreError>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    futures_util::stream::iter(items).map(write).buffer_unordered(PARALLEL_WRITES).try_collect::<Vec<()>>().await?;
+    Ok(())
+}
+
 fn err(e: TableError) -> StoreError {
     StoreError(e.to_string())
 }
@@ -56,19 +66,18 @@ impl TableStore {
             .map(|_| ())
     }
 
-    /// Upserts rows of one partition, a few at a time.
+    /// Upserts rows of one partition of `table` (its name without the prefix).
     async fn upsert_many(
         &self,
         table: &str,
         pk: &str,
         rows: impl Iterator<Item = (String, Map<String, Value>)>,
     ) -> Result<(), StoreError> {
-        futures_util::stream::iter(rows)
-            .map(|(rk, props)| async move { self.client.upsert(table, pk, &rk, &props).await.map(|_| ()).map_err(err) })
-            .buffer_unordered(PARALLEL_WRITES)
-            .try_collect::<Vec<()>>()
-            .await
-            .map(|_| ())
+        let table = &self.t(table);
+        in_parallel(rows, |(rk, props)| async move {
+            self.client.upsert(table, pk, &rk, &props).await.map(|_| ()).map_err(err)
+        })
+        .await
     }
 
     /// Deletes one row; a row already gone is fine.
@@ -154,13 +163,12 @@ impl Store for TableStore {
         let kind = safe_key(kind);
         Box::pin(async move {
             self.ready().await?;
-            let table = self.t(RECORDS);
             let rows = records.into_iter().map(|(key, value)| {
                 let mut props = Map::new();
                 props.insert("Json".into(), Value::String(value.to_string()));
                 (safe_key(&key), props)
             });
-            self.upsert_many(&table, &kind, rows).await
+            self.upsert_many(RECORDS, &kind, rows).await
         })
     }
 
@@ -169,12 +177,7 @@ impl Store for TableStore {
         Box::pin(async move {
             self.ready().await?;
             let kind = &kind;
-            futures_util::stream::iter(keys)
-                .map(|key| async move { self.delete_row(RECORDS, kind, &safe_key(&key)).await })
-                .buffer_unordered(PARALLEL_WRITES)
-                .try_collect::<Vec<()>>()
-                .await
-                .map(|_| ())
+            in_parallel(keys, |key| async move { self.delete_row(RECORDS, kind, &safe_key(&key)).await }).await
         })
     }
 
@@ -241,7 +244,7 @@ impl Store for TableStore {
                 props.insert("Value".into(), Value::String(fp));
                 (tenant.to_ascii_lowercase(), props)
             });
-            self.upsert_many(&self.t(FINGERPRINTS), "fp", rows).await
+            self.upsert_many(FINGERPRINTS, "fp", rows).await
         })
     }
 
