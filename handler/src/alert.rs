@@ -203,7 +203,7 @@ impl Alerter {
     }
 
     /// Any channel beyond the log.
-    pub fn has_channels(&self) -> bool {
+    fn has_channels(&self) -> bool {
         !self.channels.is_empty() || self.email.is_some()
     }
 
@@ -216,6 +216,10 @@ impl Alerter {
     /// Logs, dedupes and delivers one alert. Never fails: channel errors are returned in `Delivery`.
     pub async fn send(&self, alert: &Alert) -> Delivery {
         raise(alert);
+        if !self.has_channels() {
+            // The log is the only channel: nothing to deliver, so nothing to dedupe.
+            return Delivery::Sent { channels: vec!["log"], failed: Vec::new() };
+        }
         let now = chrono::Utc::now();
         let window = self.window(now);
         let count = match self.store.count_alert(&alert.key(), &window).await {

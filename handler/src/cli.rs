@@ -189,11 +189,7 @@ async fn alert_apply(
         crate::alert::for_outcome(&result.tenant_id, &t.plan.tenant_name, &result.outcome)
     });
     for alert in outcomes.chain(cipp.map(crate::cipp::alerts).unwrap_or_default()) {
-        if alerter.has_channels() {
-            alerter.send(&alert).await;
-        } else {
-            crate::alert::raise(&alert);
-        }
+        alerter.send(&alert).await;
     }
 }
 
