@@ -248,8 +248,12 @@ fn skus(p1: bool) -> Vec<Value> {
 
 /// Answers a collection with `$filter`, `$select`, `$top` and `$skiptoken` paging.
 fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
-    let top = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX);
-    list_paged(items, req, context, top.min(req.page_size).max(1))
+    list_paged(items, req, context, top(req).min(req.page_size).max(1))
+}
+
+/// `$top` as asked, or no limit.
+fn top(req: &Req) -> usize {
+    req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX)
 }
 
 /// The GDAP collections: "`$top` supports up to 300 objects" (Graph's reference for
@@ -265,7 +269,7 @@ fn list_gdap(items: Vec<Value>, req: &Req, context: &str) -> Resp {
 
 /// A collection the service answers whole: `$top` only truncates, with no nextLink.
 fn list_unpaged(items: Vec<Value>, req: &Req, context: &str) -> Resp {
-    let top = req.query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    let top = top(req);
     let mut resp = list_paged(items, req, context, usize::MAX);
     if let Some(Value::Object(body)) = resp.body.as_mut()
         && let Some(Value::Array(items)) = body.get_mut("value")
