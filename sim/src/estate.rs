@@ -47,6 +47,15 @@ fn yes() -> bool {
     true
 }
 
+fn enabled() -> String {
+    "Enabled".into()
+}
+
+/// Empty (a `TenantSpec::default()`) reads as `Enabled`.
+fn is_enabled(s: &String) -> bool {
+    s.is_empty() || s == "Enabled"
+}
+
 /// One Entra tenant.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +71,10 @@ pub struct TenantSpec {
     /// Entra ID P1 licensed: without it CA writes are refused.
     #[serde(default = "yes")]
     pub p1: bool,
+    /// `capabilityStatus` of the P1 SKU: `Enabled`, `Warning` (grace period: CA still
+    /// works), `Suspended`, `LockedOut` or `Deleted` (CA writes refused).
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub licence_status: String,
     /// The caguard/CIPP app is consented here: without it no app-only token is issued.
     #[serde(default = "yes")]
     pub consented: bool,

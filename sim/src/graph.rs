@@ -23,6 +23,8 @@ pub(crate) struct Req<'a> {
     pub actor: &'a Actor,
     /// Largest page a list answers with.
     pub page_size: usize,
+    /// When the request arrived (replication lag is measured from it).
+    pub at: Instant,
 }
 
 #[derive(Debug)]
@@ -123,13 +125,13 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             // Not server-paged: every policy in one answer, and `$top` truncates with no
             // nextLink (seen by Micke-K/IntuneManagement#364, #379). A tenant holds at most
             // MAX_POLICIES, so one list is always the whole set.
-            let items = tenant(state, &req).spec.policies.clone();
+            let items = read_items(state, &req, Kind::Policy);
             list_unpaged(items, &req, "identity/conditionalAccess/policies")
         }
         ("POST", ["identity", "conditionalaccess", "policies"]) => create_policy(state, &req),
         (_, ["identity", "conditionalaccess", "policies", _]) => object(state, &req, Kind::Policy, segs[3]),
         ("GET", ["identity", "conditionalaccess", "namedlocations"]) => {
-            let items = tenant(state, &req).spec.named_locations.clone();
+            let items = read_items(state, &req, Kind::Location);
             list(items, &req, "identity/conditionalAccess/namedLocations")
         }
         ("POST", ["identity", "conditionalaccess", "namedlocations"]) => create_location(state, &req),
@@ -174,7 +176,8 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             list(items, &req, "auditLogs/signIns")
         }
         ("GET", ["subscribedskus"]) => {
-            let items = skus(tenant(state, &req).spec.p1);
+            let spec = &tenant(state, &req).spec;
+            let items = skus(spec.p1, &spec.licence_status);
             list(items, &req, "subscribedSkus")
         }
         ("GET", ["users"]) => {
@@ -224,6 +227,41 @@ fn tenant<'s>(state: &'s mut State, req: &Req) -> &'s mut crate::state::Tenant {
     state.tenants.get_mut(req.tenant).expect("checked in handle")
 }
 
+/// The policies or named locations as a read sees them, replication lag included.
+fn read_items(state: &mut State, req: &Req, kind: Kind) -> Vec<Value> {
+    let lag = state.faults.replication_lag_ms;
+    let t = tenant(state, req);
+    let items = match kind {
+        Kind::Policy => &t.spec.policies,
+        Kind::Location => &t.spec.named_locations,
+    };
+    t.as_read(lag, items, req.at)
+}
+
+/// Graph refuses a policy that references a named location it has not replicated
+/// yet: "1040: NamedLocation with id … does not exist in the directory." (the text
+/// CIPP logs in KelvinTegelaar/CIPP#4194; the code inside `innerError` is the simulator's).
+fn unreplicated_location(state: &State, req: &Req, policy: &Value) -> Option<Resp> {
+    let lag = state.faults.replication_lag_ms;
+    let t = state.tenants.get(req.tenant)?;
+    let ids = ["/conditions/locations/includeLocations", "/conditions/locations/excludeLocations"]
+        .iter()
+        .filter_map(|ptr| policy.pointer(ptr).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str);
+    for id in ids {
+        if t.replicating(lag, id, req.at).is_some_and(|r| r.before.is_none()) {
+            let mut r =
+                error(400, "BadRequest", &format!("1040: NamedLocation with id {id} does not exist in the directory."));
+            if let Some(inner) = r.body.as_mut().and_then(|b| b.pointer_mut("/error/innerError")) {
+                inner["code"] = json!("1040");
+            }
+            return Some(r);
+        }
+    }
+    None
+}
+
 fn find(items: &[Value], id: &str) -> Option<Value> {
     items.iter().find(|v| v["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))).cloned()
 }
@@ -236,11 +274,11 @@ fn without_members(g: &Value) -> Value {
     g
 }
 
-fn skus(p1: bool) -> Vec<Value> {
+fn skus(p1: bool, status: &str) -> Vec<Value> {
     let (part, plan) =
         if p1 { ("AAD_PREMIUM", "AAD_PREMIUM") } else { ("O365_BUSINESS_ESSENTIALS", "EXCHANGE_S_STANDARD") };
     vec![json!({
-        "capabilityStatus": "Enabled", "consumedUnits": 5, "id": new_guid(), "skuId": new_guid(),
+        "capabilityStatus": if status.is_empty() { "Enabled" } else { status }, "consumedUnits": 5, "id": new_guid(), "skuId": new_guid(),
         "skuPartNumber": part, "appliesTo": "User",
         "servicePlans": [{"servicePlanId": new_guid(), "servicePlanName": plan, "provisioningStatus": "Success", "appliesTo": "User"}]
     })]
@@ -355,7 +393,7 @@ impl Kind {
             Kind::Location => "NamedLocation",
         }
     }
-    fn validate(self, v: &Value) -> Result<(), String> {
+    fn validate(self, v: &mut Value) -> Result<(), String> {
         match self {
             Kind::Policy => validate::policy(v),
             Kind::Location => validate::named_location(v),
@@ -371,7 +409,7 @@ impl Kind {
 
 /// Why a CA write is refused in this tenant, if it is.
 fn write_refusal(t: &crate::state::Tenant, kind: Kind) -> Option<Resp> {
-    if !t.spec.p1 {
+    if !t.spec.p1 || matches!(t.spec.licence_status.as_str(), "Suspended" | "LockedOut" | "Deleted") {
         return Some(error(
             403,
             "AccessDenied",
@@ -408,8 +446,11 @@ fn create_policy(state: &mut State, req: &Req) -> Resp {
         );
     }
     normalize_policy(&mut p);
-    if let Err(e) = validate::policy(&p) {
+    if let Err(e) = validate::policy(&mut p) {
         return error(400, "BadRequest", &e);
+    }
+    if let Some(r) = unreplicated_location(state, req, &p) {
+        return r;
     }
     insert(state, req, Kind::Policy, p, "identity/conditionalAccess/policies")
 }
@@ -437,7 +478,10 @@ fn insert(state: &mut State, req: &Req, kind: Kind, mut obj: Value, context: &st
     obj["createdDateTime"] = json!(stamp);
     obj["modifiedDateTime"] = if kind == Kind::Policy { Value::Null } else { json!(stamp) };
     audit(state, req.tenant, req.actor, kind, "Add", &id, None, Some(&obj));
-    kind.items(tenant(state, req)).push(obj.clone());
+    let lag = state.faults.replication_lag_ms;
+    let t = tenant(state, req);
+    t.wrote(lag, &id, None, req.at);
+    kind.items(t).push(obj.clone());
     let mut body = json!({"@odata.context": format!("{}/$metadata#{context}/$entity", req.base)});
     merge(&mut body, &obj);
     Resp::new(201, Some(body))
@@ -450,7 +494,14 @@ fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
         return not_found(id);
     };
     match req.method {
-        "GET" => Resp::new(200, Some(items[idx].clone())),
+        "GET" => {
+            let current = items[idx].clone();
+            let lag = state.faults.replication_lag_ms;
+            match tenant(state, req).replicating(lag, id, req.at) {
+                Some(r) => r.before.clone().map_or_else(|| not_found(id), |b| Resp::new(200, Some(b))),
+                None => Resp::new(200, Some(current)),
+            }
+        }
         "PATCH" => {
             let Some(patch) = req.body.clone().filter(Value::is_object) else {
                 return error(400, "BadRequest", "A request body is required.");
@@ -472,11 +523,19 @@ fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
             if kind == Kind::Location && before.get("@odata.type") != after.get("@odata.type") {
                 return error(400, "BadRequest", "The '@odata.type' of a named location cannot be changed.");
             }
-            if let Err(e) = kind.validate(&after) {
+            if let Err(e) = kind.validate(&mut after) {
                 return error(400, "BadRequest", &e);
             }
+            if kind == Kind::Policy
+                && let Some(r) = unreplicated_location(state, req, &after)
+            {
+                return r;
+            }
             after["modifiedDateTime"] = json!(now_stamp());
-            items[idx] = after.clone();
+            let lag = state.faults.replication_lag_ms;
+            let t = tenant(state, req);
+            t.wrote(lag, id, Some(before.clone()), req.at);
+            kind.items(t)[idx] = after.clone();
             audit(state, req.tenant, req.actor, kind, "Update", id, Some(&before), Some(&after));
             Resp::new(204, None)
         }
@@ -488,7 +547,10 @@ fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
                     "The named location is referenced by one or more Conditional Access policies.",
                 );
             }
-            let removed = kind.items(tenant(state, req)).remove(idx);
+            let lag = state.faults.replication_lag_ms;
+            let t = tenant(state, req);
+            let removed = kind.items(t).remove(idx);
+            t.wrote(lag, id, Some(removed.clone()), req.at);
             audit(state, req.tenant, req.actor, kind, "Delete", id, Some(&removed), None);
             Resp::new(204, None)
         }

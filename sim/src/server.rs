@@ -106,7 +106,7 @@ impl SimHandle {
         lock(&self.state).outbox.clone()
     }
     pub fn add_tenant(&self, spec: TenantSpec) {
-        lock(&self.state).tenants.insert(spec.id.clone(), crate::state::Tenant { spec, last_ca: None });
+        lock(&self.state).tenants.insert(spec.id.clone(), crate::state::Tenant::new(spec));
     }
     /// Adds or replaces (by `id`) a GDAP relationship of the MSP tenant.
     pub fn upsert_relationship(&self, rel: Value) {
@@ -150,7 +150,7 @@ fn portal_edit(
     let query = HashMap::new();
     let page_size = st.page_size;
     let base = format!("{base}/v1.0");
-    let req = Req { method, path, query: &query, body, base: &base, tenant, actor, page_size };
+    let req = Req { method, path, query: &query, body, base: &base, tenant, actor, page_size, at: Instant::now() };
     let r = graph::route(st, req);
     (r.status, r.body)
 }
@@ -396,7 +396,7 @@ async fn process(
     }
     let mut st = lock(s);
     let page_size = st.page_size;
-    let req = Req { method, path, query, body, base, tenant, actor, page_size };
+    let req = Req { method, path, query, body, base, tenant, actor, page_size, at: Instant::now() };
     graph::handle(&mut st, req, arrived)
 }
 
@@ -657,7 +657,7 @@ async fn admin_outbox(AxState(s): AxState<Shared>) -> Json<Vec<Value>> {
 }
 
 async fn admin_add_tenant(AxState(s): AxState<Shared>, Json(spec): Json<TenantSpec>) -> StatusCode {
-    lock(&s).tenants.insert(spec.id.clone(), crate::state::Tenant { spec, last_ca: None });
+    lock(&s).tenants.insert(spec.id.clone(), crate::state::Tenant::new(spec));
     StatusCode::NO_CONTENT
 }
 

@@ -8,7 +8,10 @@ use std::time::Instant;
 
 /// Who makes a write, as the audit log will name them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+/// On the wire (the `/_sim/tenants/{id}/edit` body, `docs/estate-format.md`):
+/// `{"kind": "user", "id", "displayName", "userPrincipalName"}` or
+/// `{"kind": "app", "appId", "displayName"}`.
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "kind")]
 pub enum Actor {
     User { id: String, display_name: String, user_principal_name: String },
     App { app_id: String, display_name: String },
@@ -50,6 +53,11 @@ pub struct Faults {
     pub broken_next_links: bool,
     /// Enforce the CA limit of 1 request/second per tenant (on by default in `start`).
     pub ca_throttling: bool,
+    /// Graph's replication lag: for this many ms after a write, a read of that
+    /// policy or named location returns the version from before the write, and a
+    /// named location younger than this cannot be referenced yet (error 1040).
+    /// Deterministic, so tests are reproducible.
+    pub replication_lag_ms: u64,
 }
 
 /// Makes the token endpoint refuse requests.
@@ -100,6 +108,59 @@ pub(crate) struct Tenant {
     pub spec: TenantSpec,
     /// Arrival time of the last CA request that was let through.
     pub last_ca: Option<Instant>,
+    /// Policies and named locations written lately, by lower-case id: what a read
+    /// returns while the write replicates (see `Faults::replication_lag_ms`).
+    pub recent: HashMap<String, Recent>,
+}
+
+/// One object's state before its latest write.
+#[derive(Clone, Debug)]
+pub(crate) struct Recent {
+    /// The object before the write; `None` when the write created it.
+    pub before: Option<Value>,
+    pub at: Instant,
+}
+
+impl Tenant {
+    pub fn new(spec: TenantSpec) -> Self {
+        Tenant { spec, last_ca: None, recent: HashMap::new() }
+    }
+
+    /// Remembers the state before a write, when a lag is simulated.
+    pub fn wrote(&mut self, lag_ms: u64, id: &str, before: Option<Value>, at: Instant) {
+        if lag_ms > 0 {
+            self.recent.insert(id.to_ascii_lowercase(), Recent { before, at });
+        }
+    }
+
+    /// The write to `id` that is still replicating at `now`, if any.
+    pub fn replicating(&self, lag_ms: u64, id: &str, now: Instant) -> Option<&Recent> {
+        let r = self.recent.get(&id.to_ascii_lowercase())?;
+        (now.duration_since(r.at).as_millis() < u128::from(lag_ms)).then_some(r)
+    }
+
+    /// `items` as a reader sees them at `now`: objects still replicating read as
+    /// they were before their write (absent if just created, present if just deleted).
+    pub fn as_read(&self, lag_ms: u64, items: &[Value], now: Instant) -> Vec<Value> {
+        if lag_ms == 0 || self.recent.is_empty() {
+            return items.to_vec();
+        }
+        let id_of = |v: &Value| v["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let mut out: Vec<Value> = items
+            .iter()
+            .filter_map(|v| match self.replicating(lag_ms, &id_of(v), now) {
+                Some(r) => r.before.clone(),
+                None => Some(v.clone()),
+            })
+            .collect();
+        for (id, r) in &self.recent {
+            let deleted = !items.iter().any(|v| id_of(v) == *id);
+            if deleted && self.replicating(lag_ms, id, now).is_some() {
+                out.extend(r.before.clone());
+            }
+        }
+        out
+    }
 }
 
 pub(crate) struct State {
@@ -123,8 +184,7 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(estate: Estate, faults: Faults, token_lifetime_secs: u64, page_size: usize) -> Self {
-        let tenants =
-            estate.tenants.into_iter().map(|spec| (spec.id.clone(), Tenant { spec, last_ca: None })).collect();
+        let tenants = estate.tenants.into_iter().map(|spec| (spec.id.clone(), Tenant::new(spec))).collect();
         State {
             started: Instant::now(),
             msp_tenant_id: estate.msp_tenant_id,
