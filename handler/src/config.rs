@@ -91,6 +91,11 @@ pub struct Config {
     pub service_policy_name: String,
     pub rollout: Rollout,
     pub skip_tenants: Vec<String>,
+    /// `[scope] accept_widening`: write D1 even where the existing guest exclusion
+    /// makes it exclude more than the MSP's service-provider users (all tenants).
+    pub accept_widening: bool,
+    /// `[scope] accept_widening_tenants`: the same, for these tenants only.
+    pub accept_widening_tenants: Vec<String>,
     /// Customer tenants in direct mode (GDAP mode discovers them).
     pub direct_tenants: Vec<String>,
     pub controls: BTreeMap<Control, ControlMode>,
@@ -152,6 +157,11 @@ impl Config {
     /// The named location's display name for a site.
     pub fn location_name(&self, site: &Site) -> String {
         format!("{}{}", self.location_prefix, site.name)
+    }
+
+    /// The MSP knowingly accepts D1 writes that exclude more than its own users here.
+    pub fn accepts_widening(&self, tenant: &str) -> bool {
+        self.accept_widening || self.accept_widening_tenants.iter().any(|t| t.eq_ignore_ascii_case(tenant))
     }
 
     pub fn is_skipped(&self, tenant: &str) -> bool {
@@ -298,6 +308,10 @@ struct RawRollout {
 struct RawScope {
     #[serde(default)]
     skip_tenants: Vec<String>,
+    #[serde(default)]
+    accept_widening: bool,
+    #[serde(default)]
+    accept_widening_tenants: Vec<Spanned<String>>,
     #[serde(default)]
     direct_tenants: Vec<String>,
 }
@@ -652,6 +666,19 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     }
 
+    let mut accept_widening_tenants = Vec::new();
+    for t in &raw.scope.accept_widening_tenants {
+        let id = t.get_ref().trim().to_ascii_lowercase();
+        if !is_guid(&id) {
+            err(
+                "scope.accept_widening_tenants",
+                lines.at(t.span().start),
+                format!("'{id}' is not a tenant id (a GUID)"),
+            );
+        }
+        accept_widening_tenants.push(id);
+    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -670,6 +697,8 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         service_policy_name: raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into()),
         rollout,
         skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+        accept_widening: raw.scope.accept_widening,
+        accept_widening_tenants,
         direct_tenants: raw.scope.direct_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         controls,
         max_policies_per_tenant: raw.safety.max_policies_per_tenant.unwrap_or(25),

@@ -20,6 +20,7 @@ pub mod graph;
 pub mod model;
 pub mod notify;
 pub mod observe;
+pub mod owned;
 pub mod partner;
 pub mod plan;
 pub mod report;

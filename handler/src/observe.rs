@@ -9,7 +9,7 @@ use crate::model::{
     BatchRequestItem, Collection, ConditionalAccessPolicy, DelegatedAdminRelationship, NamedLocation,
     RelationshipStatus, SecurityDefaultsPolicy, SubscribedSku, User,
 };
-use crate::plan::Observed;
+use crate::plan::{Observed, Unreadable};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
@@ -118,24 +118,62 @@ fn answer<T: DeserializeOwned>(
     })
 }
 
-/// Policies from a first page, following nextLink for the rest.
+/// Policies from a first page, following nextLink for the rest, each read on its own.
 async fn all_policies(
     client: &GraphClient,
     tenant: &str,
-    first: Collection<ConditionalAccessPolicy>,
-) -> Result<Vec<ConditionalAccessPolicy>, GraphError> {
-    let mut policies = first.value;
+    first: Collection<serde_json::Value>,
+) -> Result<(Vec<ConditionalAccessPolicy>, Vec<Unreadable>), GraphError> {
+    let mut raw = first.value;
     if let Some(next) = first.next_link.into_option() {
-        policies.extend(client.list::<ConditionalAccessPolicy>(tenant, &next).await?);
+        raw.extend(client.list::<serde_json::Value>(tenant, &next).await?);
     }
-    Ok(policies)
+    Ok(read_policies(raw))
+}
+
+/// Reads each policy into the models. One that does not fit (say `"locations": []`)
+/// is reported by name and left alone; the rest of the tenant is still planned.
+pub fn read_policies(raw: Vec<serde_json::Value>) -> (Vec<ConditionalAccessPolicy>, Vec<Unreadable>) {
+    let mut policies = Vec::with_capacity(raw.len());
+    let mut unreadable = Vec::new();
+    for v in raw {
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+        let (id, name) = (text("id"), text("displayName"));
+        match serde_json::from_value::<ConditionalAccessPolicy>(v) {
+            Ok(p) => policies.push(p),
+            Err(e) => unreadable.push(Unreadable { id, name, error: e.to_string() }),
+        }
+    }
+    (policies, unreadable)
+}
+
+/// One policy as Graph has it now; `None` when it no longer exists.
+pub async fn policy(
+    client: &GraphClient,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ConditionalAccessPolicy>, GraphError> {
+    match client.get::<ConditionalAccessPolicy>(tenant, &format!("{POLICIES}/{id}")).await {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One named location as Graph has it now; `None` when it does not exist (yet).
+pub async fn location(client: &GraphClient, tenant: &str, id: &str) -> Result<Option<NamedLocation>, GraphError> {
+    match client.get::<NamedLocation>(tenant, &format!("{LOCATIONS}/{id}")).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads a customer tenant: one `$batch` with the CA policy list, security defaults and licences.
 pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Result<Observed, GraphError> {
     let t = &c.tenant_id;
     let responses = client.batch(t, vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS)]).await?;
-    let first: Collection<ConditionalAccessPolicy> = answer(t, POLICIES, &responses, "1")?;
+    let first: Collection<serde_json::Value> = answer(t, POLICIES, &responses, "1")?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "2")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "3")?;
     let mut accounts = BTreeMap::new();
@@ -143,10 +181,13 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
         let configured = config.direct_service_accounts.get(t).unwrap_or(&config.service_account).clone();
         resolve_users(client, t, &[configured], &mut accounts).await?;
     }
+    let (policies, unreadable) = all_policies(client, t, first).await?;
     Ok(Observed {
         tenant_id: t.clone(),
         tenant_name: c.name.clone(),
-        policies: all_policies(client, t, first).await?,
+        policies,
+        unreadable,
+        owned: BTreeMap::new(),
         locations: vec![],
         security_defaults: defaults.is_enabled.as_ref().copied().unwrap_or(false),
         p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),
@@ -159,7 +200,7 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
 /// and in one batch security defaults, licences and the configured accounts.
 pub async fn msp(client: &GraphClient, config: &Config) -> Result<Observed, GraphError> {
     let t = &config.msp_tenant_id;
-    let policies = client.list::<ConditionalAccessPolicy>(t, POLICIES).await?;
+    let (policies, unreadable) = read_policies(client.list::<serde_json::Value>(t, POLICIES).await?);
     let locations = client.list::<NamedLocation>(t, LOCATIONS).await?;
     let responses = client.batch(t, vec![item("1", SECURITY_DEFAULTS), item("2", SKUS)]).await?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "1")?;
@@ -173,6 +214,8 @@ pub async fn msp(client: &GraphClient, config: &Config) -> Result<Observed, Grap
         tenant_id: t.clone(),
         tenant_name: "MSP tenant".into(),
         policies,
+        unreadable,
+        owned: BTreeMap::new(),
         locations,
         security_defaults: defaults.is_enabled.as_ref().copied().unwrap_or(false),
         p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),

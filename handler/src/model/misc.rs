@@ -110,9 +110,13 @@ graph_object! {
 pub const P1_SERVICE_PLANS: &[&str] = &["AAD_PREMIUM", "AAD_PREMIUM_P2"];
 
 impl SubscribedSku {
-    /// True when this SKU is enabled and provisions Entra ID P1 or P2.
+    /// True when this SKU is usable and provisions Entra ID P1 or P2.
+    ///
+    /// `capabilityStatus` (subscribedSku, v1.0): `Enabled`; `Warning` is the grace
+    /// period after expiry, in which the service still works, so it counts;
+    /// `Suspended`, `LockedOut` and `Deleted` do not.
     pub fn grants_p1(&self) -> bool {
-        let enabled = self.capability_status.as_ref().is_none_or(|s| s == "Enabled");
+        let enabled = self.capability_status.as_ref().is_none_or(|s| s == "Enabled" || s == "Warning");
         enabled
             && self.service_plans.as_ref().is_some_and(|plans| {
                 plans.iter().any(|p| {
@@ -120,5 +124,27 @@ impl SubscribedSku {
                         && p.provisioning_status.as_ref().is_none_or(|s| s == "Success")
                 })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sku(status: &str) -> SubscribedSku {
+        serde_json::from_value(serde_json::json!({
+            "capabilityStatus": status, "skuPartNumber": "AAD_PREMIUM",
+            "servicePlans": [{"servicePlanName": "AAD_PREMIUM", "provisioningStatus": "Success"}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_licence_in_its_grace_period_still_grants_conditional_access() {
+        assert!(sku("Enabled").grants_p1());
+        assert!(sku("Warning").grants_p1());
+        for gone in ["Suspended", "LockedOut", "Deleted"] {
+            assert!(!sku(gone).grants_p1(), "{gone}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! policy that can apply to them (D1), or in direct mode the service account
 //! user (D2). Only exclusions are ever added; nothing else is touched.
 
-use super::{Action, Block, Observed, Op, TenantPlan, exclude_user, to_value, union};
+use super::{Action, Block, Observed, Op, TenantPlan, Withheld, exclude_user, to_value, union};
 use crate::config::{Config, Control, ControlMode, Mode};
 use crate::model::{
     ENUMERATED_EXTERNAL_TENANTS, ExternalTenants, GuestOrExternalUserType, GuestTypes, GuestsOrExternalUsers, Maybe,
@@ -90,30 +90,127 @@ pub fn merge_service_provider_exclusion(existing: Option<&GuestsOrExternalUsers>
     merged
 }
 
+/// What D1 would do to one policy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum D1Change {
+    /// The MSP's service-provider users are already excluded.
+    Nothing,
+    /// This exclusion adds exactly (serviceProvider, MSP tenant) and nothing else.
+    Exact(GuestsOrExternalUsers),
+    /// No exact addition exists. `merged` is what a knowing widening would write
+    /// (`None` when Graph would refuse any exclusion object); `pairs` says what it
+    /// would newly exclude besides the MSP's service-provider users.
+    Widening { merged: Option<GuestsOrExternalUsers>, pairs: Vec<String>, why: String },
+}
+
+/// The tenants an exclusion object's guest types apply to.
+enum Tenants {
+    All,
+    Listed(Vec<String>),
+}
+
+/// Works out the one D1 write for a policy, by meaning.
+///
+/// One `excludeGuestsOrExternalUsers` object crosses its guest types with its tenants
+/// ("the tenant IDs of the selected types of external users", Graph's
+/// `conditionalAccessGuestsOrExternalUsers`). So adding `serviceProvider` and the MSP
+/// tenant to an object that already names other types or tenants also excludes
+/// those crossings. `internalGuest` has no home tenant and is not crossed.
+pub fn d1_change(u: &UsersCondition, msp: &str) -> D1Change {
+    if excludes_service_provider(u, msp) {
+        return D1Change::Nothing;
+    }
+    if list(&u.include_users).iter().any(|x| x.eq_ignore_ascii_case("GuestsOrExternalUsers")) {
+        return D1Change::Widening {
+            merged: None,
+            pairs: vec![],
+            why: "it targets the legacy 'GuestsOrExternalUsers' value, which Graph refuses to combine with a guest \
+                  exclusion ('GuestsOrExternalUsers' cannot be combined with guestOrExternalUsers); change its \
+                  users to the guest and external user types to let caguard exclude the MSP"
+                .into(),
+        };
+    }
+    let existing = u.exclude_guests_or_external_users.as_ref();
+    let types: Vec<GuestOrExternalUserType> = existing
+        .and_then(|e| e.guest_or_external_user_types.as_ref())
+        .map(|t| {
+            t.0.iter()
+                .filter(|t| !matches!(t, GuestOrExternalUserType::InternalGuest | GuestOrExternalUserType::None))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let tenants = match existing.and_then(|e| e.external_tenants.as_ref()) {
+        Some(t) if t.membership_kind.as_ref() == Some(&MembershipKind::All) => Tenants::All,
+        Some(t) if t.membership_kind.as_ref() == Some(&MembershipKind::Enumerated) || t.members.as_ref().is_some() => {
+            Tenants::Listed(list(&t.members).to_vec())
+        }
+        Some(_) => Tenants::All,
+        // No tenants named: for external types that reads as every tenant.
+        None if !types.is_empty() => Tenants::All,
+        None => Tenants::Listed(vec![]),
+    };
+    let merged = merge_service_provider_exclusion(existing, msp);
+    let has_sp = types.contains(&GuestOrExternalUserType::ServiceProvider);
+    let mut pairs = Vec::new();
+    match &tenants {
+        Tenants::All if !has_sp => pairs.push("service-provider users of every external tenant".to_string()),
+        Tenants::All => {}
+        Tenants::Listed(members) => {
+            if !has_sp {
+                for m in members.iter().filter(|m| !m.eq_ignore_ascii_case(msp)) {
+                    pairs.push(format!("service-provider users of tenant {m}"));
+                }
+            }
+            if !members.iter().any(|m| m.eq_ignore_ascii_case(msp)) {
+                for t in types.iter().filter(|t| **t != GuestOrExternalUserType::ServiceProvider) {
+                    pairs.push(format!("{t} users of the MSP tenant"));
+                }
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return D1Change::Exact(merged);
+    }
+    let why = "its existing guest exclusion crosses other guest types or tenants with the ones it names, so adding \
+               the MSP would exclude more than the MSP's service-provider users"
+        .into();
+    D1Change::Widening { merged: Some(merged), pairs, why }
+}
+
 /// D1: every policy that can apply to service-provider users excludes the MSP's.
+/// A policy where that cannot be added exactly is withheld, unless the MSP accepts
+/// the widening for this tenant (`scope.accept_widening`).
 fn plan_service_provider_exclusions(config: &Config, o: &Observed, plan: &mut TenantPlan) {
     let msp = &config.msp_tenant_id;
     for p in &o.policies {
         let Some(users) = p.users() else { continue };
-        if !can_apply_to_service_providers(users) || excludes_service_provider(users, msp) {
+        if !can_apply_to_service_providers(users) {
             continue;
         }
-        let existing = users.exclude_guests_or_external_users.as_ref();
-        let merged = merge_service_provider_exclusion(existing, msp);
-        let all_tenants = existing
-            .and_then(|e| e.external_tenants.as_ref())
-            .is_some_and(|t| t.membership_kind.as_ref() == Some(&MembershipKind::All));
-        let scope = if all_tenants {
-            " (the existing exclusion covers all external tenants, so service providers of all tenants are excluded)"
-        } else {
-            ""
+        let (merged, extra) = match d1_change(users, msp) {
+            D1Change::Nothing => continue,
+            D1Change::Exact(m) => (m, String::new()),
+            D1Change::Widening { merged: Some(m), pairs, .. } if config.accepts_widening(&o.tenant_id) => {
+                (m, format!(" (widening accepted by scope.accept_widening: also excludes {})", pairs.join(", ")))
+            }
+            D1Change::Widening { pairs, why, .. } => {
+                plan.withheld.push(Withheld {
+                    control: Control::D1,
+                    policy_id: p.id().to_string(),
+                    target: p.name().to_string(),
+                    reason: format!("not written: {why}"),
+                    would_also_exclude: pairs,
+                });
+                continue;
+            }
         };
         plan.push(config, Action {
             control: Control::D1,
             mode: ControlMode::Enforce,
             op: Op::UpdatePolicy { id: p.id().to_string() },
             target: p.name().to_string(),
-            reason: format!("{}; the MSP's service-provider users are not excluded{scope}", applies_because(users)),
+            reason: format!("{}; the MSP's service-provider users are not excluded{extra}", applies_because(users)),
             body: json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": to_value(&merged)}}}),
             before: json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": to_value(&users.exclude_guests_or_external_users)}}}),
         });

@@ -10,7 +10,10 @@ mod customer;
 mod msp;
 pub mod safety;
 
-pub use customer::{can_apply_to_service_providers, excludes_service_provider, merge_service_provider_exclusion};
+pub use customer::{
+    D1Change, can_apply_to_service_providers, d1_change, excludes_service_provider, merge_service_provider_exclusion,
+};
+pub use msp::resulting;
 
 use crate::config::{Config, Control, ControlMode};
 use crate::model::{ConditionalAccessPolicy, NamedLocation};
@@ -33,6 +36,28 @@ pub struct Observed {
     pub gdap_can_write_ca: Option<bool>,
     /// Configured account (object id or UPN) → object id, where it resolved.
     pub accounts: BTreeMap<String, String>,
+    /// Policies Graph returned that the models cannot read: reported by name, left alone.
+    pub unreadable: Vec<Unreadable>,
+    /// The objects caguard created or adopted here, from its store: key (see
+    /// [`owned_key`]) → object id. They are found by id first, so a rename is drift.
+    pub owned: BTreeMap<String, String>,
+}
+
+/// A policy that did not fit the models (for example `"locations": []`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unreadable {
+    pub id: String,
+    pub name: String,
+    pub error: String,
+}
+
+/// The store key of an owned object: `A2`, `B1`, or `A1:<site>` (lower case).
+pub fn owned_key(control: Control, site: Option<&str>) -> String {
+    match site {
+        Some(s) => format!("{control}:{}", s.to_ascii_lowercase()),
+        None => control.to_string(),
+    }
 }
 
 impl Observed {
@@ -94,6 +119,19 @@ pub enum Block {
     Hold(String),
 }
 
+/// A write caguard will not make, because it would do more than add what it must:
+/// reported in the plan, alerted once per window, and never counted as a failure.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Withheld {
+    pub control: Control,
+    pub policy_id: String,
+    pub target: String,
+    pub reason: String,
+    /// What writing it would newly exclude besides the MSP's service-provider users.
+    pub would_also_exclude: Vec<String>,
+}
+
 /// Something a person should know that is not a write.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Note {
@@ -110,6 +148,10 @@ pub struct TenantPlan {
     pub actions: Vec<Action>,
     pub block: Option<Block>,
     pub notes: Vec<Note>,
+    pub withheld: Vec<Withheld>,
+    /// The owned objects this plan relies on: store key → id, or the placeholder
+    /// (`location:<name>`, `policy:<name>`) of an object this plan creates.
+    pub owns: BTreeMap<String, String>,
 }
 
 impl TenantPlan {
@@ -121,6 +163,8 @@ impl TenantPlan {
             actions: vec![],
             block: None,
             notes: vec![],
+            withheld: vec![],
+            owns: BTreeMap::new(),
         }
     }
 
@@ -184,7 +228,7 @@ pub fn apply_limits(config: &Config, plans: &mut [TenantPlan], confirmed: bool) 
 // ---------- JSON helpers shared by the planners ----------
 
 /// Compares two values, reading absent as `null` and string arrays as sets.
-pub(crate) fn same(current: Option<&Value>, desired: &Value) -> bool {
+pub fn same(current: Option<&Value>, desired: &Value) -> bool {
     let current = current.unwrap_or(&Value::Null);
     match (current, desired) {
         (Value::Array(a), Value::Array(b)) => set_of(a) == set_of(b),
@@ -310,8 +354,60 @@ pub(crate) fn exclude_user(
     })
 }
 
-/// Finds the policy caguard owns under `name` (the first, if a person made copies).
-pub(crate) fn find_policy<'a>(o: &'a Observed, name: &str) -> (Option<&'a ConditionalAccessPolicy>, usize) {
+/// The policy caguard owns for `control`: by the id in its store first (a rename
+/// is then drift, and restored), else by name, adopted with a note. `None` inside
+/// `Ok` means it does not exist yet. `Err(())` when a policy with that id or name
+/// could not be read: caguard then neither rewrites nor duplicates it (withheld).
+pub(crate) fn find_owned_policy<'a>(
+    o: &'a Observed,
+    control: Control,
+    name: &str,
+    plan: &mut TenantPlan,
+) -> Result<Option<&'a ConditionalAccessPolicy>, ()> {
+    let key = owned_key(control, None);
+    let recorded = o.owned.get(&key);
+    let unreadable = o
+        .unreadable
+        .iter()
+        .find(|u| recorded.is_some_and(|id| id.eq_ignore_ascii_case(&u.id)) || u.name.eq_ignore_ascii_case(name));
+    if let Some(u) = unreadable {
+        plan.withheld.push(Withheld {
+            control,
+            policy_id: u.id.clone(),
+            target: u.name.clone(),
+            reason: format!("caguard's policy could not be read ({}); it is neither rewritten nor duplicated", u.error),
+            would_also_exclude: vec![],
+        });
+        return Err(());
+    }
+    if let Some(id) = recorded {
+        if let Some(p) = o.policies.iter().find(|p| p.id().eq_ignore_ascii_case(id)) {
+            plan.owns.insert(key, p.id().to_string());
+            return Ok(Some(p));
+        }
+        plan.note(control, format!("the policy caguard created for {control} ({id}) was deleted"));
+    }
     let hits: Vec<_> = o.policies.iter().filter(|p| p.name().eq_ignore_ascii_case(name)).collect();
-    (hits.first().copied(), hits.len())
+    if hits.len() > 1 {
+        plan.note(control, format!("{} policies are called \"{name}\"; caguard adopts the first", hits.len()));
+    }
+    match hits.first() {
+        Some(p) => {
+            plan.note(
+                control,
+                format!("adopting \"{name}\" ({}), found by name: caguard has no record of creating it", p.id()),
+            );
+            plan.owns.insert(key, p.id().to_string());
+            Ok(Some(p))
+        }
+        None => {
+            plan.owns.insert(key, format!("policy:{name}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Ids of the policies caguard owns in this plan (A2, B1), for skipping them elsewhere.
+pub(crate) fn owned_policy_ids(plan: &TenantPlan) -> Vec<String> {
+    [Control::A2, Control::B1].iter().filter_map(|c| plan.owns.get(&owned_key(*c, None))).cloned().collect()
 }

@@ -2,7 +2,8 @@
 //! the service account's policy (B1) and its exclusion everywhere else (B2).
 
 use super::{
-    Action, Block, Diff, Observed, Op, TenantPlan, exclude_user, find_policy, safety, strings, to_value, union,
+    Action, Block, Diff, Observed, Op, TenantPlan, exclude_user, find_owned_policy, owned_key, owned_policy_ids,
+    safety, strings, to_value, union,
 };
 use crate::config::{Config, Control, ControlMode, Rollout};
 use crate::model::{IP_NAMED_LOCATION, IpRange, NamedLocationKind};
@@ -45,70 +46,109 @@ fn plan_locations(config: &Config, o: &Observed, plan: &mut TenantPlan) -> Vec<S
     let mut ids = Vec::new();
     for site in &config.sites {
         let name = config.location_name(site);
+        let key = owned_key(Control::A1, Some(&site.name));
         let desired: Vec<IpRange> = site.ranges.iter().map(|n| IpRange::from_net(*n)).collect();
         let desired_json = to_value(&desired);
-        let hits: Vec<_> = o.locations.iter().filter(|l| l.name().eq_ignore_ascii_case(&name)).collect();
-        if hits.len() > 1 {
-            plan.note(
-                Control::A1,
-                format!("{} named locations are called \"{name}\"; caguard manages the first", hits.len()),
-            );
+        let Some(loc) = find_owned_location(o, &key, &name, plan) else {
+            let placeholder = format!("location:{name}");
+            ids.push(placeholder.clone());
+            plan.owns.insert(key, placeholder);
+            plan.push(config, Action {
+                control: Control::A1,
+                mode: ControlMode::Enforce,
+                op: Op::CreateLocation,
+                target: name.clone(),
+                reason: format!("no trusted named location for site \"{}\"", site.name),
+                body: json!({"@odata.type": IP_NAMED_LOCATION, "displayName": name, "isTrusted": true, "ipRanges": desired_json}),
+                before: Value::Null,
+            });
+            continue;
+        };
+        ids.push(loc.id().to_string());
+        plan.owns.insert(key, loc.id().to_string());
+        let mut have: Vec<ipnet::IpNet> =
+            loc.cidrs().iter().filter_map(|c| c.parse::<ipnet::IpNet>().ok()).map(|n| n.trunc()).collect();
+        have.sort();
+        have.dedup();
+        let mut want = site.ranges.clone();
+        want.sort();
+        let trusted = loc.is_trusted.as_ref().copied().unwrap_or(false);
+        let renamed = loc.name() != name;
+        if have == want && trusted && !renamed {
+            continue;
         }
-        match hits.first() {
-            None => {
-                ids.push(format!("location:{name}"));
-                plan.push(config, Action {
-                    control: Control::A1,
-                    mode: ControlMode::Enforce,
-                    op: Op::CreateLocation,
-                    target: name.clone(),
-                    reason: format!("no trusted named location for site \"{}\"", site.name),
-                    body: json!({"@odata.type": IP_NAMED_LOCATION, "displayName": name, "isTrusted": true, "ipRanges": desired_json}),
-                    before: Value::Null,
-                });
-            }
-            Some(loc) if loc.kind() != NamedLocationKind::Ip => {
-                ids.push(loc.id().to_string());
-                plan.note(
-                    Control::A1,
-                    format!("\"{name}\" is not an IP named location; rename it so caguard can create its own"),
-                );
-            }
-            Some(loc) => {
-                ids.push(loc.id().to_string());
-                let mut have: Vec<ipnet::IpNet> =
-                    loc.cidrs().iter().filter_map(|c| c.parse::<ipnet::IpNet>().ok()).map(|n| n.trunc()).collect();
-                have.sort();
-                have.dedup();
-                let mut want = site.ranges.clone();
-                want.sort();
-                let trusted = loc.is_trusted.as_ref().copied().unwrap_or(false);
-                if have == want && trusted {
-                    continue;
-                }
-                let mut why = Vec::new();
-                if have != want {
-                    why.push(format!("ranges are [{}], configured [{}]", join(&have), join(&want)));
-                }
-                if !trusted {
-                    why.push("it is not marked trusted".into());
-                }
-                plan.push(
-                    config,
-                    Action {
-                        control: Control::A1,
-                        mode: ControlMode::Enforce,
-                        op: Op::UpdateLocation { id: loc.id().to_string() },
-                        target: name.clone(),
-                        reason: why.join("; "),
-                        body: json!({"@odata.type": IP_NAMED_LOCATION, "isTrusted": true, "ipRanges": desired_json}),
-                        before: json!({"isTrusted": trusted, "ipRanges": to_value(&loc.ip_ranges)}),
-                    },
-                );
-            }
+        let mut why = Vec::new();
+        let mut body = json!({"@odata.type": IP_NAMED_LOCATION, "isTrusted": true, "ipRanges": desired_json});
+        let mut before = json!({"isTrusted": trusted, "ipRanges": to_value(&loc.ip_ranges)});
+        if have != want {
+            why.push(format!("ranges are [{}], configured [{}]", join(&have), join(&want)));
         }
+        if !trusted {
+            why.push("it is not marked trusted".into());
+        }
+        if renamed {
+            why.push(format!("it was renamed to \"{}\"", loc.name()));
+            body["displayName"] = json!(name);
+            before["displayName"] = json!(loc.name());
+        }
+        plan.push(
+            config,
+            Action {
+                control: Control::A1,
+                mode: ControlMode::Enforce,
+                op: Op::UpdateLocation { id: loc.id().to_string() },
+                target: name.clone(),
+                reason: why.join("; "),
+                body,
+                before,
+            },
+        );
     }
     ids
+}
+
+/// The IP location caguard owns for a site: by the id in its store first (a rename
+/// is then drift), else an IP location of that name, adopted with a note. A
+/// same-named location of another kind (a country location) is never adopted.
+fn find_owned_location<'a>(
+    o: &'a Observed,
+    key: &str,
+    name: &str,
+    plan: &mut TenantPlan,
+) -> Option<&'a crate::model::NamedLocation> {
+    if let Some(id) = o.owned.get(key) {
+        match o.locations.iter().find(|l| l.id().eq_ignore_ascii_case(id)) {
+            Some(l) if l.kind() == NamedLocationKind::Ip => return Some(l),
+            Some(_) => plan.note(
+                Control::A1,
+                format!("the location caguard owns for \"{name}\" ({id}) is no longer an IP location"),
+            ),
+            None => plan.note(Control::A1, format!("the location caguard created for \"{name}\" ({id}) was deleted")),
+        }
+    }
+    let hits: Vec<_> = o.locations.iter().filter(|l| l.name().eq_ignore_ascii_case(name)).collect();
+    for other in hits.iter().filter(|l| l.kind() != NamedLocationKind::Ip) {
+        plan.note(
+            Control::A1,
+            format!(
+                "\"{name}\" ({}) is not an IP named location, so it is never trusted for the block policy; caguard uses its own IP location",
+                other.id()
+            ),
+        );
+    }
+    let ip: Vec<_> = hits.into_iter().filter(|l| l.kind() == NamedLocationKind::Ip).collect();
+    if ip.len() > 1 {
+        plan.note(
+            Control::A1,
+            format!("{} IP named locations are called \"{name}\"; caguard adopts the first", ip.len()),
+        );
+    }
+    let found = ip.first().copied()?;
+    plan.note(
+        Control::A1,
+        format!("adopting the existing location \"{name}\" ({}): caguard did not create it", found.id()),
+    );
+    Some(found)
 }
 
 fn join(nets: &[ipnet::IpNet]) -> String {
@@ -141,10 +181,7 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
         required_exclusions.push(svc.to_string());
     }
     let users: Vec<String> = config.technician_users.iter().map(|u| o.account(u).unwrap_or(u).to_string()).collect();
-    let (existing, copies) = find_policy(o, name);
-    if copies > 1 {
-        plan.note(Control::A2, format!("{copies} policies are called \"{name}\"; caguard manages the first"));
-    }
+    let Ok(existing) = find_owned_policy(o, Control::A2, name, plan) else { return };
     let current = existing.map(to_value).unwrap_or(Value::Null);
     let current_excl = strings(&current, "/conditions/users/excludeUsers");
     let extra: Vec<&String> =
@@ -163,6 +200,7 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
         _ => rollout_state(config.rollout),
     };
     let fields: Vec<(&str, Value)> = vec![
+        ("/displayName", json!(name)),
         ("/state", json!(state)),
         ("/conditions/users/includeUsers", json!(users)),
         ("/conditions/users/includeGroups", json!(config.technician_groups)),
@@ -186,7 +224,7 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
     );
     if let Some(a) = action {
         let after = resulting(&current, &a.body);
-        if let Err(e) = safety::check_block_policy(config, o, &after) {
+        if let Err(e) = safety::check_block_policy(config, o, &after, &plan.actions) {
             plan.block = Some(Block::Hold(format!("lockout safety: {e}")));
             return;
         }
@@ -195,7 +233,7 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
 }
 
 /// The policy as it will stand after `body` is applied to `current`.
-pub(crate) fn resulting(current: &Value, body: &Value) -> Value {
+pub fn resulting(current: &Value, body: &Value) -> Value {
     let mut after = if current.is_null() { json!({}) } else { current.clone() };
     super::merge_patch(&mut after, body);
     after
@@ -249,16 +287,14 @@ fn owned_policy_action(
 /// B1: the service account's own policy: all apps, MFA, sign-in frequency every time, no locations, enabled.
 fn plan_service_policy(config: &Config, o: &Observed, service_id: &str, plan: &mut TenantPlan) {
     let name = &config.service_policy_name;
-    let (existing, copies) = find_policy(o, name);
-    if copies > 1 {
-        plan.note(Control::B1, format!("{copies} policies are called \"{name}\"; caguard manages the first"));
-    }
+    let Ok(existing) = find_owned_policy(o, Control::B1, name, plan) else { return };
     let current = existing.map(to_value).unwrap_or(Value::Null);
     let every_time = json!({"isEnabled": true, "frequencyInterval": "everyTime",
                             "authenticationType": "primaryAndSecondaryAuthentication", "value": null, "type": null});
     let sif = current.pointer("/sessionControls/signInFrequency");
     let sif_ok = sif.is_some_and(|s| s["isEnabled"] == json!(true) && s["frequencyInterval"] == json!("everyTime"));
     let mut fields: Vec<(&str, Value)> = vec![
+        ("/displayName", json!(name)),
         ("/state", json!("enabled")),
         ("/conditions/users/includeUsers", json!([service_id])),
         ("/conditions/users/includeGroups", json!([])),
@@ -290,9 +326,11 @@ fn plan_service_policy(config: &Config, o: &Observed, service_id: &str, plan: &m
 
 /// B2: the service account is excluded from every other policy in the MSP tenant.
 fn plan_service_exclusions(config: &Config, o: &Observed, service_id: &str, plan: &mut TenantPlan) {
+    let owned = owned_policy_ids(plan);
     for p in &o.policies {
         let name = p.name();
-        if name.eq_ignore_ascii_case(&config.service_policy_name)
+        if owned.iter().any(|id| id.eq_ignore_ascii_case(p.id()))
+            || name.eq_ignore_ascii_case(&config.service_policy_name)
             || name.eq_ignore_ascii_case(&config.block_policy_name)
         {
             continue; // B1 includes it; A2 excludes it as part of its own desired state

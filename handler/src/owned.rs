@@ -1,0 +1,45 @@
+//! What caguard owns in the MSP tenant, by object id: the trusted locations and
+//! the policies it created (or adopted and said so). Kept in the store as
+//! records of kind `owned`, so objects are found by id first and a rename is
+//! drift rather than a reason to create a second one.
+
+use crate::apply::TenantResult;
+use crate::plan::TenantPlan;
+use crate::store::Store;
+use std::collections::BTreeMap;
+
+const KIND: &str = "owned";
+
+/// The recorded ids: key (`A2`, `B1`, `A1:<site>`) → object id. A store that
+/// cannot be read gives none, so caguard falls back to names and says so.
+pub async fn load(store: &dyn Store) -> BTreeMap<String, String> {
+    match store.records(KIND).await {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|(k, v)| v.get("id").and_then(|i| i.as_str()).map(|i| (k, i.to_string())))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("could not read which objects caguard owns ({e}); finding them by name");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Records the ids a plan relies on, with those of objects the apply created.
+/// Placeholders whose create failed are left out.
+pub async fn record(store: &dyn Store, plan: &TenantPlan, result: &TenantResult, known: &BTreeMap<String, String>) {
+    let rows: Vec<(String, serde_json::Value)> = plan
+        .owns
+        .iter()
+        .filter_map(|(key, v)| {
+            let id = if v.starts_with("location:") || v.starts_with("policy:") { result.created.get(v)? } else { v };
+            (known.get(key) != Some(id)).then(|| (key.clone(), serde_json::json!({"id": id})))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(e) = store.put_records(KIND, rows).await {
+        tracing::error!("could not record which objects caguard owns: {e}");
+    }
+}
