@@ -25,6 +25,7 @@ pub mod kind {
     pub const POISON: &str = "poison-message";
     pub const HELD: &str = "safety-hold";
     pub const FAILED: &str = "failed";
+    pub const WITHHELD: &str = "withheld";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -65,6 +66,31 @@ pub fn for_outcome(tenant: &str, name: &str, outcome: &crate::apply::Outcome) ->
     })
 }
 
+/// One alert per policy caguard left alone on purpose (a D1 write that would
+/// exclude more than the MSP, a policy it cannot read), deduped per policy and control.
+pub fn for_withheld(plan: &crate::plan::TenantPlan) -> Vec<Alert> {
+    plan.withheld
+        .iter()
+        .map(|w| {
+            let also = if w.would_also_exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" Writing it would also exclude: {}.", w.would_also_exclude.join("; "))
+            };
+            Alert {
+                tenant_id: plan.tenant_id.clone(),
+                tenant_name: plan.tenant_name.clone(),
+                kind: kind::WITHHELD.into(),
+                message: format!("{} \"{}\" {}.{also}", w.control, w.target, w.reason),
+                control: Some(w.control.to_string()),
+                object_id: Some(w.policy_id.clone()),
+                object_name: Some(w.target.clone()),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 impl Alert {
     /// The dedupe key: tenant, object and control (or kind, for tenant-level alerts).
     pub fn key(&self) -> String {
@@ -85,6 +111,7 @@ impl Alert {
             kind::AUTH_FAILURE => "Enforcement cannot run: token or consent failure",
             kind::POISON => "Reconcile gave up (poison message)",
             kind::HELD => "Change held for confirmation",
+            kind::WITHHELD => "Policy left alone: caguard cannot add only the MSP's exclusion",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

@@ -144,6 +144,9 @@ async fn sweep_for(
         concurrency: args.concurrency,
         progress: !args.json,
         only: args.tenants.clone(),
+        ledger: crate::sweep::Ledger(
+            (!args.sim).then(|| Arc::new(crate::store::FileStore::new(&args.store)) as Arc<dyn crate::store::Store>),
+        ),
     };
     if args.sim {
         let estate = caguard_sim::sample_estate();
@@ -188,6 +191,8 @@ async fn alert_apply(
         let result = t.result.as_ref()?;
         crate::alert::for_outcome(&result.tenant_id, &t.plan.tenant_name, &result.outcome)
     });
+    let withheld = report.tenants.iter().flat_map(|t| crate::alert::for_withheld(&t.plan));
+    let outcomes = outcomes.chain(withheld);
     for alert in outcomes.chain(cipp.map(crate::cipp::alerts).unwrap_or_default()) {
         alerter.send(&alert).await;
     }

@@ -18,6 +18,7 @@ pub fn plan_text(p: &TenantPlan, out: &mut String, limit: Option<usize>) {
         Some(Block::Skip(r)) => format!("skipped: {r}"),
         Some(Block::Hold(r)) if enforced > 0 => format!("HELD ({enforced} writes): {r}"),
         Some(Block::Hold(r)) => format!("HELD: {r}"),
+        None if p.actions.is_empty() && !p.withheld.is_empty() => format!("compliant, {} withheld", p.withheld.len()),
         None if p.actions.is_empty() => "compliant".to_string(),
         None => format!("{enforced} to write, {reported} report-only"),
     };
@@ -35,8 +36,19 @@ pub fn plan_text(p: &TenantPlan, out: &mut String, limit: Option<usize>) {
     if p.actions.len() > shown {
         let _ = writeln!(out, "  … and {} more actions like these", p.actions.len() - shown);
     }
+    withheld_text(p, out);
     for n in &p.notes {
         let _ = writeln!(out, "  note {}: {}", n.control, n.message);
+    }
+}
+
+/// Policies caguard leaves alone, and why: never a failure, always said.
+fn withheld_text(p: &TenantPlan, out: &mut String) {
+    for w in &p.withheld {
+        let _ = writeln!(out, "  {} WITHHELD policy \"{}\": {}", w.control, w.target, w.reason);
+        if !w.would_also_exclude.is_empty() {
+            let _ = writeln!(out, "      writing it would also exclude: {}", w.would_also_exclude.join("; "));
+        }
     }
 }
 
@@ -59,8 +71,9 @@ pub fn sweep_text(r: &SweepReport, applied: bool, limit: Option<usize>) -> Strin
                     short(&t.plan.tenant_id),
                     res.outcome.label()
                 );
+                withheld_text(&t.plan, &mut out);
                 if res.written > 0 || !t.plan.notes.is_empty() {
-                    for a in t.plan.enforced().take(res.written.min(limit.unwrap_or(usize::MAX))) {
+                    for a in res.written_actions(&t.plan).take(limit.unwrap_or(usize::MAX)) {
                         let _ = writeln!(out, "  {} {} \"{}\": {}", a.control, a.op.verb(), a.target, a.reason);
                     }
                     if res.written > limit.unwrap_or(usize::MAX) {

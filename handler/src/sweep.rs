@@ -23,11 +23,31 @@ pub struct SweepOptions {
     pub progress: bool,
     /// Only these tenants (all when empty).
     pub only: Vec<String>,
+    /// Where the ids of the objects caguard owns are kept ([`crate::owned`]);
+    /// without one, owned objects are found by name.
+    pub ledger: Ledger,
+}
+
+/// The store a sweep reads and records ownership in, if any.
+#[derive(Clone, Default)]
+pub struct Ledger(pub Option<Arc<dyn crate::store::Store>>);
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Ledger(store)" } else { "Ledger(none)" })
+    }
 }
 
 impl Default for SweepOptions {
     fn default() -> Self {
-        SweepOptions { apply: false, confirmed: false, concurrency: 64, progress: false, only: vec![] }
+        SweepOptions {
+            apply: false,
+            confirmed: false,
+            concurrency: 64,
+            progress: false,
+            only: vec![],
+            ledger: Ledger::default(),
+        }
     }
 }
 
@@ -86,8 +106,7 @@ fn observe_error(e: &GraphError) -> Outcome {
 }
 
 fn report_only(plan: TenantPlan, outcome: Outcome) -> TenantReport {
-    let result =
-        TenantResult { tenant_id: plan.tenant_id.clone(), tenant_name: plan.tenant_name.clone(), outcome, written: 0 };
+    let result = TenantResult::new(&plan.tenant_id, &plan.tenant_name, outcome);
     TenantReport { plan, result: Some(result), observed: None }
 }
 
@@ -152,7 +171,12 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             return None;
         }
         Some(match observe::msp(client, &config).await {
-            Ok(o) => TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) },
+            Ok(mut o) => {
+                if let Some(store) = &opts.ledger.0 {
+                    o.owned = crate::owned::load(store.as_ref()).await;
+                }
+                TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) }
+            }
             Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
         })
     };
@@ -182,12 +206,8 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     for (t, p) in tenants.iter_mut().zip(plans) {
         t.plan = p;
         if t.result.is_none() {
-            t.result = outcome_without_apply(&t.plan).map(|outcome| TenantResult {
-                tenant_id: t.plan.tenant_id.clone(),
-                tenant_name: t.plan.tenant_name.clone(),
-                outcome,
-                written: 0,
-            });
+            t.result = outcome_without_apply(&t.plan)
+                .map(|outcome| TenantResult::new(&t.plan.tenant_id, &t.plan.tenant_name, outcome));
         }
         // Only tenants with writes pending need what was observed: keep memory flat at thousands of tenants.
         if t.result.is_some() {
@@ -196,8 +216,19 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     }
     if opts.apply {
         apply_all(client, &config, &mut tenants, opts).await;
+        record_owned(&config, &tenants, opts).await;
     }
     Ok(SweepReport { tenants, stats: client.stats(), elapsed_ms: started.elapsed().as_millis() })
+}
+
+/// Records the ids of the MSP tenant's owned objects once they exist.
+async fn record_owned(config: &Config, tenants: &[TenantReport], opts: &SweepOptions) {
+    let Some(store) = &opts.ledger.0 else { return };
+    let msp = tenants.iter().find(|t| t.plan.msp && t.plan.tenant_id.eq_ignore_ascii_case(&config.msp_tenant_id));
+    if let Some(TenantReport { plan, result: Some(result), .. }) = msp {
+        let known = crate::owned::load(store.as_ref()).await;
+        crate::owned::record(store.as_ref(), plan, result, &known).await;
+    }
 }
 
 async fn apply_all(client: &GraphClient, config: &Arc<Config>, tenants: &mut [TenantReport], opts: &SweepOptions) {

@@ -162,6 +162,7 @@ fn observed(policies: &[Value], locations: Vec<NamedLocation>, accounts: BTreeMa
         p1: Some(true),
         gdap_can_write_ca: Some(true),
         accounts,
+        ..Default::default()
     }
 }
 
@@ -289,7 +290,7 @@ proptest! {
             let mut after = current;
             merge_patch(&mut after, &a.body);
             prop_assert!(safety::is_block(&after));
-            prop_assert_eq!(safety::check_block_policy(&cfg, &o, &after), Ok(()));
+            prop_assert_eq!(safety::check_block_policy(&cfg, &o, &after, &plan.actions), Ok(()));
         }
         let unresolved = cfg.break_glass.iter().any(|b| o.account(b).is_none());
         if unresolved {

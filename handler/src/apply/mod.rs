@@ -1,14 +1,17 @@
 //! Apply: executes a tenant's plan through the Graph client.
 //!
 //! Only `enforce` actions are written, in plan order (locations before the
-//! policy that uses them). A block policy is re-checked for lockout safety
-//! just before it is written. The first failed write stops that tenant.
+//! policy that uses them). Graph is eventually consistent, so each write
+//! (see [`write`]) re-reads a policy and re-plans it from the fresh copy
+//! before a PATCH, retries a reference to a just-created named location, and
+//! reads back until its change is visible. A failed write stops only the
+//! writes that depend on it; every other write in the tenant is still tried.
 
-use crate::config::{Config, ControlMode};
+mod write;
+
+use crate::config::Config;
 use crate::graph::GraphClient;
-use crate::model::{ConditionalAccessPolicy, NamedLocation};
-use crate::observe::{LOCATIONS, POLICIES};
-use crate::plan::{Action, Block, Observed, Op, TenantPlan, merge_patch, safety, to_value};
+use crate::plan::{Action, Block, Observed, Op, TenantPlan};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -54,6 +57,27 @@ pub struct TenantResult {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub written: usize,
+    /// Objects this apply created: the plan's placeholder (`location:<name>`,
+    /// `policy:<name>`) → the id Graph gave it. The sweep records them as owned.
+    #[serde(skip)]
+    pub created: BTreeMap<String, String>,
+    /// Indices into the plan's `actions` of the writes made (a failed write
+    /// does not stop the others, so they need not be the first ones).
+    #[serde(skip)]
+    pub wrote: Vec<usize>,
+}
+
+impl TenantResult {
+    pub fn new(tenant_id: &str, tenant_name: &str, outcome: Outcome) -> Self {
+        TenantResult {
+            tenant_id: tenant_id.into(),
+            tenant_name: tenant_name.into(),
+            outcome,
+            written: 0,
+            created: BTreeMap::new(),
+            wrote: vec![],
+        }
+    }
 }
 
 /// The outcome a plan has without applying it.
@@ -75,6 +99,13 @@ pub fn outcome_without_apply(plan: &TenantPlan) -> Option<Outcome> {
     None
 }
 
+impl TenantResult {
+    /// The actions this apply wrote.
+    pub fn written_actions<'p>(&self, plan: &'p TenantPlan) -> impl Iterator<Item = &'p Action> {
+        self.wrote.iter().filter_map(|i| plan.actions.get(*i))
+    }
+}
+
 /// Applies one tenant's plan.
 pub async fn apply_tenant(
     client: &GraphClient,
@@ -82,74 +113,70 @@ pub async fn apply_tenant(
     plan: &TenantPlan,
     observed: &Observed,
 ) -> TenantResult {
-    let result = |outcome, written| TenantResult {
-        tenant_id: plan.tenant_id.clone(),
-        tenant_name: plan.tenant_name.clone(),
-        outcome,
-        written,
-    };
+    let mut result = TenantResult::new(&plan.tenant_id, &plan.tenant_name, Outcome::Compliant);
     if let Some(o) = outcome_without_apply(plan) {
-        return result(o, 0);
+        result.outcome = o;
+        return result;
     }
-    let mut location_ids: BTreeMap<String, String> = BTreeMap::new();
-    let mut written = 0;
-    for action in plan.actions.iter().filter(|a| a.mode == ControlMode::Enforce) {
-        let body = resolve_locations(&action.body, &location_ids);
-        if let Err(e) = recheck(config, observed, action, &body) {
-            tracing::error!(tenant = %plan.tenant_id, target = %action.target, "lockout safety stopped a write: {e}");
-            return result(
-                Outcome::Held(format!("lockout safety stopped the write to \"{}\": {e}", action.target)),
-                written,
-            );
+    let mut failed: Vec<String> = Vec::new();
+    let mut held: Vec<String> = Vec::new();
+    let mut missing: Vec<String> = Vec::new(); // placeholders whose create failed
+    let enforced = plan.actions.iter().enumerate().filter(|(_, a)| a.mode == crate::config::ControlMode::Enforce);
+    for (index, action) in enforced {
+        let what = format!("{} \"{}\"", action.control, action.target);
+        if let Some(dep) = missing.iter().find(|m| mentions(&action.body, m)) {
+            let name = dep.trim_start_matches("location:");
+            failed.push(format!("{what}: not attempted, because the location \"{name}\" it needs was not created"));
+            continue;
         }
-        let tenant = &plan.tenant_id;
-        let sent = match &action.op {
-            Op::CreateLocation => client.post::<_, NamedLocation>(tenant, LOCATIONS, &body).await.map(|l| {
-                location_ids.insert(format!("location:{}", action.target), l.id().to_string());
-            }),
-            Op::UpdateLocation { id } => client.patch(tenant, &format!("{LOCATIONS}/{id}"), &body).await,
-            Op::CreatePolicy => client.post::<_, ConditionalAccessPolicy>(tenant, POLICIES, &body).await.map(|_| ()),
-            Op::UpdatePolicy { id } => client.patch(tenant, &format!("{POLICIES}/{id}"), &body).await,
-        };
-        match sent {
-            Ok(()) => written += 1,
-            Err(e) => {
-                return result(Outcome::Failed(format!("{} \"{}\": {e}", action.control, action.target)), written);
+        let ctx = write::Context { client, config, plan, observed, created: &result.created };
+        match write::one(&ctx, action).await {
+            Ok(write::Done::Written(created)) => {
+                result.written += 1;
+                result.wrote.push(index);
+                if let Some(id) = created {
+                    result.created.insert(placeholder(action), id);
+                }
+            }
+            Ok(write::Done::Unneeded) => {}
+            Err(write::Stop::Held(e)) => {
+                tracing::warn!(tenant = %plan.tenant_id, target = %action.target, "lockout safety stopped a write: {e}");
+                held.push(format!("lockout safety stopped the write to \"{}\": {e}", action.target));
+            }
+            Err(write::Stop::Failed(e)) => {
+                if action.op == Op::CreateLocation {
+                    missing.push(placeholder(action));
+                }
+                failed.push(format!("{what}: {e}"));
             }
         }
     }
-    result(Outcome::Fixed, written)
-}
-
-/// Replaces `location:<name>` placeholders with the ids of locations just created.
-fn resolve_locations(body: &Value, ids: &BTreeMap<String, String>) -> Value {
-    match body {
-        Value::String(s) => ids.get(s).map_or_else(|| body.clone(), |id| Value::String(id.clone())),
-        Value::Array(a) => Value::Array(a.iter().map(|v| resolve_locations(v, ids)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), resolve_locations(v, ids))).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Lockout safety, re-checked on the policy as it will stand after this write.
-fn recheck(config: &Config, observed: &Observed, action: &Action, body: &Value) -> Result<(), String> {
-    if !action.op.is_policy() {
-        return Ok(());
-    }
-    let current = match &action.op {
-        Op::UpdatePolicy { id } => observed.policies.iter().find(|p| p.id() == id).map(to_value).unwrap_or(Value::Null),
-        _ => Value::Null,
+    result.outcome = if !failed.is_empty() {
+        Outcome::Failed(failed.into_iter().chain(held).collect::<Vec<_>>().join("; "))
+    } else if !held.is_empty() {
+        Outcome::Held(held.join("; "))
+    } else if result.written > 0 {
+        Outcome::Fixed
+    } else {
+        Outcome::Compliant
     };
-    let mut after = if current.is_null() { Value::Object(Default::default()) } else { current };
-    merge_patch(&mut after, body);
-    // Only the technician block policy can lock anyone out; other writes only add exclusions.
-    if action.control != crate::config::Control::A2 || !safety::is_block(&after) {
-        return Ok(());
+    result
+}
+
+/// The name the plan uses for an object before it exists.
+fn placeholder(action: &Action) -> String {
+    match action.op {
+        Op::CreateLocation => format!("location:{}", action.target),
+        _ => format!("policy:{}", action.target),
     }
-    if let Some(s) = after.pointer("/conditions/locations/excludeLocations").and_then(Value::as_array)
-        && s.iter().any(|v| v.as_str().is_some_and(|v| v.starts_with("location:")))
-    {
-        return Err("a trusted location it needs was not created".into());
+}
+
+/// True when `body` refers to `placeholder` anywhere.
+fn mentions(body: &Value, placeholder: &str) -> bool {
+    match body {
+        Value::String(s) => s == placeholder,
+        Value::Array(a) => a.iter().any(|v| mentions(v, placeholder)),
+        Value::Object(o) => o.values().any(|v| mentions(v, placeholder)),
+        _ => false,
     }
-    safety::check_block_policy(config, observed, &after)
 }

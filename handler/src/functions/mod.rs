@@ -356,7 +356,10 @@ async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &Tena
         r.alerter.send(&a).await;
     }
     let own_app = r.client.app_id().await.unwrap_or_default();
-    for action in plan.enforced().take(result.written) {
+    for w in crate::alert::for_withheld(plan) {
+        r.alerter.send(&w).await;
+    }
+    for action in result.written_actions(plan) {
         let object_id = match &action.op {
             crate::plan::Op::UpdatePolicy { id } | crate::plan::Op::UpdateLocation { id } => id.clone(),
             _ => String::new(),
@@ -405,7 +408,11 @@ async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &Tena
 async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, TenantResult), String> {
     let is_msp = msg.msp || msg.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id);
     let observed = if is_msp {
-        observe::msp(&r.client, &r.config).await
+        let mut o = observe::msp(&r.client, &r.config).await;
+        if let Ok(o) = o.as_mut() {
+            o.owned = crate::owned::load(r.store.as_ref()).await;
+        }
+        o
     } else {
         let customer = match msg.can_write_ca {
             Some(_) => Customer {
@@ -422,12 +429,8 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
                 block: Some(Block::Skip(format!("no active GDAP relationship (status: {})", customer.status))),
                 ..empty_plan(msg)
             };
-            let result = TenantResult {
-                tenant_id: msg.tenant_id.clone(),
-                tenant_name: customer.name.clone(),
-                outcome: Outcome::Skipped(format!("no active GDAP relationship (status: {})", customer.status)),
-                written: 0,
-            };
+            let outcome = Outcome::Skipped(format!("no active GDAP relationship (status: {})", customer.status));
+            let result = TenantResult::new(&msg.tenant_id, &customer.name, outcome);
             return Ok((plan, result));
         }
         observe::customer(&r.client, &r.config, &customer).await
@@ -436,12 +439,7 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
         Ok(o) => o,
         Err(e) if e.is_auth_failure() => {
             let outcome = Outcome::Skipped(format!("cannot run here (consent, permissions or token): {e}"));
-            let result = TenantResult {
-                tenant_id: msg.tenant_id.clone(),
-                tenant_name: msg.tenant_name.clone().unwrap_or_default(),
-                outcome,
-                written: 0,
-            };
+            let result = TenantResult::new(&msg.tenant_id, msg.tenant_name.as_deref().unwrap_or_default(), outcome);
             return Ok((empty_plan(msg), result));
         }
         Err(e) => return Err(e.to_string()),
@@ -465,6 +463,9 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
         }
     }
     let result = apply_tenant(&r.client, &r.config, &plan, &observed).await;
+    if is_msp {
+        crate::owned::record(r.store.as_ref(), &plan, &result, &observed.owned).await;
+    }
     Ok((plan, result))
 }
 

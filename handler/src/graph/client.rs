@@ -53,6 +53,9 @@ pub struct GraphConfig {
     pub token_margin: Duration,
     /// The token scope (`https://graph.microsoft.com/.default`; Partner Center's for its API).
     pub scope: String,
+    /// Graph is eventually consistent: how long to wait, and how often to look
+    /// again, for a write to become visible or a new named location referenceable.
+    pub consistency: RetryPolicy,
 }
 
 impl Default for GraphConfig {
@@ -66,6 +69,8 @@ impl Default for GraphConfig {
             timeout: Duration::from_secs(60),
             token_margin: Duration::from_secs(300),
             scope: "https://graph.microsoft.com/.default".into(),
+            // 0.5 + 1 + 2 + 4 + 8 + 8 + 8 s at the most: ~30 s, then the write is reported as failed.
+            consistency: RetryPolicy { max_retries: 7, base: Duration::from_millis(500), cap: Duration::from_secs(8) },
         }
     }
 }
@@ -140,6 +145,11 @@ fn retryable(status: StatusCode) -> bool {
 }
 
 impl GraphClient {
+    /// How long writes wait for Graph's replication (see [`GraphConfig::consistency`]).
+    pub fn consistency(&self) -> &RetryPolicy {
+        &self.inner.cfg.consistency
+    }
+
     pub fn new(cfg: GraphConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)

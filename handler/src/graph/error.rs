@@ -72,6 +72,14 @@ impl GraphError {
     }
 
     /// Consent or credential problems: enforcement cannot run in the tenant until a person acts.
+    /// Graph refused a reference to a named location it has not replicated yet:
+    /// 400 "1040: NamedLocation with id … does not exist in the directory."
+    /// (KelvinTegelaar/CIPP#3932, #4194).
+    pub fn is_unreplicated_location(&self) -> bool {
+        matches!(self, GraphError::Api { status: 400, message, .. }
+            if message.contains("1040") || message.contains("NamedLocation with id"))
+    }
+
     pub fn is_auth_failure(&self) -> bool {
         matches!(self, GraphError::Token { .. } | GraphError::Credentials { .. })
             || matches!(self, GraphError::Api { status: 401 | 403, .. })
