@@ -115,3 +115,14 @@ fn apply_alerts_a_held_plan_once_per_window() {
     assert!(!stderr.contains(&url), "the webhook URL is never logged");
     let _ = std::fs::remove_file(&store);
 }
+
+/// Withheld policies are reported but are not failures: `apply` exits 0 when
+/// every other tenant is compliant, fixed or skipped.
+#[test]
+fn apply_reports_withheld_policies_and_still_exits_0() {
+    let out = caguard().args(["apply", "--sim", "--yes"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("D1 WITHHELD policy \"MFA except internal guests\""), "{text}");
+    assert!(text.contains("D1 WITHHELD policy \"Guests require MFA\""), "{text}");
+}

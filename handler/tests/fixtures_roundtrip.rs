@@ -1,4 +1,4 @@
-//! Every JSON file under `../shared/fixtures/graph/` deserializes into the
+//! Every JSON file under `tests/fixtures/graph/` deserializes into the
 //! typed models and re-serializes to semantically equal JSON.
 //! Adding a file adds a case; the count is printed.
 
@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/graph")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/graph")
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {

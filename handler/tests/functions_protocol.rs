@@ -1,11 +1,11 @@
-//! Every Functions invocation request in `../shared/fixtures/functions/`
+//! Every Functions invocation request in `tests/fixtures/functions/`
 //! (files named `*request*`) decodes into the typed protocol. Adding a file adds a case.
 
 use caguard::functions::protocol::{InvocationRequest, InvocationResponse};
 use std::path::Path;
 
 fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/functions")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/functions")
 }
 
 #[test]
@@ -20,7 +20,13 @@ fn every_invocation_request_fixture_decodes() {
         let text = std::fs::read_to_string(&path).unwrap();
         let req: InvocationRequest = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!req.data.is_empty(), "{name}: Data decoded");
-        assert!(req.method_name().is_some(), "{name}: Metadata.sys.MethodName");
+        // The documented HTTP example has an empty Metadata: no sys.MethodName.
+        assert_eq!(req.method_name().is_some(), req.metadata.contains_key("sys"), "{name}: Metadata.sys");
+        if name.starts_with("http") {
+            let http = req.http("req").unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(http.query.is_object(), "{name}: Query read as an object");
+            assert!(!http.method.is_empty() && !http.url.is_empty(), "{name}");
+        }
         if name.starts_with("timer") {
             let t = req.timer("timer").unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(t.is_past_due, name.contains("past-due"), "{name}");
@@ -31,7 +37,18 @@ fn every_invocation_request_fixture_decodes() {
         n += 1;
     }
     println!("decoded {n} invocation request fixtures");
-    assert!(n >= 4);
+    assert!(n >= 5);
+}
+
+#[test]
+fn the_documented_http_invocation_needs_no_metadata() {
+    let text = std::fs::read_to_string(fixtures().join("http-request-docs.json")).unwrap();
+    let req: InvocationRequest = serde_json::from_str(&text).unwrap();
+    assert!(req.metadata.is_empty() && req.method_name().is_none());
+    let http = req.http("req").unwrap();
+    assert_eq!(http.query, serde_json::json!({}), "the JSON text \"{{}}\" is an empty query");
+    assert_eq!(http.method, "POST");
+    assert!(http.body.unwrap().as_str().unwrap().contains("1005"));
 }
 
 #[test]

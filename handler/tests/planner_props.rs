@@ -379,3 +379,139 @@ fn merge_keeps_other_tenants_and_guest_types() {
                                    "membershipKind": "enumerated", "members": ["other-msp", MSP]}})
     );
 }
+
+// ---------- D1 writes exactly one thing (issue #11) ----------
+
+const GUEST_KINDS: [&str; 6] = [
+    "internalGuest",
+    "b2bCollaborationGuest",
+    "b2bCollaborationMember",
+    "b2bDirectConnectUser",
+    "otherExternalUser",
+    "serviceProvider",
+];
+
+/// Whether a users condition excludes external users of `kind` from `tenant`, read
+/// straight from Graph's description of `conditionalAccessGuestsOrExternalUsers`
+/// (its types crossed with its tenants; internal guests have no home tenant), not
+/// from the planner's code.
+fn excludes(users: &Value, kind: &str, tenant: &str) -> bool {
+    if strings_at(users, "/excludeUsers").iter().any(|u| u == "guestsorexternalusers") {
+        return true;
+    }
+    let ex = &users["excludeGuestsOrExternalUsers"];
+    let types: Vec<&str> = ex["guestOrExternalUserTypes"].as_str().unwrap_or("").split(',').collect();
+    if !types.contains(&kind) {
+        return false;
+    }
+    if kind == "internalGuest" {
+        return true;
+    }
+    match &ex["externalTenants"] {
+        Value::Null => true,
+        t if t["membershipKind"] == "all" => true,
+        t => t["members"].as_array().is_some_and(|m| m.iter().any(|x| x == tenant)),
+    }
+}
+
+/// Every (kind, tenant) pair a users condition excludes, over the tenants in play.
+fn excluded_pairs(users: &Value) -> std::collections::BTreeSet<(String, String)> {
+    let tenants = [MSP.to_string(), guid(1), guid(2), guid(5), "some-other-tenant".to_string()];
+    let mut out = std::collections::BTreeSet::new();
+    for k in GUEST_KINDS {
+        for t in &tenants {
+            if excludes(users, k, t) {
+                out.insert((k.to_string(), t.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn d1_users() -> impl Strategy<Value = Value> {
+    let include = prop_oneof![
+        3 => Just(json!({"includeUsers": ["All"]})),
+        1 => Just(json!({"includeUsers": ["GuestsOrExternalUsers"]})),
+        1 => Just(json!({"includeRoles": [guid(9)]})),
+    ];
+    let tenants = prop_oneof![
+        1 => Just(Value::Null),
+        2 => Just(json!({"@odata.type": "#microsoft.graph.conditionalAccessAllExternalTenants", "membershipKind": "all"})),
+        4 => prop::sample::subsequence(vec![MSP.to_string(), guid(1), guid(2)], 1..=3).prop_map(|m| json!({
+            "@odata.type": "#microsoft.graph.conditionalAccessEnumeratedExternalTenants",
+            "membershipKind": "enumerated", "members": m})),
+    ];
+    let exclusion = prop_oneof![
+        1 => Just(Value::Null),
+        4 => (prop::sample::subsequence(GUEST_KINDS.to_vec(), 1..=4), tenants).prop_map(|(t, e)| {
+            let mut g = json!({"guestOrExternalUserTypes": t.join(",")});
+            if !e.is_null() { g["externalTenants"] = e; }
+            g
+        }),
+    ];
+    (include, exclusion, any::<bool>()).prop_map(|(inc, ex, legacy_excluded)| {
+        let mut u = inc;
+        u["excludeUsers"] = if legacy_excluded { json!(["GuestsOrExternalUsers"]) } else { json!([]) };
+        if !ex.is_null() {
+            u["excludeGuestsOrExternalUsers"] = ex;
+        }
+        u
+    })
+}
+
+fn d1_policy(users: Value, n: usize) -> Value {
+    json!({"id": format!("d1-{n}"), "displayName": format!("policy {n}"), "state": "enabled",
+           "conditions": {"users": users, "applications": {"includeApplications": ["All"]}, "clientAppTypes": ["all"]},
+           "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}})
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// Every D1 write newly excludes exactly (serviceProvider, MSP tenant) and drops
+    /// nothing; every policy where that is impossible is withheld, with what writing
+    /// it would add, and never written. With the widening accepted, the write at
+    /// least keeps everything and adds the MSP.
+    #[test]
+    fn d1_adds_only_the_msp_or_withholds(users in prop::collection::vec(d1_users(), 1..4), accept in any::<bool>()) {
+        let pols: Vec<Value> = users.into_iter().enumerate().map(|(i, u)| d1_policy(u, i)).collect();
+        let mut cfg = customer_config(false);
+        cfg.accept_widening = accept;
+        let o = observed(&pols, vec![], BTreeMap::new());
+        let plan = plan::plan_customer(&cfg, &o);
+        let msp_pair = ("serviceProvider".to_string(), MSP.to_string());
+        for p in &pols {
+            let id = p["id"].as_str().unwrap();
+            let before_users = &p["conditions"]["users"];
+            let before = excluded_pairs(before_users);
+            let action = plan.actions.iter().find(|a| a.op == Op::UpdatePolicy { id: id.into() });
+            let withheld = plan.withheld.iter().find(|w| w.policy_id == id);
+            match (action, withheld) {
+                (Some(_), Some(_)) => prop_assert!(false, "{id} both written and withheld"),
+                (Some(a), None) => {
+                    let mut after = p.clone();
+                    merge_patch(&mut after, &a.body);
+                    let after = excluded_pairs(&after["conditions"]["users"]);
+                    prop_assert!(before.is_subset(&after), "{id}: an exclusion was dropped");
+                    prop_assert!(after.contains(&msp_pair), "{id}: the MSP is still not excluded");
+                    let added: Vec<_> = after.difference(&before).cloned().collect();
+                    if !accept {
+                        prop_assert_eq!(added, vec![msp_pair.clone()], "{}: the write adds more than the MSP", id);
+                    }
+                }
+                (None, Some(w)) => {
+                    let legacy = strings_at(before_users, "/includeUsers").iter().any(|u| u == "guestsorexternalusers");
+                    prop_assert!(legacy || !w.would_also_exclude.is_empty(), "{id}: withheld without saying why");
+                    prop_assert!(legacy || !accept, "{id}: withheld though the widening is accepted");
+                    // It was withheld for a reason: an exact write really is impossible.
+                    prop_assert!(!before.contains(&msp_pair), "{id}: withheld though already excluded");
+                }
+                (None, None) => {
+                    let all = strings_at(before_users, "/includeUsers").iter().any(|u| u == "all" || u == "guestsorexternalusers")
+                        || !strings_at(before_users, "/includeRoles").is_empty();
+                    prop_assert!(!all || before.contains(&msp_pair), "{id}: applies to the MSP, not excluded, and not reported");
+                }
+            }
+        }
+    }
+}

@@ -138,11 +138,13 @@ customer("Woodgrove Legal", "woodgrovelegal", [
     policy("External users terms", users={"includeGuestsOrExternalUsers": {
         "guestOrExternalUserTypes": "b2bCollaborationGuest,b2bCollaborationMember",
         "externalTenants": {"@odata.type": ALL_TENANTS_TYPE, "membershipKind": "all"}}}),
+    policy("Require MFA for all users"),
 ])
 customer("Adatum Clinics", "adatumclinics", [
     policy("MFA except internal guests", users={"includeUsers": ["All"], "excludeGuestsOrExternalUsers": {
         "guestOrExternalUserTypes": "internalGuest,b2bCollaborationGuest",
         "externalTenants": {"@odata.type": ALL_TENANTS_TYPE, "membershipKind": "all"}}}),
+    policy("Block legacy authentication", grant=("block",), users={"includeUsers": ["All"]}),
 ])
 OTHER_MSP = guid()
 customer("Litware Engineering", "litwareeng", [

@@ -238,6 +238,17 @@ fn read_items(state: &mut State, req: &Req, kind: Kind) -> Vec<Value> {
     t.as_read(lag, items, req.at)
 }
 
+/// The injected refusal of a write to an object named in `refuseWritesTo`.
+fn refused_write(state: &State, name: Option<&str>) -> Option<Resp> {
+    let name = name?;
+    state
+        .faults
+        .refuse_writes_to
+        .iter()
+        .any(|n| n == name)
+        .then(|| error(400, "BadRequest", &format!("Injected fault: writes to '{name}' are refused.")))
+}
+
 /// Graph refuses a policy that references a named location it has not replicated
 /// yet: "1040: NamedLocation with id … does not exist in the directory." (the text
 /// CIPP logs in KelvinTegelaar/CIPP#4194; the code inside `innerError` is the simulator's).
@@ -438,6 +449,9 @@ fn create_policy(state: &mut State, req: &Req) -> Resp {
     if let Some(r) = write_refusal(tenant(state, req), Kind::Policy) {
         return r;
     }
+    if let Some(r) = refused_write(state, p["displayName"].as_str()) {
+        return r;
+    }
     if tenant(state, req).spec.policies.len() >= MAX_POLICIES {
         return error(
             400,
@@ -460,6 +474,9 @@ fn create_location(state: &mut State, req: &Req) -> Resp {
         return error(400, "BadRequest", "A request body is required.");
     };
     if let Some(r) = write_refusal(tenant(state, req), Kind::Location) {
+        return r;
+    }
+    if let Some(r) = refused_write(state, l["displayName"].as_str()) {
         return r;
     }
     if let Err(e) = validate::named_location(&l) {
@@ -493,9 +510,15 @@ fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp {
     let Some(idx) = items.iter().position(|v| v["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))) else {
         return not_found(id);
     };
+    let name = items[idx]["displayName"].as_str().map(str::to_string);
+    if req.method != "GET"
+        && let Some(r) = refused_write(state, name.as_deref())
+    {
+        return r;
+    }
     match req.method {
         "GET" => {
-            let current = items[idx].clone();
+            let current = kind.items(tenant(state, req))[idx].clone();
             let lag = state.faults.replication_lag_ms;
             match tenant(state, req).replicating(lag, id, req.at) {
                 Some(r) => r.before.clone().map_or_else(|| not_found(id), |b| Resp::new(200, Some(b))),

@@ -58,6 +58,9 @@ pub struct Faults {
     /// named location younger than this cannot be referenced yet (error 1040).
     /// Deterministic, so tests are reproducible.
     pub replication_lag_ms: u64,
+    /// Writes (POST, PATCH, DELETE) of policies or named locations with one of these
+    /// display names are answered 400: a deterministic failing write for tests.
+    pub refuse_writes_to: Vec<String>,
 }
 
 /// Makes the token endpoint refuse requests.

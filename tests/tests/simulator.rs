@@ -420,3 +420,61 @@ fn response_name(request: &Path) -> String {
     let n: u32 = name[..2].parse().unwrap();
     format!("{:02}-response.json", n + 1)
 }
+
+/// The admin API takes the camelCase actor `docs/estate-format.md` documents.
+#[tokio::test]
+async fn a_portal_edit_over_http_takes_the_documented_camel_case_actor() {
+    let (sim, estate) = sample_sim(0, false).await;
+    let tenant = &estate.tenants[1].id;
+    let id = estate.tenants[1].policies[0]["id"].as_str().unwrap();
+    let edit = json!({"actor": {"kind": "user", "id": "u-1", "displayName": "Robin Admin",
+                                "userPrincipalName": "robin@customer.example"},
+                      "method": "PATCH", "path": format!("identity/conditionalAccess/policies/{id}"),
+                      "body": {"displayName": "renamed in the portal"}});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_sim/tenants/{tenant}/edit", sim.base_url))
+        .json(&edit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{}", resp.text().await.unwrap());
+    let audit = sim.tenant(tenant).unwrap().audits.last().cloned().unwrap();
+    assert_eq!(audit["initiatedBy"]["user"]["displayName"], "Robin Admin");
+    assert_eq!(audit["initiatedBy"]["user"]["userPrincipalName"], "robin@customer.example");
+}
+
+/// With replication lag, a read right after a write returns the object from
+/// before it, and a named location created a moment ago cannot be referenced.
+#[tokio::test]
+async fn replication_lag_serves_stale_reads_and_refuses_young_locations() {
+    let estate = caguard_sim::sample_estate();
+    let mut opts = caguard_sim::SimOptions::default();
+    opts.faults.ca_throttling = false;
+    opts.faults.replication_lag_ms = 800;
+    let sim = caguard_sim::start(estate.clone(), opts).await.unwrap();
+    let tenant = &estate.tenants[1].id;
+    let raw = Raw::new(&sim, &estate, tenant).await;
+    let id = estate.tenants[1].policies[0]["id"].as_str().unwrap();
+    let path = format!("identity/conditionalAccess/policies/{id}");
+    let (s, _, _) = raw.call("PATCH", &path, Some(&json!({"displayName": "new name"}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, _, stale) = raw.call("GET", &path, None).await;
+    assert_ne!(stale["displayName"], "new name", "inside the lag the old version is read");
+    let (s, _, loc) = raw
+        .call("POST", "identity/conditionalAccess/namedLocations", Some(&ip_location("young", &["198.51.100.0/24"])))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, _) = raw
+        .call("GET", &format!("identity/conditionalAccess/namedLocations/{}", loc["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a new object is not readable yet");
+    let patch = json!({"conditions": {"locations": {"includeLocations": ["All"], "excludeLocations": [loc["id"]]}}});
+    let (s, _, err) = raw.call("PATCH", &path, Some(&patch)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(err["error"]["message"].as_str().unwrap().starts_with("1040: NamedLocation with id"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let (_, _, fresh) = raw.call("GET", &path, None).await;
+    assert_eq!(fresh["displayName"], "new name", "after the lag the write is visible");
+    let (s, _, _) = raw.call("PATCH", &path, Some(&patch)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "and the location can be referenced");
+}

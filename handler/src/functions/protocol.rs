@@ -3,7 +3,7 @@
 //! The host POSTs `{"Data": {binding: value}, "Metadata": {…}}` to
 //! `/{FunctionName}` and expects `{"Outputs": {…}, "Logs": […], "ReturnValue": …}`.
 //! Shapes: <https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>
-//! and the payloads in `../shared/fixtures/functions/`.
+//! and the payloads in `tests/fixtures/functions/`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -101,10 +101,45 @@ impl InvocationRequest {
         }
     }
 
-    /// The function name the host states in `Metadata.sys.MethodName`.
+    /// The function name the host states in `Metadata.sys.MethodName`. The
+    /// documented HTTP example sends an empty `Metadata`, so routing never relies
+    /// on it: the handler routes by the path the host POSTs to.
     pub fn method_name(&self) -> Option<&str> {
         self.metadata.get("sys")?.get("MethodName")?.as_str()
     }
+
+    /// An HTTP trigger's request (`Data.req`, or the only binding).
+    pub fn http(&self, binding: &str) -> Result<HttpData, ProtocolError> {
+        let v = self.trigger(binding)?;
+        let mut req: HttpData = serde_json::from_value(v.clone())
+            .map_err(|e| ProtocolError(format!("'{binding}' is not an HTTP request: {e}")))?;
+        // The reference shows `Query` as the JSON text "{}"; the host also sends an object.
+        req.query = match decode_nested(&req.query) {
+            Value::Null => Value::Object(Map::new()),
+            q @ Value::Object(_) => q,
+            other => return Err(ProtocolError(format!("'{binding}'.Query is not a query object: {other}"))),
+        };
+        Ok(req)
+    }
+}
+
+/// An HTTP trigger's request as the host sends it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpData {
+    #[serde(rename = "Url", default)]
+    pub url: String,
+    #[serde(rename = "Method", default)]
+    pub method: String,
+    /// Always an object once read through [`InvocationRequest::http`].
+    #[serde(rename = "Query", default)]
+    pub query: Value,
+    #[serde(rename = "Headers", default)]
+    pub headers: Map<String, Value>,
+    #[serde(rename = "Params", default)]
+    pub params: Map<String, Value>,
+    /// The body as the host passed it (usually JSON text); absent for a GET.
+    #[serde(rename = "Body", default)]
+    pub body: Option<Value>,
 }
 
 /// A JSON string that itself holds JSON (an object or array) is decoded once.

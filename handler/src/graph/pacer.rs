@@ -24,7 +24,8 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(interval: Duration) -> Self {
-        Self::with_gap(interval, Duration::from_secs(1))
+        // The gap after a response is Graph's 1 s window, or less when pacing is turned down.
+        Self::with_gap(interval, interval.min(Duration::from_secs(1)))
     }
 
     pub fn with_gap(interval: Duration, gap: Duration) -> Self {

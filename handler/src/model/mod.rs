@@ -20,7 +20,7 @@ pub use audit::*;
 pub use batch::*;
 pub use gdap::*;
 pub use location::*;
-pub use maybe::Maybe;
+pub use maybe::{Maybe, misshapen};
 pub use misc::*;
 pub use notification::*;
 pub use policy::*;

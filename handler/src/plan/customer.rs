@@ -34,6 +34,8 @@ pub(super) fn plan(config: &Config, o: &Observed) -> TenantPlan {
         Mode::Gdap => plan_service_provider_exclusions(config, o, &mut plan),
         Mode::Direct => plan_service_account_exclusions(config, o, &mut plan),
     }
+    let control = if config.mode == Mode::Gdap { Control::D1 } else { Control::D2 };
+    super::report_unreadable(&mut plan, control, o);
     plan
 }
 
@@ -69,9 +71,9 @@ pub fn excludes_service_provider(u: &UsersCondition, msp: &str) -> bool {
 /// every guest type, tenant and property already there.
 pub fn merge_service_provider_exclusion(existing: Option<&GuestsOrExternalUsers>, msp: &str) -> GuestsOrExternalUsers {
     let mut merged = existing.cloned().unwrap_or_default();
-    let mut types = merged.guest_or_external_user_types.as_ref().cloned().unwrap_or(GuestTypes::default());
-    types.insert(GuestOrExternalUserType::ServiceProvider);
-    merged.guest_or_external_user_types = Maybe::Value(types);
+    let types = merged.guest_or_external_user_types.as_ref().cloned().unwrap_or(GuestTypes::default());
+    let crossed =
+        types.0.iter().any(|t| !matches!(t, GuestOrExternalUserType::InternalGuest | GuestOrExternalUserType::None));
     let tenants = match merged.external_tenants.as_ref() {
         Some(t) if t.membership_kind.as_ref() == Some(&MembershipKind::All) => t.clone(),
         Some(t) => {
@@ -79,6 +81,9 @@ pub fn merge_service_provider_exclusion(existing: Option<&GuestsOrExternalUsers>
             t.members = Maybe::Value(union(list(&t.members), &[msp.to_string()]));
             t
         }
+        // Types that name no tenants apply to every tenant: narrowing that to the MSP
+        // would drop the customer's exclusion of everyone else's users. Leave it.
+        None if crossed => return merged_with(merged, types),
         None => ExternalTenants {
             odata_type: ENUMERATED_EXTERNAL_TENANTS.to_string().into(),
             membership_kind: MembershipKind::Enumerated.into(),
@@ -87,6 +92,12 @@ pub fn merge_service_provider_exclusion(existing: Option<&GuestsOrExternalUsers>
         },
     };
     merged.external_tenants = Maybe::Value(tenants);
+    merged_with(merged, types)
+}
+
+fn merged_with(mut merged: GuestsOrExternalUsers, mut types: GuestTypes) -> GuestsOrExternalUsers {
+    types.insert(GuestOrExternalUserType::ServiceProvider);
+    merged.guest_or_external_user_types = Maybe::Value(types);
     merged
 }
 

@@ -407,6 +407,23 @@ pub(crate) fn find_owned_policy<'a>(
     }
 }
 
+/// Reports every policy that could not be read as withheld (once), so it is
+/// named in the plan and alerted, and left alone.
+pub(crate) fn report_unreadable(plan: &mut TenantPlan, control: Control, o: &Observed) {
+    for u in &o.unreadable {
+        if plan.withheld.iter().any(|w| w.policy_id == u.id) {
+            continue;
+        }
+        plan.withheld.push(Withheld {
+            control,
+            policy_id: u.id.clone(),
+            target: u.name.clone(),
+            reason: format!("it could not be read into caguard's models ({}), so it is left alone", u.error),
+            would_also_exclude: vec![],
+        });
+    }
+}
+
 /// Ids of the policies caguard owns in this plan (A2, B1), for skipping them elsewhere.
 pub(crate) fn owned_policy_ids(plan: &TenantPlan) -> Vec<String> {
     [Control::A2, Control::B1].iter().filter_map(|c| plan.owns.get(&owned_key(*c, None))).cloned().collect()

@@ -37,6 +37,7 @@ pub(super) fn plan(config: &Config, o: &Observed) -> TenantPlan {
             plan_service_exclusions(config, o, id, &mut plan);
         }
     }
+    super::report_unreadable(&mut plan, Control::B2, o);
     plan
 }
 
