@@ -52,6 +52,13 @@ pub struct Unreadable {
     pub error: String,
 }
 
+impl Unreadable {
+    /// This policy, left alone for `reason`.
+    fn withheld(&self, control: Control, reason: String) -> Withheld {
+        Withheld { control, policy_id: self.id.clone(), target: self.name.clone(), reason, would_also_exclude: vec![] }
+    }
+}
+
 /// The store key of an owned object: `A2`, `B1`, or `A1:<site>` (lower case).
 pub fn owned_key(control: Control, site: Option<&str>) -> String {
     match site {
@@ -371,13 +378,8 @@ pub(crate) fn find_owned_policy<'a>(
         .iter()
         .find(|u| recorded.is_some_and(|id| id.eq_ignore_ascii_case(&u.id)) || u.name.eq_ignore_ascii_case(name));
     if let Some(u) = unreadable {
-        plan.withheld.push(Withheld {
-            control,
-            policy_id: u.id.clone(),
-            target: u.name.clone(),
-            reason: format!("caguard's policy could not be read ({}); it is neither rewritten nor duplicated", u.error),
-            would_also_exclude: vec![],
-        });
+        let why = format!("caguard's policy could not be read ({}); it is neither rewritten nor duplicated", u.error);
+        plan.withheld.push(u.withheld(control, why));
         return Err(());
     }
     if let Some(id) = recorded {
@@ -414,13 +416,8 @@ pub(crate) fn report_unreadable(plan: &mut TenantPlan, control: Control, o: &Obs
         if plan.withheld.iter().any(|w| w.policy_id == u.id) {
             continue;
         }
-        plan.withheld.push(Withheld {
-            control,
-            policy_id: u.id.clone(),
-            target: u.name.clone(),
-            reason: format!("it could not be read into caguard's models ({}), so it is left alone", u.error),
-            would_also_exclude: vec![],
-        });
+        let why = format!("it could not be read into caguard's models ({}), so it is left alone", u.error);
+        plan.withheld.push(u.withheld(control, why));
     }
 }
 
