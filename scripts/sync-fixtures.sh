@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Brings new fixture files into the repository's own copy (tests/fixtures/).
-#   scripts/sync-fixtures.sh SOURCE     e.g. scripts/sync-fixtures.sh ../shared/fixtures
+#   scripts/sync-fixtures.sh SOURCE     SOURCE: another fixtures folder (its area folders: graph/, cipp/, …)
 # Copies every file of SOURCE that tests/fixtures lacks and reports each one. A file
 # present in both with different content is never overwritten: it is reported and
 # the script exits 1, so a person decides. Identical files are left alone.
 set -euo pipefail
-src=${1:?usage: scripts/sync-fixtures.sh SOURCE (a fixtures folder, e.g. ../shared/fixtures)}
+src=${1:?usage: scripts/sync-fixtures.sh SOURCE (another fixtures folder, laid out like tests/fixtures)}
 [ -d "$src" ] || { echo "sync-fixtures: '$src' is not a folder" >&2; exit 2; }
 dest=${FIXTURES_DEST:-"$(cd "$(dirname "$0")/.." && pwd)/tests/fixtures"}
 added=0 differ=0
