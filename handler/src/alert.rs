@@ -206,7 +206,8 @@ impl Alerter {
         channels.extend(slack.map(Channel::Slack));
         channels.extend(webhook.map(|(u, s)| Channel::Webhook(u, s)));
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client");
-        Alerter { channels, email, store, window_minutes: window_minutes.max(1), http }
+        let window_minutes = window_minutes.clamp(1, crate::config::MAX_ALERT_WINDOW_MINUTES);
+        Alerter { channels, email, store, window_minutes, http }
     }
 
     /// Channels from app settings; the email channel when `[alerts]` names a mailbox.

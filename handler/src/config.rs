@@ -113,6 +113,10 @@ pub struct Config {
     pub watch_concurrency: usize,
 }
 
+/// The longest `[alerts] window_minutes`: a week. Longer would hide repeats for
+/// longer than anyone would want, and far larger values overflow time arithmetic.
+pub const MAX_ALERT_WINDOW_MINUTES: i64 = 10_080;
+
 /// Default for `[watch] rediscover_minutes`.
 pub const DEFAULT_REDISCOVER_MINUTES: i64 = 15;
 /// Default for `[watch] concurrency`.
@@ -349,7 +353,8 @@ impl Lines<'_> {
     }
 }
 
-fn is_guid(s: &str) -> bool {
+/// A GUID in its 8-4-4-4-12 form (tenant and object ids).
+pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
         && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
@@ -628,8 +633,9 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     let mut alerts = AlertsConfig::default();
     if let Some(a) = &raw.alerts {
         if let Some(w) = &a.window_minutes {
-            if *w.get_ref() < 1 {
-                err("alerts.window_minutes", lines.at(w.span().start), "must be at least 1".into());
+            if !(1..=MAX_ALERT_WINDOW_MINUTES).contains(w.get_ref()) {
+                let msg = format!("must be between 1 and {MAX_ALERT_WINDOW_MINUTES} (a week)");
+                err("alerts.window_minutes", lines.at(w.span().start), msg);
             }
             alerts.window_minutes = *w.get_ref();
         }

@@ -3,7 +3,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let in_functions = std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    // CAGUARD_LOG wins; RUST_LOG, the tracing convention, works as well.
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAGUARD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| if in_functions { "info".into() } else { "warn".into() });
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if in_functions {

@@ -106,6 +106,13 @@ fn apply_alerts_a_held_plan_once_per_window() {
     let kinds: Vec<&str> = alerts.iter().filter_map(|a| a["kind"].as_str()).collect();
     assert!(kinds.contains(&"safety-hold"), "{alerts:#?}");
     assert!(kinds.contains(&"no-license"), "tenants enforcement cannot reach are alerted too: {kinds:?}");
+    // Each withheld D1 policy is alerted once, saying what writing it would also exclude.
+    let withheld: Vec<&serde_json::Value> = alerts.iter().filter(|a| a["kind"] == "withheld").collect();
+    let objects: Vec<&str> = withheld.iter().filter_map(|a| a["object"]["name"].as_str()).collect();
+    assert_eq!(withheld.len(), 2, "{objects:?}");
+    assert!(objects.contains(&"MFA except internal guests") && objects.contains(&"Guests require MFA"), "{objects:?}");
+    let adatum = withheld.iter().find(|a| a["object"]["name"] == "MFA except internal guests").unwrap();
+    assert!(adatum["message"].as_str().unwrap().contains("service-provider users of every external tenant"));
     let first = alerts.len();
 
     let again = run();

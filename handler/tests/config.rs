@@ -152,3 +152,27 @@ fn watch_rediscovery_interval_is_bounded() {
     assert_eq!((c.watch_rediscover_minutes, c.watch_concurrency), (60, 128));
     fails(&format!("{BASE}\n[watch]\nconcurrency = 0\n"), "watch.concurrency", 13, "between 1 and 1024");
 }
+
+/// A huge alert window once panicked (exit 101) after writes; now it is an error.
+#[test]
+fn the_alert_window_is_bounded() {
+    for w in ["0", "10081", "1000000000000"] {
+        fails(&format!("{BASE}\n[alerts]\nwindow_minutes = {w}\n"), "alerts.window_minutes", 13, "between 1 and 10080");
+    }
+    let (c, _) = parse(&format!("{BASE}\n[alerts]\nwindow_minutes = 10080\n")).unwrap();
+    assert_eq!(c.alerts.window_minutes, 10080);
+}
+
+#[test]
+fn accept_widening_tenants_must_be_tenant_ids() {
+    let (c, _) =
+        parse(&format!("{BASE}\n[scope]\naccept_widening_tenants = [\"6F1C2A43-7D5E-4B8A-9C3F-2E1D0A9B8C7E\"]\n"))
+            .unwrap();
+    assert!(c.accepts_widening("6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7e") && !c.accept_widening);
+    fails(
+        &format!("{BASE}\n[scope]\naccept_widening_tenants = [\"contoso\"]\n"),
+        "scope.accept_widening_tenants",
+        13,
+        "not a tenant id",
+    );
+}

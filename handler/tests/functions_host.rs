@@ -140,7 +140,9 @@ async fn bad_invocations_get_400_or_404_naming_the_problem_and_never_crash() {
         ("ReconcileTenant", "not json".into(), 400, "not a Functions invocation"),
         ("ReconcileTenant", json!({"Data": {}, "Metadata": {}}).to_string(), 400, "Data is empty"),
         ("ReconcileTenant", json!({"Data": {"reconcile": {"reason": "x"}}, "Metadata": {}}).to_string(), 400, "tenantId"),
-        ("ReconcileTenant", json!({"Data": {"reconcile": {"tenantId": "t", "reason": "x", "correlationId": "c"}}, "Metadata": {"DequeueCount": "many"}}).to_string(), 400, "DequeueCount"),
+        ("ReconcileTenant", json!({"Data": {"reconcile": {"tenantId": "6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d", "reason": "x", "correlationId": "c"}}, "Metadata": {"DequeueCount": "many"}}).to_string(), 400, "DequeueCount"),
+        // A tenant id goes into token and Graph URLs: anything but a GUID is refused before any request.
+        ("ReconcileTenant", json!({"Data": {"reconcile": {"tenantId": "../../evil?x=", "reason": "x", "correlationId": "c"}}, "Metadata": {}}).to_string(), 400, "is not a GUID"),
         ("SweepTimer", json!({"Data": {"timer": {"IsPastDue": "soon"}}, "Metadata": {}}).to_string(), 400, "TimerInfo"),
         ("SweepTimer", json!([1, 2]).to_string(), 400, "not a Functions invocation"),
         ("NoSuchFunction", json!({"Data": {}, "Metadata": {}}).to_string(), 404, "unknown function 'NoSuchFunction'"),

@@ -239,3 +239,15 @@ async fn batch_carries_at_most_one_ca_request_and_twenty_items() {
     assert!(matches!(graph.batch(tenant, many).await, Err(GraphError::Invalid { .. })));
     let _ = RetryPolicy::default();
 }
+
+/// A tenant id goes into the token URL's path, so only a GUID may: anything else is
+/// refused before a request is made.
+#[tokio::test]
+async fn a_tenant_that_is_not_a_guid_never_reaches_a_url() {
+    let (sim, estate) = sample_sim(0, false).await;
+    let client = client(&sim, app_credentials(&estate), std::time::Duration::from_millis(10));
+    sim.clear_journal();
+    let err = client.get::<serde_json::Value>("../../evil?x=", "/users").await.unwrap_err();
+    assert_eq!(err.code(), Some("invalid_tenant"), "{err}");
+    assert!(sim.journal().is_empty(), "no request was sent: {:?}", sim.journal());
+}

@@ -322,6 +322,10 @@ async fn record(r: &Ready, tenant_id: &str, name: &str, outcome: &Outcome, writt
 /// `ReconcileTenant`: observe → plan → apply for one tenant. Idempotent.
 async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
     let msg: ReconcileMessage = request.queue_message(RECONCILE_BINDING)?;
+    if !crate::config::is_guid(&msg.tenant_id) {
+        let shown: String = msg.tenant_id.chars().take(40).collect();
+        return Err(ProtocolError(format!("reconcile message: tenant id '{shown}' is not a GUID")).into());
+    }
     let attempt = request.dequeue_count()?;
     let name = msg.tenant_name.clone().unwrap_or_else(|| msg.tenant_id.clone());
     let result = reconcile(r, &msg).await;

@@ -175,6 +175,16 @@ impl TokenCache {
     }
 
     async fn request(&self, tenant: &str, creds: &Credentials) -> Result<Cached, GraphError> {
+        // A tenant id goes into the token URL's path: only a GUID may.
+        if !crate::config::is_guid(tenant) {
+            let shown: String = tenant.chars().take(40).collect();
+            return Err(GraphError::Token {
+                tenant: shown.clone(),
+                status: 0,
+                code: "invalid_tenant".into(),
+                description: format!("'{shown}' is not a tenant id (a GUID); no token is requested for it"),
+            });
+        }
         let url = format!("{}/{}/oauth2/v2.0/token", self.login_base.trim_end_matches('/'), tenant);
         let mut form: Vec<(&str, &str)> = vec![("scope", &self.scope)];
         match creds {
