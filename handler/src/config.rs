@@ -117,6 +117,9 @@ pub struct Config {
 /// longer than anyone would want, and far larger values overflow time arithmetic.
 pub const MAX_ALERT_WINDOW_MINUTES: i64 = 10_080;
 
+/// Graph's limit of ranges in one IP named location.
+pub const MAX_SITE_RANGES: usize = 2000;
+
 /// Default for `[watch] rediscover_minutes`.
 pub const DEFAULT_REDISCOVER_MINUTES: i64 = 15;
 /// Default for `[watch] concurrency`.
@@ -284,6 +287,9 @@ struct RawAccounts {
     service_account: Spanned<String>,
     #[serde(default)]
     direct_service_accounts: BTreeMap<String, String>,
+    /// The acknowledgement `technician_users = ["All"]` needs.
+    #[serde(default)]
+    all_users_are_technicians: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -487,6 +493,29 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         if ranges.get_ref().is_empty() {
             err(&key, lines.at(ranges.span().start), "a site needs at least one range".into());
         }
+        let site_line = lines.at(ranges.span().start);
+        // Graph holds at most 2000 ranges per IP named location, and refuses /8 or shorter.
+        if merged.len() > MAX_SITE_RANGES {
+            let msg = format!(
+                "{} ranges; Graph allows at most {MAX_SITE_RANGES} in one named location: split the site",
+                merged.len()
+            );
+            err(&key, site_line, msg);
+        }
+        for m in merged.iter().filter(|m| m.prefix_len() <= 8) {
+            err(
+                &key,
+                site_line,
+                format!("the ranges merge into {m}, a /{} that Graph refuses; list a smaller set", m.prefix_len()),
+            );
+        }
+        if let Some(other) = sites.iter().find(|s: &&Site| s.name.eq_ignore_ascii_case(name)) {
+            let msg = format!(
+                "site \"{name}\" differs from \"{}\" only in case; their named locations would collide",
+                other.name
+            );
+            err(&key, site_line, msg);
+        }
         sites.push(Site { name: name.clone(), ranges: merged });
     }
     if raw.sites.is_empty() {
@@ -524,6 +553,15 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     }
     let technician_groups = clean(&accounts.technician_groups);
     let technician_users = clean(&accounts.technician_users);
+    if technician_users.iter().any(|u| u.eq_ignore_ascii_case("All")) && !accounts.all_users_are_technicians {
+        err(
+            "accounts.technician_users",
+            lines.of_key("technician_users"),
+            "\"All\" makes every user in the MSP tenant a technician the block policy applies to; if that is meant, \
+             also set accounts.all_users_are_technicians = true"
+                .into(),
+        );
+    }
     if technician_groups.is_empty() && technician_users.is_empty() {
         err("accounts", accounts_line, "name the technicians: technician_groups and/or technician_users".into());
     }
@@ -685,6 +723,18 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         accept_widening_tenants.push(id);
     }
 
+    let block_policy_name = raw.names.block_policy.clone().unwrap_or_else(|| DEFAULT_BLOCK_POLICY.into());
+    let service_policy_name = raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into());
+    if block_policy_name.trim().eq_ignore_ascii_case(service_policy_name.trim()) {
+        err(
+            "names.service_account_policy",
+            lines.of_key("service_account_policy").max(lines.of_key("block_policy")),
+            format!(
+                "\"{service_policy_name}\" is also the block policy's name (ignoring case); the two policies would overwrite each other"
+            ),
+        );
+    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -699,8 +749,8 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         direct_service_accounts: accounts.direct_service_accounts.clone(),
         protected_apps,
         location_prefix: raw.names.location_prefix.clone().unwrap_or_else(|| DEFAULT_LOCATION_PREFIX.into()),
-        block_policy_name: raw.names.block_policy.clone().unwrap_or_else(|| DEFAULT_BLOCK_POLICY.into()),
-        service_policy_name: raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into()),
+        block_policy_name,
+        service_policy_name,
         rollout,
         skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         accept_widening: raw.scope.accept_widening,

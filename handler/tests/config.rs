@@ -176,3 +176,86 @@ fn accept_widening_tenants_must_be_tenant_ids() {
         "not a tenant id",
     );
 }
+
+#[test]
+fn site_names_that_differ_only_in_case_collide() {
+    let src = format!("{BASE}\n").replace("[sites]\n", "[sites]\n\"msp office\" = [\"198.51.100.0/28\"]\n");
+    fails(&src, "sites.msp office", 5, "only in case");
+}
+
+#[test]
+fn ranges_that_merge_into_a_slash_8_are_refused() {
+    // Two /9s are fine alone, but aggregate into 12.0.0.0/8, which Graph refuses.
+    let src = with("\"MSP Office\" = [\"203.0.113.10/32\"]", "\"MSP Office\" = [\"12.0.0.0/9\", \"12.128.0.0/9\"]");
+    fails(&src, "sites.MSP Office", 5, "merge into 12.0.0.0/8");
+}
+
+#[test]
+fn more_than_2000_ranges_in_a_site_are_refused() {
+    // Single addresses two apart, so none of them merge.
+    let many: Vec<String> = (0..2001).map(|i| format!("\"20.1.{}.{}/32\"", i / 100, i % 100 * 2)).collect();
+    let src = with("\"MSP Office\" = [\"203.0.113.10/32\"]", &format!("\"MSP Office\" = [{}]", many.join(", ")));
+    fails(&src, "sites.MSP Office", 5, "at most 2000");
+}
+
+#[test]
+fn block_and_service_policy_names_must_differ_ignoring_case() {
+    let src = format!("{BASE}\n[names]\nblock_policy = \"Lockdown\"\nservice_account_policy = \"LOCKDOWN\"\n");
+    fails(&src, "names.service_account_policy", 14, "also the block policy's name");
+}
+
+#[test]
+fn all_users_as_technicians_needs_an_acknowledgement() {
+    let all = with("technician_groups = [", "technician_users = [\"All\"]\ntechnician_groups = [");
+    fails(&all, "accounts.technician_users", 8, "all_users_are_technicians");
+    let acknowledged = all.replace("[accounts]\n", "[accounts]\nall_users_are_technicians = true\n");
+    let (c, _) = parse(&acknowledged).unwrap();
+    assert_eq!(c.technician_users, vec!["All"]);
+}
+
+mod fuzz {
+    use super::BASE;
+    use proptest::prelude::*;
+
+    /// Values of every TOML type and size, including ones that overflow arithmetic.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[ -~]{0,12}".prop_map(|s| format!("{:?}", s)),
+            Just("[]".to_string()),
+            Just("[\"0.0.0.0/0\", \"::/0\", \"1.2.3.4/33\", \"\"]".to_string()),
+            Just("{}".to_string()),
+            Just("\"9223372036854775807\"".to_string()),
+        ]
+    }
+
+    const KEYS: &[&str] = &[
+        "[alerts]\nwindow_minutes",
+        "[alerts]\nwebhook_schema",
+        "[watch]\nrediscover_minutes",
+        "[watch]\nconcurrency",
+        "[safety]\nmax_policies_per_tenant",
+        "[safety]\nmax_tenant_fraction",
+        "[rollout]\nblock_policy",
+        "[scope]\naccept_widening_tenants",
+        "[scope]\nskip_tenants",
+        "[controls]\nD1",
+        "[names]\nblock_policy",
+        "[apps]\nprotected",
+        "[cipp]\nstorage_account",
+        "mode",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Nothing in a config can panic: every input parses or is refused with errors.
+        #[test]
+        fn no_config_panics(key in prop::sample::select(KEYS), v in value()) {
+            let src = if key.contains('\n') { format!("{BASE}\n{key} = {v}\n") } else { format!("{key} = {v}\n{BASE}") };
+            let _ = caguard::config::parse(&src);
+        }
+    }
+}

@@ -515,3 +515,26 @@ proptest! {
         }
     }
 }
+
+/// An existing policy that only shares the block policy's name (here an MFA policy)
+/// is never turned into the block policy: adopting it by name is a hold.
+#[test]
+fn a_same_named_policy_of_another_kind_is_held_not_adopted() {
+    let cfg = customer_config(false);
+    let mut accounts = BTreeMap::new();
+    accounts.insert("bg@msp.example".to_string(), guid(100));
+    accounts.insert("svc@msp.example".to_string(), guid(200));
+    let mfa = json!({"id": "mfa-1", "displayName": "block cipp access - outside trusted ips", "state": "enabled",
+                     "conditions": {"users": {"includeUsers": ["All"]}, "applications": {"includeApplications": ["All"]}},
+                     "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}});
+    let plan = plan::plan_msp(&cfg, &observed(&[mfa], vec![], accounts.clone()));
+    let held = format!("{:?}", plan.block);
+    assert!(held.contains("does not block") && held.contains("mfa-1"), "{held}");
+    assert!(plan.actions.iter().all(|a| a.control != config::Control::A2), "{:?}", plan.actions);
+
+    let block = json!({"id": "svc-block", "displayName": "CIPP Service Account Conditional Access Policy", "state": "enabled",
+                       "conditions": {"users": {"includeUsers": ["All"]}, "applications": {"includeApplications": ["All"]}},
+                       "grantControls": {"operator": "OR", "builtInControls": ["block"]}});
+    let plan = plan::plan_msp(&cfg, &observed(&[block], vec![], accounts));
+    assert!(format!("{:?}", plan.block).contains("blocks access"), "{:?}", plan.block);
+}

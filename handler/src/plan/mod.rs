@@ -363,14 +363,15 @@ pub(crate) fn exclude_user(
 
 /// The policy caguard owns for `control`: by the id in its store first (a rename
 /// is then drift, and restored), else by name, adopted with a note. `None` inside
-/// `Ok` means it does not exist yet. `Err(())` when a policy with that id or name
+/// `Ok` means it does not exist yet; the flag says it was found by name, with no
+/// record that caguard made it. `Err(())` when a policy with that id or name
 /// could not be read: caguard then neither rewrites nor duplicates it (withheld).
 pub(crate) fn find_owned_policy<'a>(
     o: &'a Observed,
     control: Control,
     name: &str,
     plan: &mut TenantPlan,
-) -> Result<Option<&'a ConditionalAccessPolicy>, ()> {
+) -> Result<(Option<&'a ConditionalAccessPolicy>, bool), ()> {
     let key = owned_key(control, None);
     let recorded = o.owned.get(&key);
     let unreadable = o
@@ -385,7 +386,7 @@ pub(crate) fn find_owned_policy<'a>(
     if let Some(id) = recorded {
         if let Some(p) = o.policies.iter().find(|p| p.id().eq_ignore_ascii_case(id)) {
             plan.owns.insert(key, p.id().to_string());
-            return Ok(Some(p));
+            return Ok((Some(p), false));
         }
         plan.note(control, format!("the policy caguard created for {control} ({id}) was deleted"));
     }
@@ -400,11 +401,11 @@ pub(crate) fn find_owned_policy<'a>(
                 format!("adopting \"{name}\" ({}), found by name: caguard has no record of creating it", p.id()),
             );
             plan.owns.insert(key, p.id().to_string());
-            Ok(Some(p))
+            Ok((Some(p), true))
         }
         None => {
             plan.owns.insert(key, format!("policy:{name}"));
-            Ok(None)
+            Ok((None, false))
         }
     }
 }

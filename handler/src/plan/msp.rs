@@ -182,7 +182,14 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
         required_exclusions.push(svc.to_string());
     }
     let users: Vec<String> = config.technician_users.iter().map(|u| o.account(u).unwrap_or(u).to_string()).collect();
-    let Ok(existing) = find_owned_policy(o, Control::A2, name, plan) else { return };
+    let Ok((existing, by_name)) = find_owned_policy(o, Control::A2, name, plan) else { return };
+    if let Some(p) = existing.filter(|p| by_name && !safety::is_block(&to_value(*p))) {
+        plan.block = Some(Block::Hold(format!(
+            "an existing policy is called \"{name}\" ({}) but does not block; caguard will not turn it into the technician block policy. Rename it, or set names.block_policy",
+            p.id()
+        )));
+        return;
+    }
     let current = existing.map(to_value).unwrap_or(Value::Null);
     let current_excl = strings(&current, "/conditions/users/excludeUsers");
     let extra: Vec<&String> =
@@ -288,7 +295,14 @@ fn owned_policy_action(
 /// B1: the service account's own policy: all apps, MFA, sign-in frequency every time, no locations, enabled.
 fn plan_service_policy(config: &Config, o: &Observed, service_id: &str, plan: &mut TenantPlan) {
     let name = &config.service_policy_name;
-    let Ok(existing) = find_owned_policy(o, Control::B1, name, plan) else { return };
+    let Ok((existing, by_name)) = find_owned_policy(o, Control::B1, name, plan) else { return };
+    if let Some(p) = existing.filter(|p| by_name && safety::is_block(&to_value(*p))) {
+        plan.block = Some(Block::Hold(format!(
+            "an existing policy is called \"{name}\" ({}) but blocks access; caguard will not turn it into the service account's MFA policy. Rename it, or set names.service_account_policy",
+            p.id()
+        )));
+        return;
+    }
     let current = existing.map(to_value).unwrap_or(Value::Null);
     let every_time = json!({"isEnabled": true, "frequencyInterval": "everyTime",
                             "authenticationType": "primaryAndSecondaryAuthentication", "value": null, "type": null});
