@@ -231,3 +231,56 @@ async fn first_watched_customers(store: &Arc<dyn Store>, msp: &str) -> Vec<Strin
     assert_eq!(out.len(), 22);
     out
 }
+
+/// The change budget is counted on the estate, per tick: three customers drifting
+/// in one tick (3 of 25 tenants, under the 20% limit) are all restored, none held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_customers_drifting_in_one_tick_are_all_restored_without_a_hold() {
+    let az = Azurite::start();
+    let (sim, estate) = sample_sim(0, true).await;
+    let store: Arc<dyn Store> = Arc::new(TableStore::new(az.client(), &unique_table("budget")));
+    let ready = Ready {
+        config: caguard::demo::sample_config(&estate),
+        alerter: Alerter::new(store.clone(), 60, None, None, None, None),
+        client: caguard::demo::sample_client(&sim, &estate),
+        store: store.clone(),
+        settings: Settings {
+            confirm_large_plans: false,
+            max_dequeue_count: 5,
+            cipp_connection_string: None,
+            public_url: None,
+            reconcile_queue: caguard::functions::RECONCILE_QUEUE.into(),
+        },
+        queue: None,
+        partner: caguard::partner::Verifier::from_env(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
+    let rollout = caguard::sweep::SweepOptions { apply: true, confirmed: true, ..Default::default() };
+    caguard::sweep::run(&caguard::demo::sample_client(&sim, &estate), &caguard::demo::sample_config(&estate), &rollout)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    invoke(&base, "WatchTimer", timer()).await;
+
+    let pat =
+        Actor::User { id: "u-pat".into(), display_name: "Pat".into(), user_principal_name: "pat@x.example".into() };
+    let drifted = ["Fabrikam Dental", "Relecloud", "Trey Research"];
+    for name in drifted {
+        let t = estate.tenants.iter().find(|t| t.display_name == name).unwrap();
+        let path = format!("identity/conditionalAccess/policies/{}", t.policies[0]["id"].as_str().unwrap());
+        let body = json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": null}}});
+        assert_eq!(sim.portal_edit(&t.id, &pat, "PATCH", &path, Some(body)).0, 204);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let tick = invoke(&base, "WatchTimer", timer()).await;
+    let queued = tick.outputs["reconcile"].as_array().unwrap().clone();
+    assert_eq!(queued.len(), 3, "{:?}", tick.logs);
+    for m in &queued {
+        // The estate the watch knows: every tenant but the two without an active relationship.
+        assert_eq!(m["sweepSize"], estate.tenants.len() - 2, "{m}");
+        let r = invoke(&base, "ReconcileTenant", json!({"reconcile": m})).await;
+        assert_eq!(r.return_value["outcome"], "fixed", "{m}: {:?} {:?}", r.return_value, r.logs);
+    }
+}

@@ -538,6 +538,9 @@ async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<Invocatio
     let tick = crate::watch::tick(&r.client, &r.config, &r.store, r.config.watch_concurrency, false)
         .await
         .map_err(|e| Failure::Retry(format!("watch tick failed: {e}")))?;
+    // The change budget ("at most N% of tenants at once") is counted per tick, in the
+    // store, under this correlation id: it needs the size of the estate watched.
+    let estate = tick.changed.len() + tick.unchanged + tick.baseline + tick.errors.len();
     let messages: Vec<Value> = tick
         .changed
         .iter()
@@ -549,7 +552,7 @@ async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<Invocatio
                 correlation_id: correlation_id.clone(),
                 msp: c.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id),
                 can_write_ca: c.can_write_ca,
-                sweep_size: None,
+                sweep_size: Some(estate),
             })
             .expect("serializable")
         })
