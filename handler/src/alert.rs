@@ -26,6 +26,7 @@ pub mod kind {
     pub const HELD: &str = "safety-hold";
     pub const FAILED: &str = "failed";
     pub const WITHHELD: &str = "withheld";
+    pub const LOCKOUT_RISK: &str = "lockout-risk";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -91,6 +92,34 @@ pub fn for_withheld(plan: &crate::plan::TenantPlan) -> Vec<Alert> {
         .collect()
 }
 
+/// One alert per MSP policy that could lock out a break-glass account while A4 is
+/// in `report` mode, so caguard may not add the exclusion: a person must.
+pub fn for_lockout_risk(plan: &crate::plan::TenantPlan) -> Vec<Alert> {
+    use crate::config::{Control, ControlMode};
+    plan.actions
+        .iter()
+        .filter(|a| a.control == Control::A4 && a.mode == ControlMode::Report)
+        .map(|a| Alert {
+            tenant_id: plan.tenant_id.clone(),
+            tenant_name: plan.tenant_name.clone(),
+            kind: kind::LOCKOUT_RISK.into(),
+            message: format!(
+                "\"{}\" could lock out the break-glass accounts: {}. A4 is in report mode, so caguard did not add the exclusion; add it, or set A4 = \"enforce\".",
+                a.target, a.reason
+            ),
+            control: Some(a.control.to_string()),
+            object_id: match &a.op {
+                crate::plan::Op::UpdatePolicy { id } => Some(id.clone()),
+                _ => None,
+            },
+            object_name: Some(a.target.clone()),
+            after: Some(a.body.clone()),
+            before: Some(a.before.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
 impl Alert {
     /// The dedupe key: tenant, object and control (or kind, for tenant-level alerts).
     pub fn key(&self) -> String {
@@ -112,6 +141,7 @@ impl Alert {
             kind::POISON => "Reconcile gave up (poison message)",
             kind::HELD => "Change held for confirmation",
             kind::WITHHELD => "Policy left alone: caguard cannot add only the MSP's exclusion",
+            kind::LOCKOUT_RISK => "Lockout risk: a policy can block the break-glass accounts",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

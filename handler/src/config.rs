@@ -33,6 +33,8 @@ pub enum ControlMode {
 pub enum Control {
     A1,
     A2,
+    /// Break-glass accounts excluded from every MSP policy (Microsoft's emergency-access guidance).
+    A4,
     B1,
     B2,
     C1,
@@ -42,8 +44,17 @@ pub enum Control {
 }
 
 impl Control {
-    pub const ALL: [Control; 8] =
-        [Control::A1, Control::A2, Control::B1, Control::B2, Control::C1, Control::C2, Control::D1, Control::D2];
+    pub const ALL: [Control; 9] = [
+        Control::A1,
+        Control::A2,
+        Control::A4,
+        Control::B1,
+        Control::B2,
+        Control::C1,
+        Control::C2,
+        Control::D1,
+        Control::D2,
+    ];
 
     pub fn parse(s: &str) -> Option<Control> {
         Control::ALL.into_iter().find(|c| c.to_string().eq_ignore_ascii_case(s))

@@ -360,7 +360,7 @@ async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &Tena
         r.alerter.send(&a).await;
     }
     let own_app = r.client.app_id().await.unwrap_or_default();
-    for w in crate::alert::for_withheld(plan) {
+    for w in crate::alert::for_withheld(plan).into_iter().chain(crate::alert::for_lockout_risk(plan)) {
         r.alerter.send(&w).await;
     }
     for action in result.written_actions(plan) {

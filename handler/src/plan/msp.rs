@@ -37,8 +37,71 @@ pub(super) fn plan(config: &Config, o: &Observed) -> TenantPlan {
             plan_service_exclusions(config, o, id, &mut plan);
         }
     }
+    plan_break_glass_exclusions(config, o, &mut plan);
     super::report_unreadable(&mut plan, Control::B2, o);
     plan
+}
+
+/// A4: every break-glass account is excluded from every other enabled or
+/// report-only MSP policy that could apply to it, not only from the block policy
+/// ("exclude emergency access accounts from all Conditional Access policies",
+/// Microsoft's emergency-access guidance). In `report` mode the action is shown,
+/// not written, and alerted as a lockout risk.
+fn plan_break_glass_exclusions(config: &Config, o: &Observed, plan: &mut TenantPlan) {
+    let ids: Vec<String> = config.break_glass.iter().filter_map(|b| o.account(b)).map(str::to_string).collect();
+    if ids.len() != config.break_glass.len() {
+        return; // an unresolved account already holds the block policy, with its reason
+    }
+    let owned = owned_policy_ids(plan);
+    for p in &o.policies {
+        if owned.iter().any(|id| id.eq_ignore_ascii_case(p.id()))
+            || p.state.as_ref() == Some(&crate::model::PolicyState::Disabled)
+            || !could_apply_to(p, &ids)
+        {
+            continue;
+        }
+        let excl = strings(&to_value(p), "/conditions/users/excludeUsers");
+        let missing: Vec<String> =
+            ids.iter().filter(|id| !excl.iter().any(|e| e.eq_ignore_ascii_case(id))).cloned().collect();
+        if missing.is_empty() {
+            continue;
+        }
+        // Build on a B2 write to the same list, so the two never undo each other.
+        let op = Op::UpdatePolicy { id: p.id().to_string() };
+        let base = plan
+            .actions
+            .iter()
+            .find(|a| a.op == op && a.mode == ControlMode::Enforce)
+            .map(|a| strings(&a.body, "/conditions/users/excludeUsers"))
+            .unwrap_or_else(|| excl.clone());
+        plan.push(
+            config,
+            Action {
+                control: Control::A4,
+                mode: ControlMode::Enforce,
+                op,
+                target: p.name().to_string(),
+                reason: format!(
+                    "{} break-glass account(s) not excluded: this policy could lock them out",
+                    missing.len()
+                ),
+                body: json!({"conditions": {"users": {"excludeUsers": union(&base, &missing)}}}),
+                before: json!({"conditions": {"users": {"excludeUsers": excl}}}),
+            },
+        );
+    }
+}
+
+/// The policy's users could include one of `ids`: everything except a policy that
+/// names only other users (no groups, roles or guests, which could hold them).
+fn could_apply_to(p: &crate::model::ConditionalAccessPolicy, ids: &[String]) -> bool {
+    let Some(u) = p.users() else { return false };
+    let named = crate::model::list(&u.include_users);
+    let only_other_users = crate::model::list(&u.include_groups).is_empty()
+        && crate::model::list(&u.include_roles).is_empty()
+        && u.include_guests_or_external_users.as_ref().is_none()
+        && named.iter().all(|n| !n.eq_ignore_ascii_case("All") && !ids.iter().any(|id| id.eq_ignore_ascii_case(n)));
+    !only_other_users
 }
 
 /// A1: one trusted IP location per site with exactly the configured ranges.
