@@ -79,7 +79,7 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
     for t in 0..tenants {
         let id = guid(&mut rng);
         // 5–40 policies; one tenant in 200 has 150 up to Entra's cap of 195.
-        let n = if rng.usize(0..200) == 0 { rng.usize(150..=crate::graph::MAX_POLICIES) } else { rng.usize(5..=40) };
+        let n = if rng.usize(0..200) == 0 { rng.usize(150..=crate::objects::MAX_POLICIES) } else { rng.usize(5..=40) };
         let mut policies: Vec<Value> = (0..n).map(|i| policy(&mut rng, i)).collect();
         if rng.f64() < drift {
             // Policies 0, 1 and 3 target all users or roles: D1 applies to them.

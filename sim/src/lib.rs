@@ -17,6 +17,7 @@ mod estate;
 mod filter;
 pub mod generate;
 mod graph;
+mod objects;
 mod server;
 mod state;
 mod validate;
