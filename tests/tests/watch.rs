@@ -43,20 +43,21 @@ fn timer() -> Value {
     json!({"timer": {"ScheduleStatus": null, "IsPastDue": false}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_the_actor() {
-    let az = Azurite::start();
-    let (sim, estate) = sample_sim(0, true).await;
-    let (hook, inbox) = webhook_receiver().await;
-    let store: Arc<dyn Store> = Arc::new(TableStore::new(az.client(), &unique_table("w")));
-    let client = caguard::demo::sample_client(&sim, &estate);
+/// The Functions app on the simulator and `store`; returns its base URL.
+async fn serve(
+    sim: &caguard_sim::SimHandle,
+    estate: &caguard_sim::Estate,
+    store: &Arc<dyn Store>,
+    alerter: Alerter,
+    confirm_large_plans: bool,
+) -> String {
     let ready = Ready {
-        config: caguard::demo::sample_config(&estate),
-        alerter: Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None),
-        client,
+        config: caguard::demo::sample_config(estate),
+        alerter,
+        client: caguard::demo::sample_client(sim, estate),
         store: store.clone(),
         settings: Settings {
-            confirm_large_plans: true,
+            confirm_large_plans,
             max_dequeue_count: 5,
             cipp_connection_string: None,
             public_url: None,
@@ -68,6 +69,17 @@ async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_the_actor() {
+    let az = Azurite::start();
+    let (sim, estate) = sample_sim(0, true).await;
+    let (hook, inbox) = webhook_receiver().await;
+    let store: Arc<dyn Store> = Arc::new(TableStore::new(az.client(), &unique_table("w")));
+    let alerter = Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None);
+    let base = serve(&sim, &estate, &store, alerter, true).await;
 
     // The first rollout (confirmed, outside the alert path: it is not drift), then the watch's baseline.
     let rollout = caguard::sweep::SweepOptions { apply: true, confirmed: true, ..Default::default() };
@@ -239,24 +251,8 @@ async fn three_customers_drifting_in_one_tick_are_all_restored_without_a_hold() 
     let az = Azurite::start();
     let (sim, estate) = sample_sim(0, true).await;
     let store: Arc<dyn Store> = Arc::new(TableStore::new(az.client(), &unique_table("budget")));
-    let ready = Ready {
-        config: caguard::demo::sample_config(&estate),
-        alerter: Alerter::new(store.clone(), 60, None, None, None, None),
-        client: caguard::demo::sample_client(&sim, &estate),
-        store: store.clone(),
-        settings: Settings {
-            confirm_large_plans: false,
-            max_dequeue_count: 5,
-            cipp_connection_string: None,
-            public_url: None,
-            reconcile_queue: caguard::functions::RECONCILE_QUEUE.into(),
-        },
-        queue: None,
-        partner: caguard::partner::Verifier::from_env(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
+    let alerter = Alerter::new(store.clone(), 60, None, None, None, None);
+    let base = serve(&sim, &estate, &store, alerter, false).await;
     let rollout = caguard::sweep::SweepOptions { apply: true, confirmed: true, ..Default::default() };
     caguard::sweep::run(&caguard::demo::sample_client(&sim, &estate), &caguard::demo::sample_config(&estate), &rollout)
         .await
