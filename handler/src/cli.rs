@@ -191,11 +191,11 @@ async fn alert_apply(
         let result = t.result.as_ref()?;
         crate::alert::for_outcome(&result.tenant_id, &t.plan.tenant_name, &result.outcome)
     });
-    let withheld = report
+    let per_policy = report
         .tenants
         .iter()
         .flat_map(|t| crate::alert::for_withheld(&t.plan).into_iter().chain(crate::alert::for_lockout_risk(&t.plan)));
-    let outcomes = outcomes.chain(withheld);
+    let outcomes = outcomes.chain(per_policy);
     for alert in outcomes.chain(cipp.map(crate::cipp::alerts).unwrap_or_default()) {
         alerter.send(&alert).await;
     }

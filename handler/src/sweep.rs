@@ -209,8 +209,9 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             t.result = outcome_without_apply(&t.plan)
                 .map(|outcome| TenantResult::new(&t.plan.tenant_id, &t.plan.tenant_name, outcome));
         }
-        // Only tenants with writes pending need what was observed: keep memory flat at thousands of tenants.
-        if t.result.is_some() {
+        // Only tenants with writes pending need what was observed: keep memory flat at thousands
+        // of tenants. The MSP tenant's stays: it holds the owned ids read from the ledger.
+        if t.result.is_some() && !t.plan.msp {
             t.observed = None;
         }
     }
@@ -225,8 +226,8 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
 async fn record_owned(config: &Config, tenants: &[TenantReport], opts: &SweepOptions) {
     let Some(store) = &opts.ledger.0 else { return };
     let msp = tenants.iter().find(|t| t.plan.msp && t.plan.tenant_id.eq_ignore_ascii_case(&config.msp_tenant_id));
-    if let Some(TenantReport { plan, result: Some(result), .. }) = msp {
-        let known = crate::owned::load(store.as_ref()).await;
+    if let Some(TenantReport { plan, result: Some(result), observed }) = msp {
+        let known = observed.as_ref().map(|o| o.owned.clone()).unwrap_or_default();
         crate::owned::record(store.as_ref(), plan, result, &known).await;
     }
 }

@@ -9,7 +9,7 @@
 
 mod write;
 
-use crate::config::Config;
+use crate::config::{Config, ControlMode};
 use crate::graph::GraphClient;
 use crate::plan::{Action, Block, Observed, Op, TenantPlan};
 use serde::Serialize;
@@ -78,6 +78,11 @@ impl TenantResult {
             wrote: vec![],
         }
     }
+
+    /// The actions this apply wrote.
+    pub fn written_actions<'p>(&self, plan: &'p TenantPlan) -> impl Iterator<Item = &'p Action> {
+        self.wrote.iter().filter_map(|i| plan.actions.get(*i))
+    }
 }
 
 /// The outcome a plan has without applying it.
@@ -99,13 +104,6 @@ pub fn outcome_without_apply(plan: &TenantPlan) -> Option<Outcome> {
     None
 }
 
-impl TenantResult {
-    /// The actions this apply wrote.
-    pub fn written_actions<'p>(&self, plan: &'p TenantPlan) -> impl Iterator<Item = &'p Action> {
-        self.wrote.iter().filter_map(|i| plan.actions.get(*i))
-    }
-}
-
 /// Applies one tenant's plan.
 pub async fn apply_tenant(
     client: &GraphClient,
@@ -121,7 +119,7 @@ pub async fn apply_tenant(
     let mut failed: Vec<String> = Vec::new();
     let mut held: Vec<String> = Vec::new();
     let mut missing: Vec<String> = Vec::new(); // placeholders whose create failed
-    let enforced = plan.actions.iter().enumerate().filter(|(_, a)| a.mode == crate::config::ControlMode::Enforce);
+    let enforced = plan.actions.iter().enumerate().filter(|(_, a)| a.mode == ControlMode::Enforce);
     for (index, action) in enforced {
         let what = format!("{} \"{}\"", action.control, action.target);
         if let Some(dep) = missing.iter().find(|m| mentions(&action.body, m)) {
