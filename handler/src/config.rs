@@ -96,10 +96,16 @@ pub struct Config {
     /// In direct mode: tenant id → the service account user there (id or UPN).
     pub direct_service_accounts: BTreeMap<String, String>,
     /// `All`, or app ids.
+    /// Exclusions an MSP makes on purpose in caguard's own policies (object ids,
+    /// lower case): kept and reported, never removed as drift.
+    pub allowed_exclusions: Vec<String>,
     pub protected_apps: Vec<String>,
     pub location_prefix: String,
     pub block_policy_name: String,
     pub service_policy_name: String,
+    /// `names.adopt_existing`: a same-named policy with no record in the store is
+    /// adopted instead of held.
+    pub adopt_existing: bool,
     pub rollout: Rollout,
     pub skip_tenants: Vec<String>,
     /// `[scope] accept_widening`: write D1 even where the existing guest exclusion
@@ -301,6 +307,9 @@ struct RawAccounts {
     /// The acknowledgement `technician_users = ["All"]` needs.
     #[serde(default)]
     all_users_are_technicians: bool,
+    /// Object ids (users, groups, roles) an MSP excludes from caguard's own policies on purpose.
+    #[serde(default)]
+    allowed_exclusions: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -316,6 +325,9 @@ struct RawNames {
     location_prefix: Option<String>,
     block_policy: Option<String>,
     service_account_policy: Option<String>,
+    /// Take over a same-named policy caguard has no record of creating.
+    #[serde(default)]
+    adopt_existing: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -576,6 +588,16 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     if technician_groups.is_empty() && technician_users.is_empty() {
         err("accounts", accounts_line, "name the technicians: technician_groups and/or technician_users".into());
     }
+    let allowed_exclusions = clean(&accounts.allowed_exclusions);
+    for a in &allowed_exclusions {
+        if !is_guid(a) {
+            err(
+                "accounts.allowed_exclusions",
+                lines.of_key("allowed_exclusions"),
+                format!("'{a}' is not an object id (a GUID) of a user, group or role"),
+            );
+        }
+    }
     for g in &technician_groups {
         if !is_guid(g) {
             err(
@@ -758,10 +780,12 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         break_glass,
         service_account: service,
         direct_service_accounts: accounts.direct_service_accounts.clone(),
+        allowed_exclusions: allowed_exclusions.iter().map(|a| a.to_ascii_lowercase()).collect(),
         protected_apps,
         location_prefix: raw.names.location_prefix.clone().unwrap_or_else(|| DEFAULT_LOCATION_PREFIX.into()),
         block_policy_name,
         service_policy_name,
+        adopt_existing: raw.names.adopt_existing,
         rollout,
         skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         accept_widening: raw.scope.accept_widening,

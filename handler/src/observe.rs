@@ -182,7 +182,7 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
     let mut accounts = BTreeMap::new();
     if config.mode == Mode::Direct {
         let configured = config.direct_service_accounts.get(t).unwrap_or(&config.service_account).clone();
-        resolve_users(client, t, &[configured], &mut accounts).await?;
+        resolve_users(client, t, &[configured], &mut accounts, &mut BTreeMap::new()).await?;
     }
     let (policies, unreadable) = all_policies(client, t, first).await?;
     Ok(Observed {
@@ -191,6 +191,9 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
         policies,
         unreadable,
         owned: BTreeMap::new(),
+        ledger: false,
+        upns: BTreeMap::new(),
+        group_names: BTreeMap::new(),
         locations: vec![],
         security_defaults: defaults.is_enabled.as_ref().copied().unwrap_or(false),
         p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),
@@ -200,8 +203,14 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
 }
 
 /// Reads the MSP tenant: policies, named locations (two CA requests, paced),
-/// and in one batch security defaults, licences and the configured accounts.
-pub async fn msp(client: &GraphClient, config: &Config) -> Result<Observed, GraphError> {
+/// and in batches security defaults, licences, the configured accounts and the
+/// groups excluded from the policies caguard owns. With a store, `owned` holds
+/// the ids caguard recorded there ([`crate::owned`]).
+pub async fn msp(
+    client: &GraphClient,
+    config: &Config,
+    ledger: Option<&dyn crate::store::Store>,
+) -> Result<Observed, GraphError> {
     let t = &config.msp_tenant_id;
     let (policies, unreadable) = read_policies(client.list::<serde_json::Value>(t, POLICIES).await?);
     let locations = client.list::<NamedLocation>(t, LOCATIONS).await?;
@@ -210,29 +219,88 @@ pub async fn msp(client: &GraphClient, config: &Config) -> Result<Observed, Grap
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "2")?;
     let mut wanted: Vec<String> = config.break_glass.clone();
     wanted.push(config.service_account.clone());
-    wanted.extend(config.technician_users.iter().cloned());
+    wanted.extend(config.technician_users.iter().filter(|u| !u.eq_ignore_ascii_case("All")).cloned());
     let mut accounts = BTreeMap::new();
-    resolve_users(client, t, &wanted, &mut accounts).await?;
+    let mut upns = BTreeMap::new();
+    resolve_users(client, t, &wanted, &mut accounts, &mut upns).await?;
+    let owned = match ledger {
+        Some(store) => crate::owned::load(store).await,
+        None => BTreeMap::new(),
+    };
+    let groups = owned_policy_groups(config, &owned, &policies);
+    let group_names = resolve_groups(client, t, &groups).await?;
     Ok(Observed {
         tenant_id: t.clone(),
         tenant_name: "MSP tenant".into(),
         policies,
         unreadable,
-        owned: BTreeMap::new(),
+        owned,
+        ledger: ledger.is_some(),
         locations,
         security_defaults: defaults.is_enabled.as_ref().copied().unwrap_or(false),
         p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),
         gdap_can_write_ca: None,
         accounts,
+        upns,
+        group_names,
     })
 }
 
-/// Resolves object ids or UPNs to object ids, 20 per batch. Unknown users are left out.
+/// The groups excluded from the policies caguard owns (by recorded id or by name).
+fn owned_policy_groups(
+    config: &Config,
+    owned: &BTreeMap<String, String>,
+    policies: &[ConditionalAccessPolicy],
+) -> Vec<String> {
+    let mut out: Vec<String> = policies
+        .iter()
+        .filter(|p| {
+            owned.values().any(|id| id.eq_ignore_ascii_case(p.id()))
+                || p.name().eq_ignore_ascii_case(&config.block_policy_name)
+                || p.name().eq_ignore_ascii_case(&config.service_policy_name)
+        })
+        .filter_map(|p| p.users())
+        .flat_map(|u| crate::model::list(&u.exclude_groups).iter().map(|g| g.to_ascii_lowercase()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Group id → display name, 20 per batch. A group that cannot be read is left out
+/// (so it is not taken for a vacation group).
+async fn resolve_groups(
+    client: &GraphClient,
+    tenant: &str,
+    ids: &[String],
+) -> Result<BTreeMap<String, String>, GraphError> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(crate::model::MAX_BATCH) {
+        let items: Vec<BatchRequestItem> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, g)| item(&i.to_string(), &format!("/groups/{}?$select=id,displayName", urlencode(g))))
+            .collect();
+        let responses = client.batch(tenant, items).await?;
+        for (i, g) in chunk.iter().enumerate() {
+            if let Ok(v) = answer::<serde_json::Value>(tenant, "/groups", &responses, &i.to_string())
+                && let Some(name) = v.get("displayName").and_then(serde_json::Value::as_str)
+            {
+                out.insert(g.clone(), name.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves object ids or UPNs to object ids (and each id to its UPN), 20 per
+/// batch. Unknown users are left out: the planner holds on them.
 async fn resolve_users(
     client: &GraphClient,
     tenant: &str,
     wanted: &[String],
     out: &mut BTreeMap<String, String>,
+    upns: &mut BTreeMap<String, String>,
 ) -> Result<(), GraphError> {
     for chunk in wanted.chunks(crate::model::MAX_BATCH) {
         let items: Vec<BatchRequestItem> = chunk
@@ -245,6 +313,9 @@ async fn resolve_users(
             if let Ok(user) = answer::<User>(tenant, "/users", &responses, &i.to_string())
                 && let Some(id) = user.id.into_option()
             {
+                if let Some(upn) = user.user_principal_name.into_option() {
+                    upns.insert(id.to_ascii_lowercase(), upn);
+                }
                 out.insert(u.to_ascii_lowercase(), id);
             }
         }

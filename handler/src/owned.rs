@@ -1,10 +1,12 @@
 //! What caguard owns in the MSP tenant, by object id: the trusted locations and
 //! the policies it created (or adopted and said so). Kept in the store as
 //! records of kind `owned`, so objects are found by id first and a rename is
-//! drift rather than a reason to create a second one.
+//! drift rather than a reason to create a second one. Configured accounts are
+//! recorded too (`user:<configured>`), so a UPN that comes to point at another
+//! user is a hold ([`crate::plan::accounts`]).
 
 use crate::apply::TenantResult;
-use crate::plan::TenantPlan;
+use crate::plan::{Observed, TenantPlan};
 use crate::store::Store;
 use std::collections::BTreeMap;
 
@@ -25,15 +27,20 @@ pub async fn load(store: &dyn Store) -> BTreeMap<String, String> {
     }
 }
 
-/// Records the ids a plan relies on, with those of objects the apply created.
-/// Placeholders whose create failed are left out.
-pub async fn record(store: &dyn Store, plan: &TenantPlan, result: &TenantResult, known: &BTreeMap<String, String>) {
+/// Records the ids a plan relies on, with those of objects the apply created,
+/// and each account's first resolution (its id and UPN). Placeholders whose
+/// create failed are left out.
+pub async fn record(store: &dyn Store, plan: &TenantPlan, result: &TenantResult, observed: &Observed) {
     let rows: Vec<(String, serde_json::Value)> = plan
         .owns
         .iter()
         .filter_map(|(key, v)| {
             let id = if v.starts_with("location:") || v.starts_with("policy:") { result.created.get(v)? } else { v };
-            (known.get(key) != Some(id)).then(|| (key.clone(), serde_json::json!({"id": id})))
+            let mut row = serde_json::json!({"id": id});
+            if let Some(upn) = observed.upns.get(&id.to_ascii_lowercase()) {
+                row["userPrincipalName"] = serde_json::json!(upn);
+            }
+            (observed.owned.get(key) != Some(id)).then(|| (key.clone(), row))
         })
         .collect();
     if rows.is_empty() {

@@ -170,13 +170,8 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
         if !opts.wants(&config.msp_tenant_id) {
             return None;
         }
-        Some(match observe::msp(client, &config).await {
-            Ok(mut o) => {
-                if let Some(store) = &opts.ledger.0 {
-                    o.owned = crate::owned::load(store.as_ref()).await;
-                }
-                TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) }
-            }
+        Some(match observe::msp(client, &config, opts.ledger.0.as_deref()).await {
+            Ok(o) => TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) },
             Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
         })
     };
@@ -226,9 +221,8 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
 async fn record_owned(config: &Config, tenants: &[TenantReport], opts: &SweepOptions) {
     let Some(store) = &opts.ledger.0 else { return };
     let msp = tenants.iter().find(|t| t.plan.msp && t.plan.tenant_id.eq_ignore_ascii_case(&config.msp_tenant_id));
-    if let Some(TenantReport { plan, result: Some(result), observed }) = msp {
-        let known = observed.as_ref().map(|o| o.owned.clone()).unwrap_or_default();
-        crate::owned::record(store.as_ref(), plan, result, &known).await;
+    if let Some(TenantReport { plan, result: Some(result), observed: Some(observed) }) = msp {
+        crate::owned::record(store.as_ref(), plan, result, observed).await;
     }
 }
 

@@ -1,5 +1,7 @@
 //! Helpers shared by caguard's end-to-end tests.
 
+pub mod functions_app;
+
 use caguard::graph::{Credentials, GraphClient, GraphConfig, RetryPolicy, StaticCredentials};
 use caguard_sim::{Estate, JournalEntry, SimHandle, SimOptions, sample_estate};
 use std::collections::BTreeMap;

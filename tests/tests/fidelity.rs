@@ -195,7 +195,7 @@ async fn an_edit_made_between_observe_and_write_survives() {
     let config = sample_config(&estate);
     let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
-    let observed = observe::msp(&client, &config).await.unwrap();
+    let observed = observe::msp(&client, &config, None).await.unwrap();
     let plan = plan::plan_msp(&config, &observed);
     let b2 = plan.actions.iter().find(|a| a.control.to_string() == "B2").expect("a B2 exclusion is planned");
     let Op::UpdatePolicy { id } = &b2.op else { panic!("{:?}", b2.op) };
@@ -339,7 +339,7 @@ async fn a_same_named_country_location_is_never_trusted() {
     }
 
     // And the lockout check refuses a block policy that would trust it.
-    let observed = observe::msp(&client, &config).await.unwrap();
+    let observed = observe::msp(&client, &config, None).await.unwrap();
     let mut bad = block.clone();
     bad["conditions"]["locations"]["excludeLocations"] = json!([country_id]);
     let err = plan::safety::check_block_policy(&config, &observed, &bad, &[]).unwrap_err();
@@ -379,7 +379,7 @@ async fn a_reference_to_a_location_graph_has_not_replicated_is_retried() {
     let config = sample_config(&estate);
     let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
-    let mut observed = observe::msp(&client, &config).await.unwrap();
+    let mut observed = observe::msp(&client, &config, None).await.unwrap();
     // Someone creates the site's trusted location a moment before caguard writes.
     let site = &config.sites[0];
     let ranges: Vec<Value> =

@@ -3,74 +3,12 @@
 //! notices, the reconcile restores it, and exactly one alert names the actor.
 
 use caguard::alert::{Alerter, Schema};
-use caguard::functions::protocol::InvocationResponse;
-use caguard::functions::{Ready, Settings, router};
 use caguard::store::{Store, TableStore};
+use caguard_e2e::functions_app::{invoke, serve, timer, webhook_receiver};
 use caguard_e2e::{Azurite, sample_sim, unique_table};
 use caguard_sim::Actor;
-use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
-
-type Inbox = Arc<Mutex<Vec<Value>>>;
-
-async fn webhook_receiver() -> (String, Inbox) {
-    let inbox: Inbox = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/hook/secret-path",
-            axum::routing::post(
-                |axum::extract::State(i): axum::extract::State<Inbox>, axum::Json(v): axum::Json<Value>| async move {
-                    i.lock().unwrap().push(v);
-                    "ok"
-                },
-            ),
-        )
-        .with_state(inbox.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook/secret-path", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, inbox)
-}
-
-async fn invoke(base: &str, function: &str, data: Value) -> InvocationResponse {
-    let inv = json!({"Data": data, "Metadata": {"DequeueCount": 1, "sys": {"MethodName": function, "RandGuid": format!("{function}-run")}}});
-    let resp = reqwest::Client::new().post(format!("{base}/{function}")).json(&inv).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{function}");
-    resp.json().await.unwrap()
-}
-
-fn timer() -> Value {
-    json!({"timer": {"ScheduleStatus": null, "IsPastDue": false}})
-}
-
-/// The Functions app on the simulator and `store`; returns its base URL.
-async fn serve(
-    sim: &caguard_sim::SimHandle,
-    estate: &caguard_sim::Estate,
-    store: &Arc<dyn Store>,
-    alerter: Alerter,
-    confirm_large_plans: bool,
-) -> String {
-    let ready = Ready {
-        config: caguard::demo::sample_config(estate),
-        alerter,
-        client: caguard::demo::sample_client(sim, estate),
-        store: store.clone(),
-        settings: Settings {
-            confirm_large_plans,
-            max_dequeue_count: 5,
-            cipp_connection_string: None,
-            public_url: None,
-            reconcile_queue: caguard::functions::RECONCILE_QUEUE.into(),
-        },
-        queue: None,
-        partner: caguard::partner::Verifier::from_env(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(Arc::new(Ok(ready)))).await });
-    base
-}
+use serde_json::json;
+use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_in_a_customer_tenant_is_noticed_restored_and_alerted_once_naming_the_actor() {

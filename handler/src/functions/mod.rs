@@ -412,11 +412,7 @@ async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &Tena
 async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, TenantResult), String> {
     let is_msp = msg.msp || msg.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id);
     let observed = if is_msp {
-        let mut o = observe::msp(&r.client, &r.config).await;
-        if let Ok(o) = o.as_mut() {
-            o.owned = crate::owned::load(r.store.as_ref()).await;
-        }
-        o
+        observe::msp(&r.client, &r.config, Some(r.store.as_ref())).await
     } else {
         let customer = match msg.can_write_ca {
             Some(_) => Customer {
@@ -468,7 +464,7 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
     }
     let result = apply_tenant(&r.client, &r.config, &plan, &observed).await;
     if is_msp {
-        crate::owned::record(r.store.as_ref(), &plan, &result, &observed.owned).await;
+        crate::owned::record(r.store.as_ref(), &plan, &result, &observed).await;
     }
     Ok((plan, result))
 }

@@ -6,9 +6,11 @@
 //! account policy); in every other policy it only ever *adds* exclusions,
 //! patching nothing but the `conditions.users` subtree it changes.
 
+pub mod accounts;
 mod customer;
 mod msp;
 pub mod safety;
+pub mod whole;
 
 pub use customer::{
     D1Change, can_apply_to_service_providers, d1_change, excludes_service_provider, merge_service_provider_exclusion,
@@ -34,8 +36,16 @@ pub struct Observed {
     pub p1: Option<bool>,
     /// The GDAP relationship grants a role that can write CA; `None` outside GDAP.
     pub gdap_can_write_ca: Option<bool>,
-    /// Configured account (object id or UPN) → object id, where it resolved.
+    /// Configured account (object id or UPN, lower case) → object id, where it resolved.
     pub accounts: BTreeMap<String, String>,
+    /// Resolved object id (lower case) → its userPrincipalName, for the record.
+    pub upns: BTreeMap<String, String>,
+    /// Group id (lower case) → display name, for the groups excluded from the
+    /// policies caguard owns (a `Vacation Exclusion - …` group is kept).
+    pub group_names: BTreeMap<String, String>,
+    /// `owned` was read from a store: a same-named object with no record there is
+    /// someone else's, held rather than adopted (unless `names.adopt_existing`).
+    pub ledger: bool,
     /// Policies Graph returned that the models cannot read: reported by name, left alone.
     pub unreadable: Vec<Unreadable>,
     /// The objects caguard created or adopted here, from its store: key (see

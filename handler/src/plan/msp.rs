@@ -3,7 +3,7 @@
 
 use super::{
     Action, Block, Diff, Observed, Op, TenantPlan, exclude_user, find_owned_policy, owned_key, owned_policy_ids,
-    safety, strings, to_value, union,
+    safety, strings, to_value, union, whole,
 };
 use crate::config::{Config, Control, ControlMode, Rollout};
 use crate::model::{IP_NAMED_LOCATION, IpRange, NamedLocationKind};
@@ -21,22 +21,15 @@ pub(super) fn plan(config: &Config, o: &Observed) -> TenantPlan {
         plan.block = Some(Block::Skip("no Entra ID P1 licence: Conditional Access is unavailable".into()));
         return plan;
     }
+    if let Err(why) = super::accounts::check(config, o, &mut plan) {
+        plan.block = Some(Block::Hold(why));
+        return plan;
+    }
     let location_ids = plan_locations(config, o, &mut plan);
     plan_block_policy(config, o, &location_ids, &mut plan);
-    let service = o.account(&config.service_account).map(str::to_string);
-    match &service {
-        None => plan.note(
-            Control::B1,
-            format!(
-                "service account '{}' did not resolve to a user; B1 and B2 cannot be planned",
-                config.service_account
-            ),
-        ),
-        Some(id) => {
-            plan_service_policy(config, o, id, &mut plan);
-            plan_service_exclusions(config, o, id, &mut plan);
-        }
-    }
+    let service = o.account(&config.service_account).unwrap_or_default().to_string();
+    plan_service_policy(config, o, &service, &mut plan);
+    plan_service_exclusions(config, o, &service, &mut plan);
     plan_break_glass_exclusions(config, o, &mut plan);
     super::report_unreadable(&mut plan, Control::B2, o);
     plan
@@ -66,14 +59,20 @@ fn plan_break_glass_exclusions(config: &Config, o: &Observed, plan: &mut TenantP
         if missing.is_empty() {
             continue;
         }
-        // Build on a B2 write to the same list, so the two never undo each other.
+        let reason = format!("{} break-glass account(s) not excluded: this policy could lock them out", missing.len());
+        // An enforced B2 write to the same list carries these too: one write per
+        // policy (CA allows one request a second per tenant), and the two never
+        // undo each other. The folded action keeps B2's control and says both.
         let op = Op::UpdatePolicy { id: p.id().to_string() };
-        let base = plan
-            .actions
-            .iter()
-            .find(|a| a.op == op && a.mode == ControlMode::Enforce)
-            .map(|a| strings(&a.body, "/conditions/users/excludeUsers"))
-            .unwrap_or_else(|| excl.clone());
+        let a4 = config.control(Control::A4);
+        if let Some(b2) =
+            plan.actions.iter_mut().find(|a| a.op == op && a.mode == ControlMode::Enforce && a4 == ControlMode::Enforce)
+        {
+            let base = strings(&b2.body, "/conditions/users/excludeUsers");
+            b2.body = json!({"conditions": {"users": {"excludeUsers": union(&base, &missing)}}});
+            b2.reason = format!("{}; and A4: {reason}", b2.reason);
+            continue;
+        }
         plan.push(
             config,
             Action {
@@ -81,11 +80,8 @@ fn plan_break_glass_exclusions(config: &Config, o: &Observed, plan: &mut TenantP
                 mode: ControlMode::Enforce,
                 op,
                 target: p.name().to_string(),
-                reason: format!(
-                    "{} break-glass account(s) not excluded: this policy could lock them out",
-                    missing.len()
-                ),
-                body: json!({"conditions": {"users": {"excludeUsers": union(&base, &missing)}}}),
+                reason,
+                body: json!({"conditions": {"users": {"excludeUsers": union(&excl, &missing)}}}),
                 before: json!({"conditions": {"users": {"excludeUsers": excl}}}),
             },
         );
@@ -226,25 +222,15 @@ fn rollout_state(r: Rollout) -> &'static str {
     }
 }
 
-/// A2: the technician block policy, exactly as configured.
+/// A2: the technician block policy, exactly as configured and owned whole.
+/// Accounts have resolved (checked before planning).
 fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], plan: &mut TenantPlan) {
     let name = &config.block_policy_name;
-    let mut required_exclusions = Vec::new();
-    for bg in &config.break_glass {
-        match o.account(bg) {
-            Some(id) => required_exclusions.push(id.to_string()),
-            None => {
-                plan.block = Some(Block::Hold(format!(
-                    "break-glass account '{bg}' did not resolve to a user; no block policy is written until every break-glass account can be excluded"
-                )));
-                return;
-            }
-        }
-    }
-    if let Some(svc) = o.account(&config.service_account) {
-        required_exclusions.push(svc.to_string());
-    }
-    let users: Vec<String> = config.technician_users.iter().map(|u| o.account(u).unwrap_or(u).to_string()).collect();
+    let mut required: Vec<String> =
+        config.break_glass.iter().filter_map(|b| o.account(b)).map(str::to_string).collect();
+    required.extend(o.account(&config.service_account).map(str::to_string));
+    let users: Vec<String> =
+        config.technician_users.iter().map(|u| o.account(u).unwrap_or(u.as_str()).to_string()).collect();
     let Ok((existing, by_name)) = find_owned_policy(o, Control::A2, name, plan) else { return };
     if let Some(p) = existing.filter(|p| by_name && !safety::is_block(&to_value(*p))) {
         plan.block = Some(Block::Hold(format!(
@@ -253,16 +239,12 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
         )));
         return;
     }
-    let current = existing.map(to_value).unwrap_or(Value::Null);
-    let current_excl = strings(&current, "/conditions/users/excludeUsers");
-    let extra: Vec<&String> =
-        current_excl.iter().filter(|u| !required_exclusions.iter().any(|r| r.eq_ignore_ascii_case(u))).collect();
-    if !extra.is_empty() {
-        plan.note(
-            Control::A2,
-            format!("the block policy also excludes {extra:?}; caguard keeps exclusions it did not add — review them"),
-        );
+    if let Some(p) = existing.filter(|_| by_name)
+        && hold_unrecorded(config, o, plan, name, p.id())
+    {
+        return;
     }
+    let current = existing.map(to_value).unwrap_or(Value::Null);
     let state = match current.get("state").and_then(Value::as_str) {
         Some("enabled") if config.rollout == Rollout::ReportOnly => {
             plan.note(Control::A2, "the block policy is enabled while rollout says reportOnly; caguard never weakens it back — set rollout.block_policy = \"enabled\"");
@@ -270,30 +252,27 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
         }
         _ => rollout_state(config.rollout),
     };
-    let fields: Vec<(&str, Value)> = vec![
-        ("/displayName", json!(name)),
-        ("/state", json!(state)),
-        ("/conditions/users/includeUsers", json!(users)),
-        ("/conditions/users/includeGroups", json!(config.technician_groups)),
-        ("/conditions/users/includeRoles", json!([])),
-        ("/conditions/users/includeGuestsOrExternalUsers", Value::Null),
-        ("/conditions/users/excludeUsers", json!(union(&current_excl, &required_exclusions))),
-        ("/conditions/applications/includeApplications", json!(config.protected_apps)),
-        ("/conditions/locations/includeLocations", json!(["All"])),
-        ("/conditions/locations/excludeLocations", json!(location_ids)),
-        ("/conditions/clientAppTypes", json!(["all"])),
-        ("/grantControls/operator", json!("OR")),
-        ("/grantControls/builtInControls", json!(["block"])),
+    let excluded = |prop: &str, required: &[String], plan: &mut TenantPlan| {
+        json!(whole::exclusions(config, o, &current, prop, required, Control::A2, plan))
+    };
+    let mut fields: Vec<whole::Field> = vec![
+        ("/displayName".into(), json!(name)),
+        ("/state".into(), json!(state)),
+        ("/conditions/users/includeUsers".into(), json!(users)),
+        ("/conditions/users/includeGroups".into(), json!(config.technician_groups)),
+        ("/conditions/users/excludeUsers".into(), excluded("excludeUsers", &required, plan)),
+        ("/conditions/users/excludeGroups".into(), excluded("excludeGroups", &[], plan)),
+        ("/conditions/users/excludeRoles".into(), excluded("excludeRoles", &[], plan)),
+        ("/conditions/applications/includeApplications".into(), json!(config.protected_apps)),
+        ("/conditions/locations/includeLocations".into(), json!(["All"])),
+        ("/conditions/locations/excludeLocations".into(), json!(location_ids)),
+        ("/conditions/clientAppTypes".into(), json!(["all"])),
+        ("/grantControls/operator".into(), json!("OR")),
+        ("/grantControls/builtInControls".into(), json!(["block"])),
     ];
-    let action = owned_policy_action(
-        Control::A2,
-        name,
-        existing,
-        &current,
-        fields,
-        "technicians are not blocked outside the trusted locations",
-    );
-    if let Some(a) = action {
+    whole::close(&current, &mut fields);
+    let missing = "technicians are not blocked outside the trusted locations";
+    if let Some(a) = owned_policy_action(Control::A2, name, existing, &current, fields, missing) {
         let after = resulting(&current, &a.body);
         if let Err(e) = safety::check_block_policy(config, o, &after, &plan.actions) {
             plan.block = Some(Block::Hold(format!("lockout safety: {e}")));
@@ -301,6 +280,20 @@ fn plan_block_policy(config: &Config, o: &Observed, location_ids: &[String], pla
         }
         plan.push(config, a);
     }
+}
+
+/// A policy found by name that the store has no record of creating is someone
+/// else's: with a store in use it is held (a warning naming it), not taken over,
+/// unless `names.adopt_existing`. Returns whether it held.
+fn hold_unrecorded(config: &Config, o: &Observed, plan: &mut TenantPlan, name: &str, id: &str) -> bool {
+    if !o.ledger || config.adopt_existing {
+        return false;
+    }
+    plan.block = Some(Block::Hold(format!(
+        "an existing policy is already called \"{name}\" ({id}) and caguard has no record of creating it; it is not taken over. \
+         Rename it, choose another name in [names], or set names.adopt_existing = true to adopt it"
+    )));
+    true
 }
 
 /// The policy as it will stand after `body` is applied to `current`.
@@ -316,7 +309,7 @@ fn owned_policy_action(
     name: &str,
     existing: Option<&crate::model::ConditionalAccessPolicy>,
     current: &Value,
-    fields: Vec<(&str, Value)>,
+    fields: Vec<whole::Field>,
     missing_reason: &str,
 ) -> Option<Action> {
     match existing {
@@ -324,7 +317,7 @@ fn owned_policy_action(
             let mut body = json!({"displayName": name});
             for (ptr, v) in fields {
                 if !v.is_null() {
-                    super::put(&mut body, ptr, v);
+                    super::put(&mut body, &ptr, v);
                 }
             }
             Some(Action {
@@ -340,7 +333,7 @@ fn owned_policy_action(
         Some(p) => {
             let mut diff = Diff::new(current);
             for (ptr, v) in fields {
-                diff.want(ptr, v);
+                diff.want(&ptr, v);
             }
             (!diff.is_empty()).then(|| Action {
                 control,
@@ -355,7 +348,8 @@ fn owned_policy_action(
     }
 }
 
-/// B1: the service account's own policy: all apps, MFA, sign-in frequency every time, no locations, enabled.
+/// B1: the service account's own policy, owned whole: that account only, all
+/// apps, MFA, sign-in frequency every time, no location condition, enabled.
 fn plan_service_policy(config: &Config, o: &Observed, service_id: &str, plan: &mut TenantPlan) {
     let name = &config.service_policy_name;
     let Ok((existing, by_name)) = find_owned_policy(o, Control::B1, name, plan) else { return };
@@ -366,38 +360,44 @@ fn plan_service_policy(config: &Config, o: &Observed, service_id: &str, plan: &m
         )));
         return;
     }
+    if let Some(p) = existing.filter(|_| by_name)
+        && hold_unrecorded(config, o, plan, name, p.id())
+    {
+        return;
+    }
     let current = existing.map(to_value).unwrap_or(Value::Null);
     let every_time = json!({"isEnabled": true, "frequencyInterval": "everyTime",
                             "authenticationType": "primaryAndSecondaryAuthentication", "value": null, "type": null});
     let sif = current.pointer("/sessionControls/signInFrequency");
     let sif_ok = sif.is_some_and(|s| s["isEnabled"] == json!(true) && s["frequencyInterval"] == json!("everyTime"));
-    let mut fields: Vec<(&str, Value)> = vec![
-        ("/displayName", json!(name)),
-        ("/state", json!("enabled")),
-        ("/conditions/users/includeUsers", json!([service_id])),
-        ("/conditions/users/includeGroups", json!([])),
-        ("/conditions/users/includeRoles", json!([])),
-        ("/conditions/users/includeGuestsOrExternalUsers", Value::Null),
-        ("/conditions/applications/includeApplications", json!(["All"])),
-        ("/conditions/clientAppTypes", json!(["all"])),
-        ("/grantControls/operator", json!("OR")),
-        ("/grantControls/builtInControls", json!(["mfa"])),
+    let excluded = |prop: &str, plan: &mut TenantPlan| {
+        // The service account excluding itself is drift: it is never "on purpose".
+        let mut kept = whole::exclusions(config, o, &current, prop, &[], Control::B1, plan);
+        kept.retain(|x| !x.eq_ignore_ascii_case(service_id));
+        json!(kept)
+    };
+    let mut fields: Vec<whole::Field> = vec![
+        ("/displayName".into(), json!(name)),
+        ("/state".into(), json!("enabled")),
+        ("/conditions/users/includeUsers".into(), json!([service_id])),
+        ("/conditions/users/includeGroups".into(), json!([])),
+        ("/conditions/users/excludeUsers".into(), excluded("excludeUsers", plan)),
+        ("/conditions/users/excludeGroups".into(), excluded("excludeGroups", plan)),
+        ("/conditions/users/excludeRoles".into(), excluded("excludeRoles", plan)),
+        ("/conditions/applications/includeApplications".into(), json!(["All"])),
+        ("/conditions/clientAppTypes".into(), json!(["all"])),
+        ("/grantControls/operator".into(), json!("OR")),
+        ("/grantControls/builtInControls".into(), json!(["mfa"])),
         // No location condition at all: the account must do MFA from anywhere.
-        ("/conditions/locations", Value::Null),
+        ("/conditions/locations".into(), Value::Null),
     ];
     // Sign-in frequency compares by meaning (enabled, every time), not byte for byte.
     if !sif_ok {
-        fields.push(("/sessionControls/signInFrequency", every_time));
+        fields.push(("/sessionControls/signInFrequency".into(), every_time));
     }
-    let action = owned_policy_action(
-        Control::B1,
-        name,
-        existing,
-        &current,
-        fields,
-        "the service account has no MFA-every-time policy",
-    );
-    if let Some(a) = action {
+    whole::close(&current, &mut fields);
+    let missing = "the service account has no MFA-every-time policy";
+    if let Some(a) = owned_policy_action(Control::B1, name, existing, &current, fields, missing) {
         plan.push(config, a);
     }
 }
