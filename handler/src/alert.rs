@@ -27,6 +27,7 @@ pub mod kind {
     pub const FAILED: &str = "failed";
     pub const WITHHELD: &str = "withheld";
     pub const LOCKOUT_RISK: &str = "lockout-risk";
+    pub const DISCOVERY_FAILED: &str = "discovery-failed";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -65,6 +66,20 @@ pub fn for_outcome(tenant: &str, name: &str, outcome: &crate::apply::Outcome) ->
         message: why.clone(),
         ..Default::default()
     })
+}
+
+/// The one alert a failed discovery raises (the customers it could not reach are
+/// reported `unknown`, not alerted one by one).
+pub fn for_discovery_failure(msp_tenant: &str, error: &str, unknown: usize) -> Alert {
+    Alert {
+        tenant_id: msp_tenant.into(),
+        tenant_name: "MSP tenant".into(),
+        kind: kind::DISCOVERY_FAILED.into(),
+        message: format!(
+            "GDAP tenant discovery failed: {error}. The MSP tenant was still reconciled; {unknown} customer tenant(s) last seen were not observed."
+        ),
+        ..Default::default()
+    }
 }
 
 /// One alert per policy caguard left alone on purpose (a D1 write that would
@@ -142,6 +157,7 @@ impl Alert {
             kind::HELD => "Change held for confirmation",
             kind::WITHHELD => "Policy left alone: caguard cannot add only the MSP's exclusion",
             kind::LOCKOUT_RISK => "Lockout risk: a policy can block the break-glass accounts",
+            kind::DISCOVERY_FAILED => "Customer tenants could not be discovered",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

@@ -187,6 +187,16 @@ async fn alert_apply(
     store: &std::path::Path,
 ) {
     let alerter = crate::alert::Alerter::from_env(Arc::new(crate::store::FileStore::new(store)), cfg, client);
+    let cipp_alerts = cipp.map(crate::cipp::alerts).unwrap_or_default();
+    for alert in apply_alerts(cfg, report).into_iter().chain(cipp_alerts) {
+        alerter.send(&alert).await;
+    }
+}
+
+/// The alerts an apply raises for its tenants: holds, failures, tenants
+/// enforcement cannot reach, withheld policies, lockout risks, and one for a
+/// failed discovery (the customers it hid are `unknown`, not alerted one by one).
+pub fn apply_alerts(cfg: &config::Config, report: &SweepReport) -> Vec<crate::alert::Alert> {
     let outcomes = report.tenants.iter().filter_map(|t| {
         let result = t.result.as_ref()?;
         crate::alert::for_outcome(&result.tenant_id, &t.plan.tenant_name, &result.outcome)
@@ -195,10 +205,16 @@ async fn alert_apply(
         .tenants
         .iter()
         .flat_map(|t| crate::alert::for_withheld(&t.plan).into_iter().chain(crate::alert::for_lockout_risk(&t.plan)));
-    let outcomes = outcomes.chain(per_policy);
-    for alert in outcomes.chain(cipp.map(crate::cipp::alerts).unwrap_or_default()) {
-        alerter.send(&alert).await;
-    }
+    let discovery = report
+        .discovery_error
+        .as_ref()
+        .map(|e| crate::alert::for_discovery_failure(&cfg.msp_tenant_id, e, report.count("unknown")));
+    outcomes.chain(per_policy).chain(discovery).collect()
+}
+
+/// `apply`'s exit code: 1 when a tenant failed or was held, discovery failed, or Part C failed.
+pub fn apply_exit_code(report: &SweepReport, cipp_failed: bool) -> i32 {
+    if report.needs_attention() || cipp_failed { EXIT_ERROR } else { EXIT_OK }
 }
 
 fn graph_client() -> Result<GraphClient, String> {
@@ -282,7 +298,13 @@ pub async fn run(cli: Cli) -> i32 {
             Ok((r, c)) => {
                 print(&r, c.as_ref(), args.json, false);
                 let cipp_drift = c.as_ref().is_some_and(|c| c.drifted() > 0);
-                Ok(if r.drifted() > 0 || cipp_drift { EXIT_DRIFT } else { EXIT_OK })
+                Ok(if r.discovery_error.is_some() {
+                    EXIT_ERROR
+                } else if r.drifted() > 0 || cipp_drift {
+                    EXIT_DRIFT
+                } else {
+                    EXIT_OK
+                })
             }
             Err(e) => Err(e),
         },
@@ -293,7 +315,7 @@ pub async fn run(cli: Cli) -> i32 {
                     !c.errors.is_empty()
                         || c.rows.iter().any(|r| matches!(r.outcome, crate::cipp::RowOutcome::Failed(_)))
                 });
-                Ok(if r.count("failed") + r.count("held") > 0 || cipp_failed { EXIT_ERROR } else { EXIT_OK })
+                Ok(apply_exit_code(&r, cipp_failed))
             }
             Err(e) => Err(e),
         },

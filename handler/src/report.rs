@@ -102,10 +102,20 @@ pub fn sweep_text(r: &SweepReport, applied: bool, limit: Option<usize>) -> Strin
             _ => plan_text(&t.plan, &mut out, limit),
         }
     }
+    if let Some(e) = &r.discovery_error {
+        let _ = writeln!(
+            out,
+            "\nDISCOVERY FAILED: {e}\n  the MSP tenant was reconciled; the customers last seen are reported unknown"
+        );
+    }
+    let unknown = match r.count("unknown") {
+        0 => String::new(),
+        n => format!(", {n} unknown"),
+    };
     let s = &r.stats;
     let _ = writeln!(
         out,
-        "\n{} tenants: {} compliant, {} fixed, {} with changes planned, {} held, {} skipped, {} failed. {} Graph requests ({} reads, {} writes, {} retries, {} throttled) in {:.1}s.",
+        "\n{} tenants: {} compliant, {} fixed, {} with changes planned, {} held, {} skipped, {} failed{unknown}. {} Graph requests ({} reads, {} writes, {} retries, {} throttled) in {:.1}s.",
         r.tenants.len(),
         r.count("compliant"),
         r.count("fixed"),

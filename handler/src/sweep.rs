@@ -72,6 +72,10 @@ pub struct TenantReport {
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
     pub tenants: Vec<TenantReport>,
+    /// Set when the customer tenants could not be discovered: the MSP tenant was
+    /// still reconciled, and the last known customers are reported `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_error: Option<String>,
     pub stats: Stats,
     pub elapsed_ms: u128,
 }
@@ -84,6 +88,11 @@ impl SweepReport {
 
     pub fn count(&self, label: &str) -> usize {
         self.tenants.iter().filter(|t| t.result.as_ref().is_some_and(|r| r.outcome.label() == label)).count()
+    }
+
+    /// An apply that needs a person: a tenant failed or was held, or discovery failed.
+    pub fn needs_attention(&self) -> bool {
+        self.count("failed") + self.count("held") > 0 || self.discovery_error.is_some()
     }
 
     pub fn result(&self, tenant: &str) -> Option<&TenantResult> {
@@ -176,13 +185,35 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
         })
     };
     let customers = async {
-        let mut found = observe::discover(client, &config).await?;
-        found.retain(|c| opts.wants(&c.tenant_id));
-        Ok::<_, GraphError>(found)
+        let found = observe::discover(client, &config).await;
+        if let (Ok(found), Some(store)) = (&found, &opts.ledger.0)
+            && let Err(e) = crate::watch::remember_tenants(store.as_ref(), found).await
+        {
+            tracing::warn!("could not remember the tenant list: {e}");
+        }
+        found
     };
     let (msp, customers) = tokio::join!(msp, customers);
     tenants.extend(msp);
-    let (active, inactive): (Vec<_>, Vec<_>) = customers?.into_iter().partition(|c| c.active);
+    let (customers, discovery_error) = match customers {
+        Ok(found) => (found, None),
+        Err(e) => {
+            // The MSP tenant is reconciled all the same; the customers last seen get a
+            // result saying they were not looked at, and the run fails (#12).
+            tracing::error!("tenant discovery failed: {e}");
+            let known = match &opts.ledger.0 {
+                Some(store) => crate::watch::last_known_tenants(store.as_ref()).await,
+                None => vec![],
+            };
+            let why = format!("discovery failed, so this tenant was not observed this run: {e}");
+            for c in known.iter().filter(|c| opts.wants(&c.tenant_id)) {
+                tenants.push(report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Unknown(why.clone())));
+            }
+            (vec![], Some(e.to_string()))
+        }
+    };
+    let customers: Vec<Customer> = customers.into_iter().filter(|c| opts.wants(&c.tenant_id)).collect();
+    let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
     let (skipped, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|c| config.is_skipped(&c.tenant_id));
     tenants.extend(observe_customers(client, &config, active, opts).await);
     for c in skipped {
@@ -214,7 +245,7 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
         apply_all(client, &config, &mut tenants, opts).await;
         record_owned(&config, &tenants, opts).await;
     }
-    Ok(SweepReport { tenants, stats: client.stats(), elapsed_ms: started.elapsed().as_millis() })
+    Ok(SweepReport { tenants, discovery_error, stats: client.stats(), elapsed_ms: started.elapsed().as_millis() })
 }
 
 /// Records the ids of the MSP tenant's owned objects once they exist.

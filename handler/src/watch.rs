@@ -59,6 +59,17 @@ pub async fn remember_tenants(store: &dyn Store, customers: &[Customer]) -> Resu
     store.put_record(DISCOVERED.0, DISCOVERED.1, json!({"at": at, "tenants": new.len()})).await
 }
 
+/// The tenant list last remembered, however old: what a failed discovery reports on.
+pub async fn last_known_tenants(store: &dyn Store) -> Vec<Customer> {
+    match store.records(TENANTS).await {
+        Ok(rows) => rows.into_iter().filter_map(|(_, v)| serde_json::from_value(v).ok()).collect(),
+        Err(e) => {
+            tracing::warn!("could not read the last known tenant list: {e}");
+            vec![]
+        }
+    }
+}
+
 /// The remembered list, if it is younger than `max_age_minutes`.
 async fn remembered(store: &dyn Store, max_age_minutes: i64) -> Result<Option<Vec<Customer>>, StoreError> {
     let at = store

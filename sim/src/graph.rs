@@ -80,7 +80,13 @@ pub(crate) fn handle(state: &mut State, req: Req, arrived: Instant) -> Resp {
     if ca && state.storm_active(now) {
         return error(429, "TooManyRequests", "Too many requests. Please retry again later.");
     }
-    if state.faults.error_rate > 0.0 && fastrand::f64() < state.faults.error_rate {
+    let targeted = state.faults.error_paths.is_empty()
+        || state
+            .faults
+            .error_paths
+            .iter()
+            .any(|p| req.path.trim_start_matches('/').starts_with(p.trim_start_matches('/')));
+    if targeted && state.faults.error_rate > 0.0 && fastrand::f64() < state.faults.error_rate {
         return if fastrand::bool() {
             error(429, "TooManyRequests", "Too many requests. Please retry again later.")
         } else {

@@ -43,6 +43,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Fraction (0..1) of Graph requests answered 429 or 503 at random, without Retry-After.
     pub error_rate: f64,
+    /// When not empty, `errorRate` applies only to requests whose path (after the
+    /// version, e.g. `tenantRelationships/`) starts with one of these.
+    pub error_paths: Vec<String>,
     /// While set, every CA request is answered 429 until this many ms after the storm began.
     pub storm_ms: u64,
     /// Token endpoint failures.

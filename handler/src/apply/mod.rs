@@ -27,6 +27,8 @@ pub enum Outcome {
     Failed(String),
     Held(String),
     Skipped(String),
+    /// Not observed at all: the tenant list could not be discovered this run.
+    Unknown(String),
 }
 
 impl Outcome {
@@ -37,12 +39,13 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
             Outcome::Held(_) => "held",
             Outcome::Skipped(_) => "skipped",
+            Outcome::Unknown(_) => "unknown",
         }
     }
 
     pub fn reason(&self) -> Option<&str> {
         match self {
-            Outcome::Failed(r) | Outcome::Held(r) | Outcome::Skipped(r) => Some(r),
+            Outcome::Failed(r) | Outcome::Held(r) | Outcome::Skipped(r) | Outcome::Unknown(r) => Some(r),
             _ => None,
         }
     }

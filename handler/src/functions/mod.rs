@@ -253,10 +253,16 @@ async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Result<Invocatio
         resp = resp.log("SweepTimer is past due (the app was idle or busy); sweeping now");
     }
     let correlation_id = correlation(request);
-    let customers = observe::discover(&r.client, &r.config)
-        .await
-        .map_err(|e| Failure::Retry(format!("tenant discovery failed: {e}")))?;
-    remember_for_watch(r, &customers).await;
+    let customers = match observe::discover(&r.client, &r.config).await {
+        Ok(found) => {
+            remember_for_watch(r, &found).await;
+            found
+        }
+        Err(e) => {
+            resp = resp.log(discovery_failed(r, &e.to_string(), &correlation_id).await);
+            vec![]
+        }
+    };
     let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
     let enforced: Vec<&Customer> = active.iter().filter(|c| !r.config.is_skipped(&c.tenant_id)).collect();
     let size = enforced.len() + 1;
@@ -520,6 +526,21 @@ async fn run_cipp(r: &Ready) -> Option<String> {
 }
 
 /// Hands a fresh discovery to the watch, so its ticks need not list GDAP relationships.
+/// A failed discovery (#12): the sweep still reconciles the MSP tenant; each
+/// customer last seen is recorded `unknown`, and one alert says so.
+async fn discovery_failed(r: &Ready, error: &str, correlation_id: &str) -> String {
+    let known = crate::watch::last_known_tenants(r.store.as_ref()).await;
+    let why = format!("discovery failed, so this tenant was not observed this run: {error}");
+    for c in &known {
+        record(r, &c.tenant_id, &c.name, &Outcome::Unknown(why.clone()), 0, correlation_id).await;
+    }
+    r.alerter.send(&crate::alert::for_discovery_failure(&r.config.msp_tenant_id, error, known.len())).await;
+    format!(
+        "tenant discovery failed ({error}); the MSP tenant is reconciled, {} customer(s) recorded unknown",
+        known.len()
+    )
+}
+
 async fn remember_for_watch(r: &Ready, customers: &[Customer]) {
     if let Err(e) = crate::watch::remember_tenants(r.store.as_ref(), customers).await {
         tracing::warn!("could not update the watch's tenant list (the watch rediscovers on its own): {e}");
