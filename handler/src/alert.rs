@@ -28,6 +28,7 @@ pub mod kind {
     pub const WITHHELD: &str = "withheld";
     pub const LOCKOUT_RISK: &str = "lockout-risk";
     pub const DISCOVERY_FAILED: &str = "discovery-failed";
+    pub const NOTE: &str = "note";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -66,6 +67,29 @@ pub fn for_outcome(tenant: &str, name: &str, outcome: &crate::apply::Outcome) ->
         message: why.clone(),
         ..Default::default()
     })
+}
+
+/// One alert per planner note (duplicate names, a location of the wrong kind,
+/// exclusions kept on purpose, an adoption …), deduped per note and window.
+pub fn for_notes(plan: &crate::plan::TenantPlan) -> Vec<Alert> {
+    plan.notes
+        .iter()
+        .map(|n| Alert {
+            tenant_id: plan.tenant_id.clone(),
+            tenant_name: plan.tenant_name.clone(),
+            kind: kind::NOTE.into(),
+            message: format!("{}: {}", n.control, n.message),
+            control: Some(n.control.to_string()),
+            // Distinct notes are distinct alerts; the key must be safe as a table key.
+            object_id: Some(format!("note-{:016x}", fnv1a(&n.message))),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// 64-bit FNV-1a: a stable, key-safe digest of a note.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The one alert a failed discovery raises (the customers it could not reach are
@@ -158,6 +182,7 @@ impl Alert {
             kind::WITHHELD => "Policy left alone: caguard cannot add only the MSP's exclusion",
             kind::LOCKOUT_RISK => "Lockout risk: a policy can block the break-glass accounts",
             kind::DISCOVERY_FAILED => "Customer tenants could not be discovered",
+            kind::NOTE => "Something to review (no write)",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

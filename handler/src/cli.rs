@@ -201,10 +201,13 @@ pub fn apply_alerts(cfg: &config::Config, report: &SweepReport) -> Vec<crate::al
         let result = t.result.as_ref()?;
         crate::alert::for_outcome(&result.tenant_id, &t.plan.tenant_name, &result.outcome)
     });
-    let per_policy = report
-        .tenants
-        .iter()
-        .flat_map(|t| crate::alert::for_withheld(&t.plan).into_iter().chain(crate::alert::for_lockout_risk(&t.plan)));
+    let per_policy = report.tenants.iter().flat_map(|t| {
+        let plan = &t.plan;
+        crate::alert::for_withheld(plan)
+            .into_iter()
+            .chain(crate::alert::for_lockout_risk(plan))
+            .chain(crate::alert::for_notes(plan))
+    });
     let discovery = report
         .discovery_error
         .as_ref()

@@ -80,11 +80,16 @@ impl RolledOut {
 
     /// One ReconcileTenant of the MSP tenant; returns its result.
     async fn reconcile(&self) -> Value {
+        self.reconcile_logged().await.0
+    }
+
+    /// One ReconcileTenant of the MSP tenant; returns its result and log lines.
+    async fn reconcile_logged(&self) -> (Value, Vec<String>) {
         self.inbox.lock().unwrap().clear();
         let msg = json!({"tenantId": self.msp, "reason": "drift", "correlationId": "owned-whole", "msp": true});
         let done = invoke(&self.base, "ReconcileTenant", json!({"reconcile": msg.to_string()})).await;
         assert!(done.return_value.is_object(), "{:?}", done.logs);
-        done.return_value
+        (done.return_value, done.logs)
     }
 
     fn alerts(&self) -> Vec<Value> {
@@ -202,8 +207,19 @@ async fn a_cipp_vacation_group_and_an_allowed_exclusion_are_kept_and_reported() 
     s.edit("A2", json!({"conditions": {"users": {"excludeGroups": [vacation], "excludeUsers": excluded}}})).await;
 
     // Through the Functions app (no allowed exclusions configured): the vacation
-    // group stays, Dana's exclusion is drift.
-    assert_eq!(s.reconcile().await["outcome"], "fixed");
+    // group stays, and the note saying so reaches the logs and the alert channel;
+    // Dana's exclusion is drift.
+    let (result, logs) = s.reconcile_logged().await;
+    assert_eq!(result["outcome"], "fixed");
+    assert!(
+        logs.iter().any(|l| l.starts_with("note A2: kept excludeGroups") && l.contains("Vacation Exclusion - ")),
+        "{logs:?}"
+    );
+    let alerts = s.alerts();
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "note" && a["message"].as_str().unwrap().contains("Vacation Exclusion - ")),
+        "{alerts:#?}"
+    );
     let after = s.policy(&id);
     assert_eq!(after["conditions"]["users"]["excludeGroups"], json!([vacation]));
     assert!(!after["conditions"]["users"]["excludeUsers"].to_string().contains(&dana), "{after}");

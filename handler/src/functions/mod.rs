@@ -348,6 +348,11 @@ async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<Invo
     if let Outcome::Failed(why) = &result.outcome {
         return Err(Failure::Retry(format!("tenant {} (attempt {attempt}): {why}", msg.tenant_id)));
     }
+    let mut resp = InvocationResponse::ok();
+    for n in &plan.notes {
+        tracing::info!(tenant = %result.tenant_id, control = %n.control, "note: {}", n.message);
+        resp = resp.log(format!("note {}: {}", n.control, n.message));
+    }
     let line = format!(
         "{} ({}): {}{} — {} actions planned, {} written",
         name,
@@ -357,7 +362,7 @@ async fn reconcile_tenant(r: &Ready, request: &InvocationRequest) -> Result<Invo
         plan.actions.len(),
         result.written
     );
-    Ok(InvocationResponse::ok().log(line).with_return(serde_json::to_value(&result).expect("serializable")))
+    Ok(resp.log(line).with_return(serde_json::to_value(&result).expect("serializable")))
 }
 
 /// Drift records and alerts for what a reconcile wrote, with who changed each object.
@@ -366,7 +371,8 @@ async fn report_drift(r: &Ready, msg: &ReconcileMessage, name: &str, plan: &Tena
         r.alerter.send(&a).await;
     }
     let own_app = r.client.app_id().await.unwrap_or_default();
-    for w in crate::alert::for_withheld(plan).into_iter().chain(crate::alert::for_lockout_risk(plan)) {
+    let per_policy = crate::alert::for_withheld(plan).into_iter().chain(crate::alert::for_lockout_risk(plan));
+    for w in per_policy.chain(crate::alert::for_notes(plan)) {
         r.alerter.send(&w).await;
     }
     for action in result.written_actions(plan) {
