@@ -88,7 +88,7 @@ pub fn for_notes(plan: &crate::plan::TenantPlan) -> Vec<Alert> {
 }
 
 /// 64-bit FNV-1a: a stable, key-safe digest of a note.
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -62,7 +62,7 @@ pub async fn serve(
             reconcile_queue: caguard::functions::RECONCILE_QUEUE.into(),
         },
         queue: None,
-        partner: caguard::partner::Verifier::from_env(),
+        partner: Arc::new(caguard::partner::Verifier::from_env()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -32,7 +32,7 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
         alerter: caguard::alert::Alerter::new(store.clone(), 60, None, None, None, None),
         store,
         queue: None,
-        partner: caguard::partner::Verifier::from_env(),
+        partner: Arc::new(caguard::partner::Verifier::from_env()),
         settings: Settings {
             confirm_large_plans: false,
             max_dequeue_count: 5,

@@ -40,7 +40,7 @@ async fn app() -> App {
         alerter: Alerter::new(store.clone(), 60, None, None, None, None),
         store: store.clone(),
         queue: Some(queue.clone()),
-        partner: caguard::partner::Verifier::from_env(),
+        partner: Arc::new(caguard::partner::Verifier::from_env()),
         settings: Settings {
             confirm_large_plans: false,
             max_dequeue_count: 5,

@@ -1,6 +1,8 @@
 //! Partner Center GDAP events through the Functions app: every fixture event parses;
-//! a signed activation onboards a new tenant; a forged signature or a certificate on
-//! a foreign host is refused with 401 and nothing is queued.
+//! a signed activation onboards a new tenant, once (a replay is ignored); a forged
+//! signature, a certificate on a foreign host or a self-signed certificate with the
+//! right subject is refused with 401 and nothing is queued; a flood of unsigned
+//! requests fetches nothing and grows no cache.
 
 use base64::Engine;
 use caguard::alert::Alerter;
@@ -10,6 +12,7 @@ use caguard::store::{FileStore, Store};
 use caguard_e2e::{Azurite, fixtures_dir, sample_sim};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[test]
 fn every_partner_center_event_fixture_parses() {
@@ -35,36 +38,66 @@ const PC_HOST: &str = "api.partnercenter.microsoft.com";
 
 struct Signer {
     key: aws_lc_rs::signature::RsaKeyPair,
+    /// The same subject, self-signed: what an impostor can make.
+    impostor: aws_lc_rs::signature::RsaKeyPair,
     cert_url: String,
+    impostor_url: String,
     verifier_http: reqwest::Client,
+    /// The root that issued the genuine certificate, trusted by the verifier.
+    root: Vec<u8>,
+    /// Certificate downloads the server has answered.
+    fetches: Arc<AtomicUsize>,
+}
+
+fn sign(key: &aws_lc_rs::signature::RsaKeyPair, body: &[u8]) -> String {
+    let mut sig = vec![0; key.public_modulus_len()];
+    key.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), body, &mut sig).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(sig)
 }
 
 impl Signer {
     fn sign(&self, body: &[u8]) -> String {
-        let mut sig = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), body, &mut sig)
-            .unwrap();
-        base64::engine::general_purpose::STANDARD.encode(sig)
+        sign(&self.key, body)
+    }
+
+    fn verifier(&self) -> Arc<Verifier> {
+        let v = Verifier::new(self.verifier_http.clone(), vec![PC_HOST.to_string()], CERT_SUBJECT);
+        Arc::new(v.with_roots(&[self.root.clone().into()]).unwrap())
     }
 }
 
-/// Partner Center's certificate, served over TLS as `https://api.partnercenter.microsoft.com/…`
-/// (the verifier's client resolves that name to this test server and trusts its TLS root).
+fn rsa_key() -> rcgen::KeyPair {
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
+}
+
+/// Partner Center's certificate, issued by a test root and served over TLS as
+/// `https://api.partnercenter.microsoft.com/…` (the verifier's client resolves
+/// that name to this test server and trusts its TLS root), next to a self-signed
+/// certificate with the same subject.
 async fn partner_center() -> Signer {
-    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Test Root CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let root = rcgen::CertifiedIssuer::self_signed(ca, rsa_key()).unwrap();
+    let rsa = rsa_key();
+    let mut params = rcgen::CertificateParams::new(vec![CERT_SUBJECT.to_string()]).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, CERT_SUBJECT);
-    let signing_cert = params.self_signed(&rsa).unwrap();
-    let der = signing_cert.der().to_vec();
+    let der = params.signed_by(&rsa, &root).unwrap().der().to_vec();
+    let impostor_rsa = rsa_key();
+    let impostor_der = params.self_signed(&impostor_rsa).unwrap().der().to_vec();
     let tls = rcgen::generate_simple_self_signed(vec![PC_HOST.to_string()]).unwrap();
-    let app = axum::Router::new().route(
-        "/webhooks/v1/cert/pcnotifications.cer",
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let serve = |der: Vec<u8>, n: Arc<AtomicUsize>| {
         axum::routing::get(move || {
+            n.fetch_add(1, Ordering::SeqCst);
             let der = der.clone();
             async move { der }
-        }),
-    );
+        })
+    };
+    let app = axum::Router::new()
+        .route("/webhooks/v1/cert/pcnotifications.cer", serve(der, fetches.clone()))
+        .route("/webhooks/v1/cert/selfsigned.cer", serve(impostor_der, fetches.clone()));
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -97,11 +130,15 @@ async fn partner_center() -> Signer {
         .tls_certs_merge([reqwest::Certificate::from_pem(tls.cert.pem().as_bytes()).unwrap()])
         .build()
         .unwrap();
-    let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&rsa.serialize_der()).unwrap();
+    let key = |k: &rcgen::KeyPair| aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&k.serialize_der()).unwrap();
     Signer {
-        key,
+        key: key(&rsa),
+        impostor: key(&impostor_rsa),
         cert_url: format!("https://{PC_HOST}:{}/webhooks/v1/cert/pcnotifications.cer", addr.port()),
+        impostor_url: format!("https://{PC_HOST}:{}/webhooks/v1/cert/selfsigned.cer", addr.port()),
         verifier_http,
+        root: root.der().to_vec(),
+        fetches,
     }
 }
 
@@ -127,14 +164,14 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
 
     let store: Arc<dyn Store> =
         Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-pc-{}.json", std::process::id()))));
-    let hosts = vec![PC_HOST.to_string()];
+    let verifier = pc.verifier();
     let ready = Ready {
         config: caguard::demo::sample_config(&estate),
         client: caguard::demo::sample_client(&sim, &estate),
         alerter: Alerter::new(store.clone(), 60, None, None, None, None),
         store,
         queue: Some(queue.clone()),
-        partner: Verifier::new(pc.verifier_http.clone(), hosts, CERT_SUBJECT),
+        partner: verifier.clone(),
         settings: Settings {
             confirm_large_plans: false,
             max_dequeue_count: 5,
@@ -177,12 +214,42 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
     // A certificate on a foreign host.
     let foreign = pc.cert_url.replace(PC_HOST, "pc-certs.example.net");
     assert_eq!(send(body.clone(), "authorization", pc.sign(body.as_bytes()), foreign).await, 401);
+    // A self-signed certificate with the right subject, served from the allowed host.
+    let forged = sign(&pc.impostor, body.as_bytes());
+    assert_eq!(send(body.clone(), "authorization", forged, pc.impostor_url.clone()).await, 401);
     assert!(queue.receive(&queue_name).await.unwrap().is_empty(), "nothing queued for refused events");
+
+    // 1,000 unsigned requests with unique certificate URLs: no fetch, no cache growth.
+    let (fetched, cached) = (pc.fetches.load(Ordering::SeqCst), verifier.cached());
+    for i in 0..1000 {
+        let url = format!("{}?n={i}", pc.cert_url);
+        let r = http
+            .post(format!("{base}/api/PartnerCenterEvents"))
+            .header("x-ms-certificate-url", url)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(pc.fetches.load(Ordering::SeqCst), fetched, "no certificate fetched for unsigned requests");
+    assert_eq!(verifier.cached(), cached, "no cache entry for unsigned requests");
+    // Signed-looking garbage on unique query strings: one fetch per URL path at most.
+    let garbage = base64::engine::general_purpose::STANDARD.encode([7u8; 256]);
+    for i in 0..50 {
+        let url = format!("{}?n={i}", pc.cert_url);
+        assert_eq!(send(body.clone(), "authorization", garbage.clone(), url).await, 401);
+    }
+    assert!(verifier.cached() <= cached + 1, "the cache is keyed by path: {}", verifier.cached());
+    assert!(pc.fetches.load(Ordering::SeqCst) <= fetched + 1);
 
     // Genuine, in the x-ms-signature form: the new tenant is queued...
     assert_eq!(send(body.clone(), "x-ms-signature", pc.sign(body.as_bytes()), pc.cert_url.clone()).await, 200);
     let queued = queue.receive(&queue_name).await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
+    // A replay of the same signed event is acknowledged and not processed again.
+    assert_eq!(send(body.clone(), "x-ms-signature", pc.sign(body.as_bytes()), pc.cert_url.clone()).await, 200);
+    assert!(queue.receive(&queue_name).await.unwrap().is_empty(), "the replay queued nothing");
     let msg: Value = serde_json::from_str(&queued[0]).unwrap();
     assert_eq!(msg["tenantId"], tenant.id.as_str());
     // ...and its reconcile puts the exclusion on its policies.

@@ -80,7 +80,7 @@ pub struct Ready {
     /// Where forwarded HTTP functions queue their work (the app's own storage).
     pub queue: Option<crate::storage::QueueClient>,
     /// Verifies Partner Center's signatures.
-    pub partner: crate::partner::Verifier,
+    pub partner: Arc<crate::partner::Verifier>,
     pub settings: Settings,
 }
 
@@ -129,7 +129,15 @@ fn ready_from_env() -> Result<Ready, String> {
     };
     let queue = queue_from_env()?;
     let alerter = Alerter::from_env(store.clone(), &config, &client);
-    Ok(Ready { config, client, store, alerter, queue, partner: crate::partner::Verifier::from_env(), settings })
+    Ok(Ready {
+        config,
+        client,
+        store,
+        alerter,
+        queue,
+        partner: Arc::new(crate::partner::Verifier::from_env()),
+        settings,
+    })
 }
 
 /// The queue of the app's own storage account: `AzureWebJobsStorage` as a connection
@@ -772,13 +780,58 @@ async fn partner_center_events(State(app): State<App>, headers: axum::http::Head
             return problem(StatusCode::BAD_REQUEST, format!("PartnerCenterEvents: not a Partner Center event: {e}"));
         }
     };
+    let key = event.dedupe_key();
+    if already_handled(r, &key).await {
+        let line = format!("{}: a replay of an event already handled; ignored", event.event_name);
+        tracing::info!(event = %event.event_name, "{line}");
+        return (StatusCode::OK, line).into_response();
+    }
     match handle_partner_event(r, &event).await {
         Ok(line) => {
             tracing::info!(event = %event.event_name, "{line}");
+            remember_handled(r, &key).await;
             (StatusCode::OK, line).into_response()
         }
         // Not handled: Partner Center delivers again.
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("PartnerCenterEvents {}: {e}", event.event_name)),
+    }
+}
+
+/// Record kind of the Partner Center events already handled (key → when).
+const HANDLED_EVENTS: &str = "pc-event";
+
+/// An event with this key was handled within the replay window.
+async fn already_handled(r: &Ready, key: &str) -> bool {
+    let Ok(rows) = r.store.records(HANDLED_EVENTS).await else { return false };
+    let window = chrono::Duration::hours(crate::partner::REPLAY_WINDOW_HOURS);
+    rows.iter().any(|(k, v)| {
+        k == key
+            && v["at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| chrono::Utc::now() - t.to_utc() < window)
+    })
+}
+
+/// Remembers a handled event, and forgets those older than the window.
+async fn remember_handled(r: &Ready, key: &str) {
+    let window = chrono::Duration::hours(crate::partner::REPLAY_WINDOW_HOURS);
+    if let Ok(rows) = r.store.records(HANDLED_EVENTS).await {
+        let old: Vec<String> = rows
+            .into_iter()
+            .filter(|(_, v)| {
+                v["at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_none_or(|t| chrono::Utc::now() - t.to_utc() >= window)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let _ = r.store.delete_records(HANDLED_EVENTS, old).await;
+    }
+    let at = chrono::Utc::now().to_rfc3339();
+    if let Err(e) = r.store.put_record(HANDLED_EVENTS, key, serde_json::json!({"at": at})).await {
+        tracing::warn!("could not record a handled Partner Center event (a replay would be handled again): {e}");
     }
 }
 
