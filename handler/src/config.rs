@@ -756,6 +756,26 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         accept_widening_tenants.push(id);
     }
 
+    // Tenant ids go into token and Graph URLs: each must be a GUID.
+    let tenant_lists = [
+        ("scope.skip_tenants", "skip_tenants", &raw.scope.skip_tenants),
+        ("scope.direct_tenants", "direct_tenants", &raw.scope.direct_tenants),
+    ];
+    for (key, short, list) in tenant_lists {
+        for t in list.iter().map(|t| t.trim()).filter(|t| !is_guid(t)) {
+            let shown: String = t.chars().take(60).collect();
+            err(key, lines.of_key(short), format!("'{shown}' is not a tenant id (a GUID)"));
+        }
+    }
+    for t in accounts.direct_service_accounts.keys().filter(|t| !is_guid(t.trim())) {
+        let shown: String = t.chars().take(60).collect();
+        err(
+            "accounts.direct_service_accounts",
+            lines.of_key("direct_service_accounts"),
+            format!("'{shown}' is not a tenant id (a GUID)"),
+        );
+    }
+
     let block_policy_name = raw.names.block_policy.clone().unwrap_or_else(|| DEFAULT_BLOCK_POLICY.into());
     let service_policy_name = raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into());
     if block_policy_name.trim().eq_ignore_ascii_case(service_policy_name.trim()) {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod functions;
 pub mod graph;
+pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod observe;

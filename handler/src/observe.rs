@@ -53,6 +53,15 @@ pub async fn discover(client: &GraphClient, config: &Config) -> Result<Vec<Custo
     for r in &rels {
         let Some(tid) = r.customer_tenant_id() else { continue };
         let tid = tid.to_ascii_lowercase();
+        if !crate::config::is_guid(&tid) {
+            // It would go into token and Graph URLs: never used, said once per discovery.
+            let shown: String = tid.chars().take(60).collect();
+            tracing::warn!(
+                "GDAP relationship {:?} names a customer tenant id that is not a GUID ('{shown}'); ignored",
+                r.id.as_ref()
+            );
+            continue;
+        }
         let name = r.customer.as_ref().and_then(|c| c.display_name.as_ref()).cloned().unwrap_or_else(|| tid.clone());
         let active = r.status.as_ref() == Some(&RelationshipStatus::Active);
         let c = by_tenant.entry(tid.clone()).or_insert_with(|| Customer {

@@ -259,3 +259,37 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn skip_and_direct_tenants_must_be_tenant_ids() {
+    fails(
+        &format!("{BASE}\n[scope]\nskip_tenants = [\"contoso.onmicrosoft.com\"]\n"),
+        "scope.skip_tenants",
+        13,
+        "not a tenant id",
+    );
+    fails(
+        &format!("{BASE}\n[scope]\ndirect_tenants = [\"../../evil\"]\n"),
+        "scope.direct_tenants",
+        13,
+        "not a tenant id",
+    );
+    fails(
+        &with(
+            "service_account = \"svc@contoso.example\"\n",
+            "service_account = \"svc@contoso.example\"\ndirect_service_accounts = { \"x/y\" = \"svc@x.example\" }\n",
+        ),
+        "accounts.direct_service_accounts",
+        11,
+        "not a tenant id",
+    );
+}
+
+#[test]
+fn allowed_exclusions_must_be_object_ids() {
+    let src = with("break_glass", "allowed_exclusions = [\"Dana\"]\nbreak_glass");
+    fails(&src, "accounts.allowed_exclusions", 9, "not an object id");
+    let ok = with("break_glass", "allowed_exclusions = [\"AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEE0\"]\nbreak_glass");
+    let (c, _) = parse(&ok).unwrap();
+    assert_eq!(c.allowed_exclusions, ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeee0"]);
+}

@@ -165,3 +165,29 @@ async fn lifecycle_events_reauthorize_recreate_and_reconcile() {
     assert_eq!(post(&a, "GraphLifecycle", life(&forged, "reauthorizationRequired")).await, 202);
     assert!(a.sim.journal().iter().all(|e| !e.path.contains("reauthorize")), "a forged lifecycle event is dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscription_is_kept_for_the_retry_when_graph_is_slow_and_recreated_on_redelivery() {
+    let a = app().await;
+    renew(&a).await;
+    let all = subs(&a).await;
+    let removed = json!({"value": [{"subscriptionId": all[0].id, "clientState": all[0].client_state,
+        "subscriptionExpirationDateTime": all[0].expiration, "tenantId": "6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d",
+        "lifecycleEvent": "subscriptionRemoved"}]});
+
+    // Graph answers slower than the 3 s budget: 503, and the record stays for the retry.
+    let mut faults = a.sim.faults();
+    faults.latency_ms = 3000;
+    a.sim.set_faults(faults.clone());
+    assert_eq!(post(&a, "GraphLifecycle", removed.clone()).await, 503);
+    assert!(subs(&a).await.iter().any(|s| s.id == all[0].id), "the record survives a cut-short recreate");
+
+    // The redelivery, with Graph back to normal, is recognised and recreates it.
+    faults.latency_ms = 0;
+    a.sim.set_faults(faults);
+    assert_eq!(post(&a, "GraphLifecycle", removed).await, 202);
+    let after = subs(&a).await;
+    assert!(!after.iter().any(|s| s.id == all[0].id), "the removed one is forgotten");
+    let same: Vec<&SubscriptionRecord> = after.iter().filter(|s| s.resource == all[0].resource).collect();
+    assert!(!same.is_empty() && same.iter().all(|s| s.id != all[0].id), "and recreated: {after:?}");
+}

@@ -170,7 +170,26 @@ pub fn router(app: App) -> Router {
         .route("/api/PartnerCenterEvents", post(partner_center_events))
         .route("/{function}", post(invoke))
         .fallback(unknown)
+        .layer(axum::middleware::from_fn(read_within))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(app)
+}
+
+/// Request bodies larger than this are refused (413) before they are read.
+pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+/// How long a request body may take to arrive (a slow sender holds nothing longer).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Reads the whole request body within [`BODY_READ_TIMEOUT`] (408 otherwise), so
+/// a client that trickles its body cannot hold a connection and a task open.
+/// Handling then runs as long as the function needs.
+async fn read_within(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_REQUEST_BODY)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => problem(StatusCode::PAYLOAD_TOO_LARGE, "request: the body is too large or broken".into()),
+        Err(_) => problem(StatusCode::REQUEST_TIMEOUT, "request: the body did not arrive in time".into()),
+    }
 }
 
 /// Serves on `127.0.0.1:port` until the process is stopped.
@@ -185,7 +204,10 @@ pub async fn serve(port: u16) -> std::io::Result<()> {
 }
 
 fn problem(status: StatusCode, message: String) -> Response {
-    tracing::warn!(status = status.as_u16(), "{message}");
+    // Messages may carry request input: bounded, and rate-limited per endpoint.
+    let message = crate::logging::bounded(&message);
+    let source = message.split([':', ' ']).next().unwrap_or("request").to_string();
+    crate::logging::warn(&source, &format!("{} {message}", status.as_u16()));
     let body = InvocationResponse {
         logs: vec![message.clone()],
         return_value: json!({ "error": message }),
@@ -758,10 +780,11 @@ async fn graph_lifecycle(
             if full {
                 queue_msp_reconcile(r, "missed-notifications").await?;
             }
-            for e in &errors {
-                tracing::error!("lifecycle action failed: {e}");
+            if !errors.is_empty() {
+                // 503: Graph delivers the lifecycle notification again.
+                return Err(format!("{dropped} dropped, {} failed actions: {}", errors.len(), errors.join("; ")));
             }
-            Ok(format!("{dropped} dropped, {} failed actions", errors.len()))
+            Ok(format!("{dropped} dropped"))
         })
     })
     .await
@@ -771,7 +794,7 @@ async fn graph_lifecycle(
 async fn partner_center_events(State(app): State<App>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
     if let Err(e) = r.partner.verify(&headers, &body).await {
-        tracing::warn!("Partner Center event refused: {e}");
+        crate::logging::warn("PartnerCenterEvents", &format!("Partner Center event refused: {e}"));
         return (StatusCode::UNAUTHORIZED, e.0).into_response();
     }
     let event: crate::partner::Event = match serde_json::from_slice(&body) {

@@ -51,7 +51,9 @@ impl Event {
         let uri = self.resource_uri.as_deref()?;
         let rest = uri.split("/granularAdminRelationships/").nth(1)?;
         let id = rest.split('/').next()?;
-        (!id.is_empty() && !id.contains('{')).then_some(id)
+        // It goes into a Graph URL path: hex digits and dashes only (GDAP ids are `<guid>-<guid>`).
+        let safe = !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        safe.then_some(id)
     }
 }
 

@@ -39,3 +39,13 @@ fn parse_connection_string(cs: &str, service: &str, dev_port: u16) -> Result<(St
     });
     Ok((endpoint, Auth::SharedKey { account, key }))
 }
+
+/// The HTTP client of the storage clients: every request, reading its answer
+/// included, times out (a stalled storage endpoint never hangs a function).
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("storage HTTP client")
+}

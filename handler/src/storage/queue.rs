@@ -20,7 +20,7 @@ pub struct QueueClient {
 
 impl QueueClient {
     pub fn new(endpoint: &str, auth: Auth) -> Self {
-        QueueClient { http: reqwest::Client::new(), endpoint: endpoint.trim_end_matches('/').to_string(), auth }
+        QueueClient { http: super::http_client(), endpoint: endpoint.trim_end_matches('/').to_string(), auth }
     }
 
     /// From a connection string (`QueueEndpoint=…` or derived from the account).

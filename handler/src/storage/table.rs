@@ -105,7 +105,7 @@ fn quote_key(k: &str) -> String {
 
 impl TableClient {
     pub fn new(endpoint: &str, auth: Auth) -> Self {
-        TableClient { http: reqwest::Client::new(), endpoint: endpoint.trim_end_matches('/').to_string(), auth }
+        TableClient { http: super::http_client(), endpoint: endpoint.trim_end_matches('/').to_string(), auth }
     }
 
     /// From a connection string (`UseDevelopmentStorage=true`, or `AccountName=…;AccountKey=…;TableEndpoint=…`
