@@ -49,10 +49,21 @@ pub async fn serve(
     alerter: Alerter,
     confirm_large_plans: bool,
 ) -> String {
+    serve_with_client(caguard::demo::sample_client(sim, estate), estate, store, alerter, confirm_large_plans).await
+}
+
+/// The same, with its own Graph client (say, with short retries).
+pub async fn serve_with_client(
+    client: caguard::graph::GraphClient,
+    estate: &caguard_sim::Estate,
+    store: &Arc<dyn Store>,
+    alerter: Alerter,
+    confirm_large_plans: bool,
+) -> String {
     let ready = Ready {
         config: caguard::demo::sample_config(estate),
         alerter,
-        client: caguard::demo::sample_client(sim, estate),
+        client,
         store: store.clone(),
         settings: Settings {
             confirm_large_plans,

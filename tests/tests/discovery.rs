@@ -1,4 +1,4 @@
-//! #12: every tenant gets a result. When GDAP discovery fails (here 90% of its
+//! #12: every tenant gets a result, in the CLI and in the Functions app. When GDAP discovery fails (here 90% of its
 //! requests answer 429/503), the MSP tenant is still observed, planned and
 //! applied; each customer from the last known list is reported `unknown`; one
 //! alert says so; and `apply` exits 1.
@@ -71,4 +71,46 @@ async fn a_failed_discovery_still_enforces_the_msp_and_reports_every_known_custo
     assert!(alerts[0].message.contains(&format!("{customers} customer tenant(s)")), "{}", alerts[0].message);
     assert_eq!(caguard::cli::apply_exit_code(&r, false), 1);
     assert!(caguard::report::sweep_text(&r, true, None).contains("DISCOVERY FAILED"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_timer_still_queues_the_msp_tenant_and_records_every_known_customer_unknown() {
+    use caguard_e2e::functions_app::{invoke, serve_with_client, timer, webhook_receiver};
+    let estate = sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("caguard-discovery-fn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (hook, inbox) = webhook_receiver().await;
+    let alerter = caguard::alert::Alerter::new(
+        store.clone(),
+        60,
+        None,
+        None,
+        Some((hook, caguard::alert::Schema::Caguard)),
+        None,
+    );
+    let graph = client(&sim, app_credentials(&estate), Duration::from_millis(5));
+    let base = serve_with_client(graph, &estate, &store, alerter, false).await;
+
+    let first = invoke(&base, "SweepTimer", timer()).await;
+    let known = first.outputs["reconcile"].as_array().unwrap().len() - 1;
+    let mut faults = sim.faults();
+    faults.error_rate = 1.0;
+    faults.error_paths = vec!["tenantRelationships/".into()];
+    sim.set_faults(faults);
+
+    let tick = invoke(&base, "SweepTimer", timer()).await;
+    let queued = tick.outputs["reconcile"].as_array().unwrap();
+    assert_eq!(queued.len(), 1, "only the MSP tenant: {:?}", tick.logs);
+    assert_eq!(queued[0]["msp"], true);
+    assert!(tick.logs.iter().any(|l| l.contains("tenant discovery failed")), "{:?}", tick.logs);
+    let statuses = store.statuses().await.unwrap();
+    let unknown = statuses.iter().filter(|s| s.outcome == "unknown").count();
+    let remembered = caguard::watch::last_known_tenants(store.as_ref()).await.len();
+    assert!(remembered >= known, "{remembered} remembered, {known} queued before");
+    assert_eq!(unknown, remembered, "every customer last seen is recorded unknown");
+    let alerts = inbox.lock().unwrap().clone();
+    let discovery: Vec<_> = alerts.iter().filter(|a| a["kind"] == kind::DISCOVERY_FAILED).collect();
+    assert_eq!(discovery.len(), 1, "{alerts:#?}");
 }

@@ -237,3 +237,10 @@ async fn a_cipp_vacation_group_and_an_allowed_exclusion_are_kept_and_reported() 
     assert!(notes.iter().any(|n| n.contains("excludeGroups") && n.contains("Vacation Exclusion - ")), "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("excludeUsers") && n.contains(&dana)), "{notes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_condition_property_caguard_does_not_model_is_drift_never_kept() {
+    let patch = json!({"conditions": {"insiderRiskLevels": "elevated"}});
+    drift_is_restored_and_alerted("A2", patch, "insiderRiskLevels", |p| p["conditions"]["insiderRiskLevels"].is_null())
+        .await;
+}

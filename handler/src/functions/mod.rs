@@ -565,6 +565,7 @@ async fn run_cipp(r: &Ready) -> Option<String> {
 /// A failed discovery (#12): the sweep still reconciles the MSP tenant; each
 /// customer last seen is recorded `unknown`, and one alert says so.
 async fn discovery_failed(r: &Ready, error: &str, correlation_id: &str) -> String {
+    tracing::error!("tenant discovery failed: {}", crate::logging::bounded(error));
     let known = crate::watch::last_known_tenants(r.store.as_ref()).await;
     let why = format!("discovery failed, so this tenant was not observed this run: {error}");
     for c in &known {
