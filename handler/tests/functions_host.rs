@@ -178,17 +178,17 @@ async fn no_secret_value_ever_reaches_a_log_line() {
     estate.apps[0].client_secret = secret.into();
     estate.refresh_tokens[0].token = refresh.into();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    // Rejected credentials, re-reads and errors all get logged: none may carry a value.
-    sim.set_faults(caguard_sim::Faults {
-        ca_throttling: true,
-        token_failure: Some(caguard_sim::TokenFailure {
-            error: "invalid_client".into(),
-            tenant: None,
-            remaining: Some(3),
-        }),
-        ..Default::default()
-    });
     for auth in ["app", "delegated"] {
+        // Rejected credentials, re-reads and errors all get logged: none may carry a value.
+        sim.set_faults(caguard_sim::Faults {
+            ca_throttling: true,
+            token_failure: Some(caguard_sim::TokenFailure {
+                error: "invalid_client".into(),
+                tenant: None,
+                remaining: Some(3),
+            }),
+            ..Default::default()
+        });
         let (handler, _) = start_handler(&[
             ("CAGUARD_CONFIG", sample_config_toml(&estate)),
             ("CAGUARD_GRAPH_URL", sim.base_url.clone()),
