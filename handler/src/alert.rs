@@ -29,6 +29,8 @@ pub mod kind {
     pub const LOCKOUT_RISK: &str = "lockout-risk";
     pub const DISCOVERY_FAILED: &str = "discovery-failed";
     pub const NOTE: &str = "note";
+    pub const PAUSED: &str = "paused";
+    pub const PAUSE_EXPIRED: &str = "pause-expired";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -183,6 +185,8 @@ impl Alert {
             kind::LOCKOUT_RISK => "Lockout risk: a policy can block the break-glass accounts",
             kind::DISCOVERY_FAILED => "Customer tenants could not be discovered",
             kind::NOTE => "Something to review (no write)",
+            kind::PAUSED => "caguard paused",
+            kind::PAUSE_EXPIRED => "A pause expired: enforcement resumed",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod observe;
 pub mod owned;
 pub mod partner;
+pub mod pause;
 pub mod plan;
 pub mod report;
 pub mod secrets;

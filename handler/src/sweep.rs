@@ -5,6 +5,7 @@ use crate::apply::{Outcome, TenantResult, apply_tenant, outcome_without_apply};
 use crate::config::Config;
 use crate::graph::{GraphClient, GraphError, Stats};
 use crate::observe::{self, Customer};
+use crate::pause::Pauses;
 use crate::plan::{self, Observed, TenantPlan};
 use serde::Serialize;
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub struct SweepReport {
     /// still reconciled, and the last known customers are reported `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery_error: Option<String>,
+    /// Pauses found expired (and removed) at the start of this run: alerted once.
+    #[serde(skip)]
+    pub expired_pauses: Vec<crate::pause::Pause>,
     pub stats: Stats,
     pub elapsed_ms: u128,
 }
@@ -139,17 +143,18 @@ async fn observe_customers(
     config: &Arc<Config>,
     customers: Vec<Customer>,
     opts: &SweepOptions,
+    pauses: &Arc<Pauses>,
 ) -> Vec<TenantReport> {
     let bar = progress_bar(opts.progress, customers.len(), "observe");
     let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in customers.into_iter().enumerate() {
-        let (client, config, gate) = (client.clone(), config.clone(), gate.clone());
+        let (client, config, gate, pauses) = (client.clone(), config.clone(), gate.clone(), pauses.clone());
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore open");
             let report = match observe::customer(&client, &config, &c).await {
                 Ok(o) => {
-                    let plan = plan::plan_customer(&config, &o);
+                    let plan = planned(&config, &pauses, &o, false);
                     // What was observed is needed only to apply writes: let clean tenants' go now.
                     let observed = plan.enforced().next().is_some().then_some(o);
                     TenantReport { plan, result: None, observed }
@@ -169,10 +174,26 @@ async fn observe_customers(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+/// A tenant's plan under the pauses in force: paused controls are planned in
+/// `report` mode; a paused tenant is skipped, its drift still shown.
+pub fn planned(config: &Config, pauses: &Pauses, o: &Observed, msp: bool) -> TenantPlan {
+    let cfg = pauses.effective(config, &o.tenant_id);
+    let mut plan = if msp { plan::plan_msp(&cfg, o) } else { plan::plan_customer(&cfg, o) };
+    if let Some(p) = pauses.tenant(&o.tenant_id) {
+        plan.block = Some(plan::Block::Skip(p.describe()));
+    }
+    plan
+}
+
 /// Runs one sweep over the MSP tenant and every customer tenant.
 pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> Result<SweepReport, GraphError> {
     let started = Instant::now();
     let config = Arc::new(config.clone());
+    let (pauses, expired_pauses) = crate::pause::load(opts.ledger.0.as_deref(), chrono::Utc::now()).await;
+    for p in &expired_pauses {
+        tracing::warn!("a pause expired, enforcement resumes: {}", p.describe());
+    }
+    let pauses = Arc::new(pauses);
     let mut tenants = Vec::new();
     // The MSP tenant (two paced CA lists) is read while customers are discovered and read.
     let msp = async {
@@ -180,7 +201,7 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             return None;
         }
         Some(match observe::msp(client, &config, opts.ledger.0.as_deref()).await {
-            Ok(o) => TenantReport { plan: plan::plan_msp(&config, &o), result: None, observed: Some(o) },
+            Ok(o) => TenantReport { plan: planned(&config, &pauses, &o, true), result: None, observed: Some(o) },
             Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
         })
     };
@@ -215,7 +236,7 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     let customers: Vec<Customer> = customers.into_iter().filter(|c| opts.wants(&c.tenant_id)).collect();
     let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
     let (skipped, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|c| config.is_skipped(&c.tenant_id));
-    tenants.extend(observe_customers(client, &config, active, opts).await);
+    tenants.extend(observe_customers(client, &config, active, opts, &pauses).await);
     for c in skipped {
         tenants.push(report_only(
             failed_plan(&c.tenant_id, &c.name, false),
@@ -242,10 +263,16 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
         }
     }
     if opts.apply {
-        apply_all(client, &config, &mut tenants, opts).await;
+        apply_all(client, &config, &mut tenants, opts, &pauses).await;
         record_owned(&config, &tenants, opts).await;
     }
-    Ok(SweepReport { tenants, discovery_error, stats: client.stats(), elapsed_ms: started.elapsed().as_millis() })
+    Ok(SweepReport {
+        tenants,
+        discovery_error,
+        expired_pauses,
+        stats: client.stats(),
+        elapsed_ms: started.elapsed().as_millis(),
+    })
 }
 
 /// Records the ids of the MSP tenant's owned objects once they exist.
@@ -257,13 +284,21 @@ async fn record_owned(config: &Config, tenants: &[TenantReport], opts: &SweepOpt
     }
 }
 
-async fn apply_all(client: &GraphClient, config: &Arc<Config>, tenants: &mut [TenantReport], opts: &SweepOptions) {
+async fn apply_all(
+    client: &GraphClient,
+    config: &Arc<Config>,
+    tenants: &mut [TenantReport],
+    opts: &SweepOptions,
+    pauses: &Pauses,
+) {
     let pending: Vec<usize> = (0..tenants.len()).filter(|i| tenants[*i].result.is_none()).collect();
     let bar = progress_bar(opts.progress, pending.len(), "apply");
     let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for i in pending {
-        let (client, config, gate) = (client.clone(), config.clone(), gate.clone());
+        let (client, gate) = (client.clone(), gate.clone());
+        // The re-plan before each write runs with the same paused controls.
+        let config = pauses.effective(config, &tenants[i].plan.tenant_id);
         let plan = tenants[i].plan.clone();
         let observed = tenants[i].observed.clone().unwrap_or_default();
         tasks.spawn(async move {

@@ -133,3 +133,29 @@ fn apply_reports_withheld_policies_and_still_exits_0() {
     assert!(text.contains("D1 WITHHELD policy \"MFA except internal guests\""), "{text}");
     assert!(text.contains("D1 WITHHELD policy \"Guests require MFA\""), "{text}");
 }
+
+/// #13: the on-call's pause, status and resume from the command line.
+#[test]
+fn the_cli_pauses_shows_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("caguard-cli-pause-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("store.json");
+    let run = |args: &[&str]| {
+        let out = caguard().args(args).arg("--store").arg(&path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = run(&["pause", "--control", "D1", "--reason", "customer asked", "--for", "2h"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("paused (control D1 in every tenant)") && out.contains("caguard resume --control D1"),
+        "{out}"
+    );
+    let (code, out) = run(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 pause(s) in force") && out.contains("customer asked"), "{out}");
+    assert_eq!(run(&["pause", "--control", "D1", "--reason", " "]).0, Some(1), "a reason is required");
+    assert_eq!(run(&["resume", "--control", "D1"]).0, Some(0));
+    let (code, out) = run(&["resume", "--control", "D1"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nothing is paused for control D1"), "{out}");
+}

@@ -255,3 +255,39 @@ async fn a_poison_message_raises_an_alert_and_is_recorded() {
     std::io::Read::read_to_string(handler.child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("\"alert\":true") && err.contains("poison queue"), "an alert was logged: {err}");
 }
+
+/// #13: `CAGUARD_PAUSED=true` in the app settings is a full stop: every tenant is
+/// skipped, saying so, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paused_app_setting_stops_every_write() {
+    let estate = caguard_sim::sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let store = std::env::temp_dir().join(format!("caguard-host-paused-{}", std::process::id())).join("store.json");
+    let app = &estate.apps[0];
+    let (handler, _) = start_handler(&[
+        ("CAGUARD_CONFIG", sample_config_toml(&estate)),
+        ("CAGUARD_GRAPH_URL", sim.base_url.clone()),
+        ("CAGUARD_LOGIN_URL", sim.base_url.clone()),
+        ("ApplicationID", app.client_id.clone()),
+        ("ApplicationSecret", app.client_secret.clone()),
+        ("CAGUARD_STORE_PATH", store.display().to_string()),
+        ("CAGUARD_CONFIRM_LARGE_PLANS", "true".into()),
+        ("CAGUARD_PAUSED", "true".into()),
+        ("CAGUARD_PAUSED_REASON", "change freeze".into()),
+    ])
+    .await;
+    let msg = json!({"tenantId": estate.msp_tenant_id, "reason": "sweep", "correlationId": "paused", "msp": true});
+    let inv = json!({"Data": {"reconcile": msg}, "Metadata": {"DequeueCount": 1}});
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/ReconcileTenant", handler.base))
+        .json(&inv)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["ReturnValue"]["outcome"], "skipped", "{r}");
+    assert!(r["ReturnValue"]["reason"].as_str().unwrap().contains("change freeze"), "{r}");
+    assert!(sim.journal().iter().all(|e| !e.is_write()), "nothing written");
+}

@@ -13,6 +13,7 @@
 //! | `CippTimer` | timer | Part C: CIPP-API clients and roles limited to the trusted ranges (also run by `SweepTimer`) |
 //! | `Status` | HTTP (function key) | each tenant's last result |
 
+mod pause_api;
 pub mod protocol;
 
 use crate::alert::{Alert, Alerter, kind};
@@ -165,6 +166,8 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(|| async { "caguard ready" }))
         .route("/api/Status", get(status))
+        .route("/api/Pause", post(pause_api::pause))
+        .route("/api/Resume", post(pause_api::resume))
         .route("/api/GraphNotifications", post(graph_notifications))
         .route("/api/GraphLifecycle", post(graph_lifecycle))
         .route("/api/PartnerCenterEvents", post(partner_center_events))
@@ -486,8 +489,9 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
         }
         Err(e) => return Err(e.to_string()),
     };
-    let mut plan =
-        if is_msp { plan::plan_msp(&r.config, &observed) } else { plan::plan_customer(&r.config, &observed) };
+    let pauses = load_pauses(r).await;
+    let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
+    let config = pauses.effective(&r.config, &observed.tenant_id);
     let mut plans = [plan];
     plan::apply_limits(&r.config, &mut plans, r.settings.confirm_large_plans);
     [plan] = plans;
@@ -504,7 +508,7 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
             )));
         }
     }
-    let result = apply_tenant(&r.client, &r.config, &plan, &observed).await;
+    let result = apply_tenant(&r.client, &config, &plan, &observed).await;
     if is_msp {
         crate::owned::record(r.store.as_ref(), &plan, &result, &observed).await;
     }
@@ -518,6 +522,15 @@ fn empty_plan(msg: &ReconcileMessage) -> TenantPlan {
         ..Default::default()
     };
     TenantPlan::new(&o, msg.msp)
+}
+
+/// The pauses in force; one that has expired is alerted (once: it is removed).
+async fn load_pauses(r: &Ready) -> crate::pause::Pauses {
+    let (pauses, expired) = crate::pause::load(Some(r.store.as_ref()), chrono::Utc::now()).await;
+    for p in &expired {
+        r.alerter.send(&crate::pause::expired_alert(p)).await;
+    }
+    pauses
 }
 
 async fn lookup_customer(r: &Ready, tenant: &str) -> Result<Customer, String> {
@@ -543,7 +556,12 @@ async fn run_cipp(r: &Ready) -> Option<String> {
             return Some(format!("CIPP-API: {e}"));
         }
     };
-    let report = crate::cipp::run(&client, &r.config, &crate::cipp::Tables::default(), true).await;
+    let pauses = load_pauses(r).await;
+    if let Some(p) = pauses.tenant("cipp") {
+        return Some(format!("CIPP-API: {}", p.describe()));
+    }
+    let config = pauses.effective(&r.config, "cipp");
+    let report = crate::cipp::run(&client, &config, &crate::cipp::Tables::default(), true).await;
     let correlation_id = format!("cipp-{}", chrono::Utc::now().timestamp_millis());
     for d in crate::cipp::drift_records(&report, &correlation_id) {
         if let Err(e) = r.store.record_drift(d).await {
@@ -561,7 +579,6 @@ async fn run_cipp(r: &Ready) -> Option<String> {
     ))
 }
 
-/// Hands a fresh discovery to the watch, so its ticks need not list GDAP relationships.
 /// A failed discovery (#12): the sweep still reconciles the MSP tenant; each
 /// customer last seen is recorded `unknown`, and one alert says so.
 async fn discovery_failed(r: &Ready, error: &str, correlation_id: &str) -> String {
@@ -578,6 +595,7 @@ async fn discovery_failed(r: &Ready, error: &str, correlation_id: &str) -> Strin
     )
 }
 
+/// Hands a fresh discovery to the watch, so its ticks need not list GDAP relationships.
 async fn remember_for_watch(r: &Ready, customers: &[Customer]) {
     if let Err(e) = crate::watch::remember_tenants(r.store.as_ref(), customers).await {
         tracing::warn!("could not update the watch's tenant list (the watch rediscovers on its own): {e}");
@@ -928,8 +946,9 @@ async fn status(State(app): State<App>) -> Response {
         Ok(r) => r,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.clone()),
     };
+    let (pauses, _) = crate::pause::load(Some(ready.store.as_ref()), chrono::Utc::now()).await;
     match ready.store.statuses().await {
-        Ok(list) => axum::Json(json!({ "tenants": list })).into_response(),
+        Ok(list) => axum::Json(json!({ "pauses": pauses.0, "tenants": list })).into_response(),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

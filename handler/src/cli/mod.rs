@@ -1,5 +1,7 @@
 //! The `caguard` command line.
 
+mod pause;
+
 use crate::config;
 use crate::graph::{Credentials, GraphClient, GraphConfig, StaticCredentials};
 use crate::report;
@@ -56,6 +58,34 @@ pub enum Command {
     PartnerCenter {
         #[command(subcommand)]
         action: PartnerCenterAction,
+    },
+    /// Stop caguard writing: everything, one tenant, one control, or one tenant's control.
+    /// Drift is still planned and shown. Expires (24 h by default, at most a week).
+    Pause {
+        #[command(flatten)]
+        scope: pause::ScopeArgs,
+        /// Why (shown in status, plans and the alert).
+        #[arg(long)]
+        reason: String,
+        /// How long, e.g. 2h (1h to 168h).
+        #[arg(long = "for", value_parser = parse_duration, default_value = "24h")]
+        length: Duration,
+        #[arg(long, default_value = ".caguard/store.json")]
+        store: PathBuf,
+    },
+    /// Lift the pause of exactly this scope.
+    Resume {
+        #[command(flatten)]
+        scope: pause::ScopeArgs,
+        #[arg(long, default_value = ".caguard/store.json")]
+        store: PathBuf,
+    },
+    /// Pauses in force, and each tenant's last result.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = ".caguard/store.json")]
+        store: PathBuf,
     },
     /// The whole cycle on the embedded simulated estate: plan, apply, an out-of-band change, detect, restore.
     Demo {
@@ -168,7 +198,20 @@ async fn sweep_for(
     let cs = crate::cipp::connection_string_from_env();
     let cipp = match crate::cipp::table_client(&cfg, cs.as_deref()) {
         None => None,
-        Some(client) => Some(crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await),
+        Some(client) => {
+            let (pauses, _) =
+                crate::pause::load(Some(&crate::store::FileStore::new(&args.store)), chrono::Utc::now()).await;
+            match pauses.tenant("cipp") {
+                Some(p) => {
+                    eprintln!("CIPP-API: {}", p.describe());
+                    None
+                }
+                None => {
+                    let cfg = pauses.effective(&cfg, "cipp");
+                    Some(crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await)
+                }
+            }
+        }
     };
     if apply {
         alert_apply(&client, &cfg, &report, cipp.as_ref(), &args.store).await;
@@ -212,7 +255,8 @@ pub fn apply_alerts(cfg: &config::Config, report: &SweepReport) -> Vec<crate::al
         .discovery_error
         .as_ref()
         .map(|e| crate::alert::for_discovery_failure(&cfg.msp_tenant_id, e, report.count("unknown")));
-    outcomes.chain(per_policy).chain(discovery).collect()
+    let expired = report.expired_pauses.iter().map(crate::pause::expired_alert);
+    outcomes.chain(per_policy).chain(discovery).chain(expired).collect()
 }
 
 /// `apply`'s exit code: 1 when a tenant failed or was held, discovery failed, or Part C failed.
@@ -329,6 +373,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve { port } => {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }
+        Command::Pause { scope, reason, length, store } => pause::pause(&scope, &reason, length, &store).await,
+        Command::Resume { scope, store } => pause::resume(&scope, &store).await,
+        Command::Status { json, store } => pause::status(json, &store).await,
         Command::Demo { length, latency_ms } => crate::demo::run(length, latency_ms).await.map(|()| EXIT_OK),
     };
     result.unwrap_or_else(|e| {
