@@ -31,6 +31,7 @@ pub mod kind {
     pub const NOTE: &str = "note";
     pub const PAUSED: &str = "paused";
     pub const PAUSE_EXPIRED: &str = "pause-expired";
+    pub const EMERGENCY_OVERRIDE: &str = "emergency-override";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -186,6 +187,7 @@ impl Alert {
             kind::DISCOVERY_FAILED => "Customer tenants could not be discovered",
             kind::NOTE => "Something to review (no write)",
             kind::PAUSED => "caguard paused",
+            kind::EMERGENCY_OVERRIDE => "URGENT: an emergency change was left in place",
             kind::PAUSE_EXPIRED => "A pause expired: enforcement resumed",
             _ => "caguard alert",
         };

@@ -7,6 +7,8 @@ use crate::model::{Collection, DirectoryAudit};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub who: String,
+    /// The object id of the user who made it (`None` for an app).
+    pub user_id: Option<String>,
     pub when: String,
     pub activity: String,
 }
@@ -31,6 +33,7 @@ pub async fn who_changed(
     });
     Ok(theirs.map(|a| Change {
         who: a.initiated_by.as_ref().map_or_else(|| "unknown".into(), |i| i.describe()),
+        user_id: a.initiated_by.as_ref().and_then(|i| i.user.as_ref()).and_then(|u| u.id.as_ref().cloned()),
         when: a.activity_date_time.into_option().unwrap_or_default(),
         activity: a.activity_display_name.into_option().unwrap_or_default(),
     }))

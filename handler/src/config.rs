@@ -106,6 +106,10 @@ pub struct Config {
     /// `names.adopt_existing`: a same-named policy with no record in the store is
     /// adopted instead of held.
     pub adopt_existing: bool,
+    /// `emergency.operators_group`: members' changes (like break-glass accounts') are not reverted.
+    pub emergency_group: Option<String>,
+    /// `emergency.pause_hours`: how long an emergency change pauses its control (24 by default).
+    pub emergency_pause_hours: i64,
     pub rollout: Rollout,
     pub skip_tenants: Vec<String>,
     /// `[scope] accept_widening`: write D1 even where the existing guest exclusion
@@ -266,6 +270,15 @@ struct Raw {
     alerts: Option<RawAlerts>,
     #[serde(default)]
     watch: RawWatch,
+    #[serde(default)]
+    emergency: RawEmergency,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEmergency {
+    operators_group: Option<Spanned<String>>,
+    pause_hours: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -776,6 +789,23 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         );
     }
 
+    let emergency_group = raw.emergency.operators_group.as_ref().map(|g| {
+        let id = g.get_ref().trim().to_ascii_lowercase();
+        if !is_guid(&id) {
+            err("emergency.operators_group", lines.at(g.span().start), format!("'{id}' is not a group object id"));
+        }
+        id
+    });
+    let emergency_pause_hours = match &raw.emergency.pause_hours {
+        None => crate::pause::DEFAULT_HOURS,
+        Some(h) if (1..=crate::pause::MAX_HOURS).contains(h.get_ref()) => *h.get_ref(),
+        Some(h) => {
+            let max = crate::pause::MAX_HOURS;
+            err("emergency.pause_hours", lines.at(h.span().start), format!("must be between 1 and {max} hours"));
+            crate::pause::DEFAULT_HOURS
+        }
+    };
+
     let block_policy_name = raw.names.block_policy.clone().unwrap_or_else(|| DEFAULT_BLOCK_POLICY.into());
     let service_policy_name = raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into());
     if block_policy_name.trim().eq_ignore_ascii_case(service_policy_name.trim()) {
@@ -806,6 +836,8 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         block_policy_name,
         service_policy_name,
         adopt_existing: raw.names.adopt_existing,
+        emergency_group,
+        emergency_pause_hours,
         rollout,
         skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         accept_widening: raw.scope.accept_widening,

@@ -15,6 +15,7 @@ pub mod cipp;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod emergency;
 pub mod functions;
 pub mod graph;
 pub mod logging;

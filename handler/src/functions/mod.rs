@@ -492,6 +492,7 @@ async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, Ten
     let pauses = load_pauses(r).await;
     let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
     let config = pauses.effective(&r.config, &observed.tenant_id);
+    leave_emergency_changes(r, &mut plan, &observed).await;
     let mut plans = [plan];
     plan::apply_limits(&r.config, &mut plans, r.settings.confirm_large_plans);
     [plan] = plans;
@@ -522,6 +523,29 @@ fn empty_plan(msg: &ReconcileMessage) -> TenantPlan {
         ..Default::default()
     };
     TenantPlan::new(&o, msg.msp)
+}
+
+/// Emergency override ([`crate::emergency`]): writes that would revert a change an
+/// emergency actor made since the tenant was last in order are left out, their
+/// control paused in this tenant, and one high-priority alert sent.
+async fn leave_emergency_changes(r: &Ready, plan: &mut TenantPlan, observed: &plan::Observed) {
+    if plan.block.is_some() || plan.enforced().next().is_none() {
+        return;
+    }
+    let since = crate::emergency::last_in_order(r.store.as_ref(), &plan.tenant_id).await;
+    if since.is_none() {
+        return; // never in order (a first rollout): nothing to override
+    }
+    let actors = crate::emergency::actors(&r.client, &r.config, r.store.as_ref()).await;
+    let overrides = crate::emergency::overrides(&r.client, plan, observed, &actors, since.as_deref()).await;
+    for x in &overrides {
+        let p = crate::emergency::pause_for(&r.config, &plan.tenant_id, x);
+        if let Err(e) = crate::pause::pause(r.store.as_ref(), &p).await {
+            tracing::error!(tenant = %plan.tenant_id, "{e}; the emergency change is left alone this run only");
+        }
+        r.alerter.send(&crate::emergency::alert(plan, x, &p)).await;
+    }
+    crate::emergency::honour(plan, &overrides);
 }
 
 /// The pauses in force; one that has expired is alerted (once: it is removed).

@@ -1,0 +1,79 @@
+//! #13, item 1: an emergency override is left in place. A break-glass account
+//! turns the block policy off during an incident: the next reconcile does not
+//! turn it back on, pauses that control in that tenant, and sends one alert; a
+//! resume restores enforcement; the same change by anyone else is reverted.
+
+use caguard::alert::{Alerter, Schema};
+use caguard::store::{FileStore, Store};
+use caguard_e2e::functions_app::{invoke, serve, webhook_receiver};
+use caguard_sim::{Actor, sample_estate};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is_reverted() {
+    let estate = sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("caguard-emergency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (hook, inbox) = webhook_receiver().await;
+    let alerter = Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None);
+    let base = serve(&sim, &estate, &store, alerter, true).await;
+    let msp = estate.msp_tenant_id.clone();
+    let http = reqwest::Client::new();
+    let reconcile = || async {
+        let msg = json!({"tenantId": msp, "reason": "drift", "correlationId": "emergency", "msp": true});
+        invoke(&base, "ReconcileTenant", json!({"reconcile": msg.to_string()})).await.return_value
+    };
+    // The first rollout, then a quiet run: caguard has the tenant in order.
+    assert_eq!(reconcile().await["outcome"], "fixed");
+    assert_eq!(reconcile().await["outcome"], "compliant");
+    let a2 = store.records("owned").await.unwrap().into_iter().find(|(k, _)| k == "A2").unwrap().1["id"].clone();
+    let block = || sim.tenant(&msp).unwrap().policies.into_iter().find(|p| p["id"] == a2).unwrap();
+    let path = format!("identity/conditionalAccess/policies/{}", a2.as_str().unwrap());
+    let user = |name: &str| {
+        let u = estate.tenants[0].users.iter().find(|u| u["displayName"] == name).unwrap();
+        Actor::User {
+            id: u["id"].as_str().unwrap().into(),
+            display_name: name.into(),
+            user_principal_name: u["userPrincipalName"].as_str().unwrap().into(),
+        }
+    };
+    inbox.lock().unwrap().clear();
+
+    // A break-glass account turns the block policy off.
+    let off = json!({"state": "disabled"});
+    assert_eq!(sim.portal_edit(&msp, &user("Break Glass 1"), "PATCH", &path, Some(off.clone())).0, 204);
+    let r = reconcile().await;
+    assert_ne!(r["outcome"], "fixed", "{r}");
+    assert_eq!(block()["state"], "disabled", "the emergency change stays");
+    let alerts = inbox.lock().unwrap().clone();
+    let urgent: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "emergency-override").collect();
+    assert_eq!(urgent.len(), 1, "{alerts:#?}");
+    assert!(urgent[0]["message"].as_str().unwrap().contains("Break Glass 1"), "{}", urgent[0]["message"]);
+    assert!(urgent[0]["message"].as_str().unwrap().contains("caguard resume --tenant"), "says how to resume");
+    let status: Value = http.get(format!("{base}/api/Status")).send().await.unwrap().json().await.unwrap();
+    let pause = &status["pauses"][0];
+    assert_eq!(pause["scope"], json!({"tenant": msp, "control": "A2"}), "{status}");
+    assert!(pause["expires"].as_str().is_some());
+
+    // The next run leaves it too, without alerting again.
+    inbox.lock().unwrap().clear();
+    reconcile().await;
+    assert_eq!(block()["state"], "disabled");
+    assert!(inbox.lock().unwrap().iter().all(|a| a["kind"] != "emergency-override"));
+
+    // Resumed: the next run enforces again.
+    let resumed =
+        http.post(format!("{base}/api/Resume")).json(&json!({"tenant": msp, "control": "A2"})).send().await.unwrap();
+    assert_eq!(resumed.status(), 200);
+    assert_eq!(reconcile().await["outcome"], "fixed");
+    assert_eq!(block()["state"], "enabledForReportingButNotEnforced");
+
+    // Anyone else's identical change is reverted straight away.
+    assert_eq!(reconcile().await["outcome"], "compliant");
+    assert_eq!(sim.portal_edit(&msp, &user("Alex Tech"), "PATCH", &path, Some(off)).0, 204);
+    assert_eq!(reconcile().await["outcome"], "fixed");
+    assert_eq!(block()["state"], "enabledForReportingButNotEnforced");
+}
