@@ -31,6 +31,7 @@ pub mod kind {
     pub const NOTE: &str = "note";
     pub const PAUSED: &str = "paused";
     pub const PAUSE_EXPIRED: &str = "pause-expired";
+    pub const PAUSE_EXPIRING: &str = "pause-expiring";
     pub const EMERGENCY_OVERRIDE: &str = "emergency-override";
 }
 
@@ -189,6 +190,7 @@ impl Alert {
             kind::PAUSED => "caguard paused",
             kind::EMERGENCY_OVERRIDE => "URGENT: an emergency change was left in place",
             kind::PAUSE_EXPIRED => "A pause expired: enforcement resumed",
+            kind::PAUSE_EXPIRING => "A pause expires soon",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

@@ -221,6 +221,30 @@ pub async fn load(store: Option<&dyn Store>, now: DateTime<Utc>) -> (Pauses, Vec
     (Pauses(active), expired)
 }
 
+/// How long before its expiry a pause is reminded of.
+pub const REMINDER_MINUTES: i64 = 60;
+
+/// The reminder for a pause about to expire (deduped per window like every alert).
+pub fn expiring_alert(p: &Pause, now: DateTime<Utc>) -> Option<crate::alert::Alert> {
+    let left = p.expires - now;
+    (left > chrono::Duration::zero() && left <= chrono::Duration::minutes(REMINDER_MINUTES)).then(|| {
+        crate::alert::Alert {
+            tenant_id: p.scope.tenant.clone().unwrap_or_else(|| "all".into()),
+            tenant_name: p.scope.to_string(),
+            kind: crate::alert::kind::PAUSE_EXPIRING.into(),
+            message: format!(
+                "The pause of {} ({}) expires in {} minutes; caguard then enforces it again. Pause again to extend it.",
+                p.scope,
+                p.reason,
+                left.num_minutes().max(1)
+            ),
+            control: p.scope.control.map(|c| c.to_string()),
+            object_id: Some(format!("pause-{}", p.scope.key())),
+            ..Default::default()
+        }
+    })
+}
+
 /// The alert for an expired pause: enforcement resumed on its own.
 pub fn expired_alert(p: &Pause) -> crate::alert::Alert {
     crate::alert::Alert {

@@ -105,7 +105,7 @@ async fn the_http_function_pauses_everything_status_shows_it_and_resume_restores
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_pause_is_not_honoured_and_is_alerted_once() {
+async fn an_expired_pause_is_not_honoured_and_is_alerted_once_and_one_about_to_expire_is_reminded() {
     let estate = sample_estate();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     let (ledger, _) = store("expired");
@@ -115,6 +115,10 @@ async fn an_expired_pause_is_not_honoured_and_is_alerted_once() {
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(30);
     let p = Pause::new(Scope::default(), "forgotten", "on-call", 24, long_ago).unwrap();
     pause::pause(ledger.as_ref(), &p).await.unwrap();
+    // And one about to expire: reminded before it does.
+    let soon = chrono::Utc::now() - chrono::Duration::minutes(90);
+    let d1 = Pause::new(Scope::parse(None, Some("D1")).unwrap(), "customer asked", "on-call", 2, soon).unwrap();
+    pause::pause(ledger.as_ref(), &d1).await.unwrap();
 
     let msg = json!({"tenantId": estate.msp_tenant_id, "reason": "sweep", "correlationId": "expired", "msp": true});
     let done = invoke(&base, "ReconcileTenant", json!({"reconcile": msg.to_string()})).await;
@@ -122,5 +126,9 @@ async fn an_expired_pause_is_not_honoured_and_is_alerted_once() {
     let alerts = inbox.lock().unwrap().clone();
     let expired: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "pause-expired").collect();
     assert_eq!(expired.len(), 1, "{alerts:#?}");
-    assert!(ledger.records(pause::KIND).await.unwrap().is_empty(), "the expired pause is removed");
+    let reminders: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "pause-expiring").collect();
+    assert_eq!(reminders.len(), 1, "{alerts:#?}");
+    assert!(reminders[0]["message"].as_str().unwrap().contains("control D1"), "{}", reminders[0]["message"]);
+    let left = ledger.records(pause::KIND).await.unwrap();
+    assert_eq!(left.len(), 1, "the expired pause is removed, the other kept: {left:?}");
 }

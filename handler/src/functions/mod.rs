@@ -554,6 +554,9 @@ async fn load_pauses(r: &Ready) -> crate::pause::Pauses {
     for p in &expired {
         r.alerter.send(&crate::pause::expired_alert(p)).await;
     }
+    for reminder in pauses.0.iter().filter_map(|p| crate::pause::expiring_alert(p, chrono::Utc::now())) {
+        r.alerter.send(&reminder).await;
+    }
     pauses
 }
 
