@@ -1,11 +1,13 @@
-//! `Pause` and `Resume` (HTTP, function key): the on-call's stop, from anywhere
-//! the Functions app's key reaches ([`crate::pause`]). `Status` lists the pauses.
+//! The HTTP API behind the function key: `Status` (each tenant's last result and
+//! the pauses in force), and `Pause` / `Resume`, the on-call's stop from anywhere
+//! the Functions app's key reaches ([`crate::pause`]).
 
 use super::{App, problem};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -90,5 +92,18 @@ pub(crate) fn paused_alert(p: &crate::pause::Pause) -> crate::alert::Alert {
         message: p.describe(),
         control: p.scope.control.map(|c| c.to_string()),
         ..Default::default()
+    }
+}
+
+/// `Status` (HTTP, function key): each tenant's last result.
+pub(super) async fn status(State(app): State<App>) -> Response {
+    let ready = match app.as_ref() {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.clone()),
+    };
+    let (pauses, _) = crate::pause::load(Some(ready.store.as_ref()), chrono::Utc::now()).await;
+    match ready.store.statuses().await {
+        Ok(list) => axum::Json(json!({ "pauses": pauses.0, "tenants": list })).into_response(),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
