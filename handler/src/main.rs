@@ -1,5 +1,3 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() {
     let in_functions = std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
@@ -19,6 +17,9 @@ async fn main() {
     if in_functions && args.len() == 1 {
         args.push("serve".into());
     }
-    let code = caguard::cli::run(caguard::cli::Cli::parse_from(args)).await;
+    let code = match caguard::cli::parse_args(args) {
+        Ok(cli) => caguard::cli::run(cli).await,
+        Err(code) => code,
+    };
     std::process::exit(code);
 }

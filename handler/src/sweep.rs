@@ -53,9 +53,36 @@ impl Default for SweepOptions {
 }
 
 impl SweepOptions {
-    fn wants(&self, tenant: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|t| t.eq_ignore_ascii_case(tenant))
+    /// `--tenant` filters match an id, a prefix of it, or a display name.
+    fn wants(&self, tenant: &str, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|f| filter_matches(f, tenant, name))
     }
+}
+
+fn filter_matches(filter: &str, tenant: &str, name: &str) -> bool {
+    let f = filter.trim().trim_end_matches('…').to_ascii_lowercase();
+    !f.is_empty() && (tenant.to_ascii_lowercase().starts_with(&f) || name.eq_ignore_ascii_case(filter.trim()))
+}
+
+/// Every `--tenant` filter matches exactly one tenant (an exact id or name may
+/// match only itself); otherwise the error names the filter and what it matched.
+fn check_filters(only: &[String], tenants: &[(String, String)]) -> Result<(), String> {
+    for f in only {
+        let hits: Vec<&(String, String)> = tenants.iter().filter(|(id, name)| filter_matches(f, id, name)).collect();
+        match hits.len() {
+            0 => {
+                return Err(format!(
+                    "--tenant '{f}' matches no tenant (give an id, a unique prefix or a display name)"
+                ));
+            }
+            1 => {}
+            n => {
+                let shown: Vec<String> = hits.iter().take(5).map(|(id, name)| format!("{name} ({id})")).collect();
+                return Err(format!("--tenant '{f}' matches {n} tenants: {}; give more of the id", shown.join(", ")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One tenant's plan and, when known, its result.
@@ -72,6 +99,8 @@ pub struct TenantReport {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
+    /// The version of this JSON document's shape.
+    pub schema_version: u32,
     pub tenants: Vec<TenantReport>,
     /// Set when the customer tenants could not be discovered: the MSP tenant was
     /// still reconciled, and the last known customers are reported `unknown`.
@@ -94,15 +123,33 @@ impl SweepReport {
         self.tenants.iter().filter(|t| t.result.as_ref().is_some_and(|r| r.outcome.label() == label)).count()
     }
 
-    /// An apply that needs a person: a tenant failed or was held, or discovery failed.
+    /// Tenants that could not be read or written: failed, not observed (discovery
+    /// failed), or skipped because caguard has no token, consent or permissions there.
+    pub fn unreadable(&self) -> usize {
+        self.tenants
+            .iter()
+            .filter_map(|t| t.result.as_ref())
+            .filter(|r| match &r.outcome {
+                Outcome::Failed(_) | Outcome::Unknown(_) => true,
+                Outcome::Skipped(why) => why.starts_with(CANNOT_RUN),
+                _ => false,
+            })
+            .count()
+    }
+
+    /// An apply that needs a person: a tenant could not be read or written, was
+    /// held, or discovery failed.
     pub fn needs_attention(&self) -> bool {
-        self.count("failed") + self.count("held") > 0 || self.discovery_error.is_some()
+        self.unreadable() + self.count("held") > 0 || self.discovery_error.is_some()
     }
 
     pub fn result(&self, tenant: &str) -> Option<&TenantResult> {
         self.tenants.iter().find(|t| t.plan.tenant_id.eq_ignore_ascii_case(tenant)).and_then(|t| t.result.as_ref())
     }
 }
+
+/// How a tenant caguard cannot read (no token, consent or permissions) is reported.
+pub const CANNOT_RUN: &str = "cannot run here";
 
 fn failed_plan(tenant_id: &str, name: &str, msp: bool) -> TenantPlan {
     let o = Observed { tenant_id: tenant_id.into(), tenant_name: name.into(), ..Default::default() };
@@ -112,7 +159,7 @@ fn failed_plan(tenant_id: &str, name: &str, msp: bool) -> TenantPlan {
 /// A tenant that could not be read: skipped when a person must grant access, failed otherwise.
 fn observe_error(e: &GraphError) -> Outcome {
     if e.is_auth_failure() {
-        Outcome::Skipped(format!("cannot run here (consent, permissions or token): {e}"))
+        Outcome::Skipped(format!("{CANNOT_RUN} (consent, permissions or token): {e}"))
     } else {
         Outcome::Failed(e.to_string())
     }
@@ -197,7 +244,7 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     let mut tenants = Vec::new();
     // The MSP tenant (two paced CA lists) is read while customers are discovered and read.
     let msp = async {
-        if !opts.wants(&config.msp_tenant_id) {
+        if !opts.wants(&config.msp_tenant_id, "MSP tenant") {
             return None;
         }
         Some(match observe::msp(client, &config, opts.ledger.0.as_deref()).await {
@@ -227,13 +274,19 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
                 None => vec![],
             };
             let why = format!("discovery failed, so this tenant was not observed this run: {e}");
-            for c in known.iter().filter(|c| opts.wants(&c.tenant_id)) {
+            for c in known.iter().filter(|c| opts.wants(&c.tenant_id, &c.name)) {
                 tenants.push(report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Unknown(why.clone())));
             }
             (vec![], Some(e.to_string()))
         }
     };
-    let customers: Vec<Customer> = customers.into_iter().filter(|c| opts.wants(&c.tenant_id)).collect();
+    if discovery_error.is_none() && !opts.only.is_empty() {
+        let mut all: Vec<(String, String)> = vec![(config.msp_tenant_id.clone(), "MSP tenant".into())];
+        all.extend(customers.iter().map(|c| (c.tenant_id.clone(), c.name.clone())));
+        check_filters(&opts.only, &all)
+            .map_err(|message| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message })?;
+    }
+    let customers: Vec<Customer> = customers.into_iter().filter(|c| opts.wants(&c.tenant_id, &c.name)).collect();
     let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
     let (skipped, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|c| config.is_skipped(&c.tenant_id));
     tenants.extend(observe_customers(client, &config, active, opts, &pauses).await);
@@ -267,6 +320,7 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
         record_owned(&config, &tenants, opts).await;
     }
     Ok(SweepReport {
+        schema_version: 1,
         tenants,
         discovery_error,
         expired_pauses,

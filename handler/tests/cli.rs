@@ -6,20 +6,48 @@ fn caguard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_caguard"))
 }
 
+/// #13: exit codes scripts can trust. The sample estate has a tenant without
+/// consent (Wingtip Toys), so a whole-estate `plan` or `apply` exits 1 (a tenant
+/// could not be read); the MSP tenant alone has drift (2), then none (0).
 #[test]
-fn plan_on_the_simulated_estate_exits_2_for_drift_and_apply_yes_exits_0() {
+fn exit_codes_say_drift_unreadable_tenants_and_usage_errors_apart() {
     let plan = caguard().args(["plan", "--sim"]).output().unwrap();
     let out = String::from_utf8_lossy(&plan.stdout);
-    assert_eq!(plan.status.code(), Some(2), "drift found: {out}");
+    assert_eq!(plan.status.code(), Some(1), "a tenant could not be read: {out}");
+    assert!(out.contains("Wingtip Toys") && out.contains("cannot run here"), "{out}");
     assert!(out.contains("A2 create policy \"Block CIPP Access - Outside Trusted IPs\""), "{out}");
     assert!(out.contains("send: {"), "the plan shows exactly what is sent");
 
+    // The 8-character id the output shows, a display name, a full id: each selects one tenant.
+    let msp = caguard().args(["plan", "--sim", "--tenant", "6f1c2a43"]).output().unwrap();
+    assert_eq!(msp.status.code(), Some(2), "{}", String::from_utf8_lossy(&msp.stderr));
+    let by_name = caguard().args(["plan", "--sim", "--tenant", "adatum clinics"]).output().unwrap();
+    assert_eq!(by_name.status.code(), Some(2), "{}", String::from_utf8_lossy(&by_name.stderr));
+    let none = caguard().args(["plan", "--sim", "--tenant", "no-such-tenant"]).output().unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("matches no tenant"),
+        "a filter matching nothing is an error"
+    );
+
     let apply = caguard().args(["apply", "--sim", "--yes", "--json"]).output().unwrap();
-    assert_eq!(apply.status.code(), Some(0), "{}", String::from_utf8_lossy(&apply.stderr));
+    assert_eq!(apply.status.code(), Some(1), "{}", String::from_utf8_lossy(&apply.stderr));
     let report: serde_json::Value = serde_json::from_slice(&apply.stdout).expect("--json is JSON");
+    assert_eq!(report["schemaVersion"], 1);
     let outcomes: Vec<&str> =
         report["tenants"].as_array().unwrap().iter().map(|t| t["result"]["outcome"].as_str().unwrap()).collect();
     assert!(outcomes.iter().all(|o| ["fixed", "compliant", "skipped"].contains(o)), "{outcomes:?}");
+
+    for (args, code) in [
+        (&["plan", "--no-such-flag"][..], 64),
+        (&["frobnicate"][..], 64),
+        (&["watch", "--sim"][..], 64),
+        (&["--help"][..], 0),
+        (&["--version"][..], 0),
+    ] {
+        let out = caguard().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 #[test]
@@ -127,7 +155,8 @@ fn apply_alerts_a_held_plan_once_per_window() {
 /// every other tenant is compliant, fixed or skipped.
 #[test]
 fn apply_reports_withheld_policies_and_still_exits_0() {
-    let out = caguard().args(["apply", "--sim", "--yes"]).output().unwrap();
+    let tenants = ["--tenant", "Adatum Clinics", "--tenant", "Woodgrove Legal"];
+    let out = caguard().args(["apply", "--sim", "--yes"]).args(tenants).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("D1 WITHHELD policy \"MFA except internal guests\""), "{text}");

@@ -99,3 +99,20 @@ fn string_outputs_are_wrapped_so_the_host_never_base64_decodes_them() {
     assert_eq!(r.outputs["q"], serde_json::json!({"value": "dGVuYW50"}));
     assert_eq!(r.outputs["many"], serde_json::json!([{"value": "dGVuYW50"}, {"a": 1}]));
 }
+
+/// #13: an unknown function name is 404 whether or not caguard is configured
+/// (a known one, unconfigured, is a 500 naming the configuration problem).
+#[tokio::test]
+async fn an_unknown_function_is_404_even_when_caguard_is_unconfigured() {
+    let app: caguard::functions::App = std::sync::Arc::new(Err("CAGUARD_CONFIG is not set".into()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, caguard::functions::router(app)).await });
+    let invocation = serde_json::json!({"Data": {}, "Metadata": {}});
+    let http = reqwest::Client::new();
+    let unknown = http.post(format!("{base}/NoSuchFunction")).json(&invocation).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let known = http.post(format!("{base}/SweepTimer")).json(&invocation).send().await.unwrap();
+    assert_eq!(known.status(), 500);
+    assert!(known.text().await.unwrap().contains("CAGUARD_CONFIG is not set"));
+}

@@ -11,10 +11,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Exit codes: 0 compliant (or every tenant handled), 2 drift found by `plan`, 1 error.
+/// Exit codes: 0 compliant or done; 2 changes found (`plan`, `watch`); 1 a tenant
+/// could not be read or written, or another error; 64 a usage error.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_DRIFT: i32 = 2;
+pub const EXIT_USAGE: i32 = 64;
+
+/// Parses the command line: help and version exit 0, any usage error 64 (never
+/// 2, which means "changes found").
+pub fn parse_args(args: Vec<String>) -> Result<Cli, i32> {
+    use clap::error::ErrorKind;
+    Cli::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
+            _ => EXIT_USAGE,
+        }
+    })
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,7 +66,7 @@ pub enum Command {
     /// One watch tick: which tenants' CA objects changed since the last tick (fingerprints in --store).
     Watch {
         #[command(flatten)]
-        run: RunArgs,
+        run: WatchArgs,
         /// List GDAP relationships now, even if the remembered tenant list is fresh.
         #[arg(long)]
         rediscover: bool,
@@ -124,10 +141,27 @@ pub struct RunArgs {
     /// Tenants worked on at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Only this tenant (repeatable); all tenants when absent.
+    /// Only this tenant (repeatable): its id, a unique prefix of it, or its display
+    /// name; all tenants when absent. A filter that matches nothing is an error.
     #[arg(long = "tenant")]
     pub tenants: Vec<String>,
     /// Where the watch's fingerprints and tenant list, and alert dedupe counts, are kept.
+    #[arg(long, default_value = ".caguard/store.json")]
+    pub store: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// caguard.toml (see caguard.example.toml).
+    #[arg(long, short, default_value = "caguard.toml")]
+    pub config: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Tenants listed at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Where the fingerprints and the tenant list are kept.
     #[arg(long, default_value = ".caguard/store.json")]
     pub store: PathBuf,
 }
@@ -291,7 +325,7 @@ async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i3
 }
 
 /// `caguard watch`: one tick; exit 2 when some tenant changed.
-async fn watch_once(args: &RunArgs, rediscover: bool) -> Result<i32, String> {
+async fn watch_once(args: &WatchArgs, rediscover: bool) -> Result<i32, String> {
     let (cfg, _) = config::load(&args.config)?;
     let client = graph_client()?;
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::FileStore::new(&args.store));
@@ -319,7 +353,13 @@ async fn watch_once(args: &RunArgs, rediscover: bool) -> Result<i32, String> {
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(if report.changed.is_empty() { EXIT_OK } else { EXIT_DRIFT })
+    Ok(if !report.errors.is_empty() {
+        EXIT_ERROR
+    } else if report.changed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_DRIFT
+    })
 }
 
 /// One document for `--json` (the sweep, with Part C under `cipp`), or the tables.
@@ -345,7 +385,7 @@ pub async fn run(cli: Cli) -> i32 {
             Ok((r, c)) => {
                 print(&r, c.as_ref(), args.json, false);
                 let cipp_drift = c.as_ref().is_some_and(|c| c.drifted() > 0);
-                Ok(if r.discovery_error.is_some() {
+                Ok(if r.discovery_error.is_some() || r.unreadable() > 0 {
                     EXIT_ERROR
                 } else if r.drifted() > 0 || cipp_drift {
                     EXIT_DRIFT

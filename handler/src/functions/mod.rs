@@ -244,6 +244,12 @@ async fn invoke(State(app): State<App>, Path(function): Path<String>, body: Byte
             );
         }
     };
+    const FUNCTIONS: &[&str] =
+        &["SweepTimer", "ReconcileTenant", "ReconcilePoison", "CippTimer", "WatchTimer", "RenewSubscriptionsTimer"];
+    if !FUNCTIONS.contains(&function.as_str()) {
+        // 404 whether or not caguard is configured: the name is wrong, not the app.
+        return problem(StatusCode::NOT_FOUND, format!("unknown function '{function}'"));
+    }
     let ready = match app.as_ref() {
         Ok(r) => r,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{function}: {e}")),
