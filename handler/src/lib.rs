@@ -31,4 +31,5 @@ pub mod secrets;
 pub mod storage;
 pub mod store;
 pub mod sweep;
+pub mod uninstall;
 pub mod watch;

@@ -10,7 +10,8 @@ use crate::plan::{Observed, TenantPlan};
 use crate::store::Store;
 use std::collections::BTreeMap;
 
-const KIND: &str = "owned";
+/// Store record kind.
+pub const KIND: &str = "owned";
 
 /// The recorded ids: key (`A2`, `B1`, `A1:<site>`) → object id. A store that
 /// cannot be read gives none, so caguard falls back to names and says so.
@@ -35,8 +36,13 @@ pub async fn record(store: &dyn Store, plan: &TenantPlan, result: &TenantResult,
         .owns
         .iter()
         .filter_map(|(key, v)| {
-            let id = if v.starts_with("location:") || v.starts_with("policy:") { result.created.get(v)? } else { v };
+            let placeholder = v.starts_with("location:") || v.starts_with("policy:");
+            let id = if placeholder { result.created.get(v)? } else { v };
             let mut row = serde_json::json!({"id": id});
+            if placeholder {
+                // Made by caguard, so `caguard uninstall` may delete it (adopted objects stay).
+                row["created"] = serde_json::json!(true);
+            }
             if let Some(upn) = observed.upns.get(&id.to_ascii_lowercase()) {
                 row["userPrincipalName"] = serde_json::json!(upn);
             }

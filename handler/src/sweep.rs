@@ -318,6 +318,13 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     if opts.apply {
         apply_all(client, &config, &mut tenants, opts, &pauses).await;
         record_owned(&config, &tenants, opts).await;
+        if let Some(store) = &opts.ledger.0 {
+            for t in &tenants {
+                if let Some(result) = t.result.as_ref().filter(|r| r.written > 0) {
+                    crate::uninstall::record_added(store.as_ref(), &t.plan, result).await;
+                }
+            }
+        }
     }
     Ok(SweepReport {
         schema_version: 1,

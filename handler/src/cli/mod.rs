@@ -76,6 +76,17 @@ pub enum Command {
         #[command(subcommand)]
         action: PartnerCenterAction,
     },
+    /// Remove exactly what caguard added (the exclusions it wrote, the objects it
+    /// created, by the ids in --store). Shows the plan; --yes carries it out.
+    /// Exit 2 when steps are pending, 0 when done or nothing is left, 1 on errors.
+    Uninstall {
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, short, default_value = "caguard.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = ".caguard/store.json")]
+        store: PathBuf,
+    },
     /// Stop caguard writing: everything, one tenant, one control, or one tenant's control.
     /// Drift is still planned and shown. Expires (24 h by default, at most a week).
     Pause {
@@ -324,6 +335,34 @@ async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i3
     Ok(EXIT_OK)
 }
 
+/// `caguard uninstall`: the plan, and with `--yes` the steps.
+async fn uninstall(yes: bool, path: &std::path::Path, store: &std::path::Path) -> Result<i32, String> {
+    let (cfg, _) = config::load(path)?;
+    let client = graph_client()?;
+    let store = crate::store::FileStore::new(store);
+    let plan = crate::uninstall::plan(&client, &cfg.msp_tenant_id, &store).await?;
+    for s in &plan.steps {
+        let body = if s.body.is_null() { String::new() } else { format!("\n    send: {}", s.body) };
+        println!("{}…  {} \"{}\": {}{body}", &s.tenant[..8.min(s.tenant.len())], s.action, s.target, s.reason);
+    }
+    for l in &plan.left_alone {
+        println!("left alone: {l}");
+    }
+    if plan.steps.is_empty() {
+        println!("nothing caguard added is left");
+        return Ok(EXIT_OK);
+    }
+    if !yes {
+        println!("\n{} step(s); run `caguard uninstall --yes` to carry them out", plan.steps.len());
+        return Ok(EXIT_DRIFT);
+    }
+    let errors = crate::uninstall::apply(&client, &store, &plan).await;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if errors.is_empty() { EXIT_OK } else { EXIT_ERROR })
+}
+
 /// `caguard watch`: one tick; exit 2 when some tenant changed.
 async fn watch_once(args: &WatchArgs, rediscover: bool) -> Result<i32, String> {
     let (cfg, _) = config::load(&args.config)?;
@@ -413,6 +452,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve { port } => {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }
+        Command::Uninstall { yes, config, store } => uninstall(yes, &config, &store).await,
         Command::Pause { scope, reason, length, store } => pause::pause(&scope, &reason, length, &store).await,
         Command::Resume { scope, store } => pause::resume(&scope, &store).await,
         Command::Status { json, store } => pause::status(json, &store).await,

@@ -161,6 +161,9 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
         }
     }
     let result = apply_tenant(&r.client, &config, &plan, &observed).await;
+    if result.written > 0 {
+        crate::uninstall::record_added(r.store.as_ref(), &plan, &result).await;
+    }
     if is_msp {
         crate::owned::record(r.store.as_ref(), &plan, &result, &observed).await;
     }
