@@ -197,19 +197,30 @@ impl Alert {
     }
 }
 
-/// Logs an alert as a structured event (always).
+/// Logs an alert as a structured event (always): expected, human-decided states
+/// (a hold, a note, a withheld policy, a pause) as warnings, the rest as errors.
 pub fn raise(alert: &Alert) {
-    tracing::error!(
-        alert = true,
-        tenant = %alert.tenant_id,
-        tenant_name = %alert.tenant_name,
-        kind = %alert.kind,
-        control = alert.control.as_deref().unwrap_or(""),
-        object = alert.object_name.as_deref().unwrap_or(""),
-        changed_by = alert.changed_by.as_deref().unwrap_or(""),
-        "{}",
-        alert.message
-    );
+    macro_rules! event {
+        ($level:ident) => {
+            tracing::$level!(
+                alert = true,
+                tenant = %alert.tenant_id,
+                tenant_name = %alert.tenant_name,
+                kind = %alert.kind,
+                control = alert.control.as_deref().unwrap_or(""),
+                object = alert.object_name.as_deref().unwrap_or(""),
+                changed_by = alert.changed_by.as_deref().unwrap_or(""),
+                "{}",
+                alert.message
+            )
+        };
+    }
+    let expected = [kind::HELD, kind::NOTE, kind::WITHHELD, kind::PAUSED, kind::PAUSE_EXPIRING, kind::DRIFT_REPORTED];
+    if expected.contains(&alert.kind.as_str()) {
+        event!(warn);
+    } else {
+        event!(error);
+    }
 }
 
 /// The JSON webhook's schema.

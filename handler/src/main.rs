@@ -5,7 +5,9 @@ async fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAGUARD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| if in_functions { "info".into() } else { "warn".into() });
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // ANSI colour only on a terminal, and never with NO_COLOR.
+    let ansi = caguard::cli::use_colour(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if in_functions {
         // JSON lines for Application Insights.
         logs.json().init();

@@ -3,6 +3,8 @@
 use crate::config::ControlMode;
 use crate::plan::{Block, TenantPlan};
 use crate::sweep::SweepReport;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 fn short(id: &str) -> &str {
@@ -28,10 +30,10 @@ pub fn plan_text(p: &TenantPlan, out: &mut String, limit: Option<usize>) {
         let mode = if a.mode == ControlMode::Report { " [report]" } else { "" };
         let kind = if a.op.is_policy() { "policy" } else { "named location" };
         let _ = writeln!(out, "  {} {} {kind} \"{}\"{mode}: {}", a.control, a.op.verb(), a.target, a.reason);
-        let _ = writeln!(out, "      send: {}", a.body);
-        if !a.before.is_null() {
-            let _ = writeln!(out, "      was:  {}", a.before);
+        for line in diff(&a.before, &a.body, &p.labels) {
+            let _ = writeln!(out, "      {line}");
         }
+        let _ = writeln!(out, "      send: {}", a.body);
     }
     if p.actions.len() > shown {
         let _ = writeln!(out, "  … and {} more actions like these", p.actions.len() - shown);
@@ -39,6 +41,66 @@ pub fn plan_text(p: &TenantPlan, out: &mut String, limit: Option<usize>) {
     withheld_text(p, out);
     for n in &p.notes {
         let _ = writeln!(out, "  note {}: {}", n.control, n.message);
+    }
+}
+
+/// The change an action makes, property by property: `+` added, `-` removed,
+/// `~` changed; string lists as the items added and removed; every id followed by
+/// what it is (`p.labels`).
+pub fn diff(before: &Value, body: &Value, labels: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(before, body, "", labels, &mut out);
+    out
+}
+
+fn walk(before: &Value, body: &Value, path: &str, labels: &BTreeMap<String, String>, out: &mut Vec<String>) {
+    let old = |k: &str| before.get(k).unwrap_or(&Value::Null);
+    match body {
+        Value::Object(o) => {
+            for (k, v) in o {
+                let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                walk(old(k), v, &sub, labels, out);
+            }
+        }
+        Value::Array(new)
+            if new.iter().all(Value::is_string) && before.as_array().is_none_or(|a| a.iter().all(Value::is_string)) =>
+        {
+            let was: Vec<&Value> = before.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+            let has = |list: &[&Value], x: &Value| list.iter().any(|y| same_str(y, x));
+            let new_refs: Vec<&Value> = new.iter().collect();
+            for x in new.iter().filter(|x| !has(&was, x)) {
+                out.push(format!("+ {path}: {}", labelled(x, labels)));
+            }
+            for x in was.iter().filter(|x| !has(&new_refs, x)) {
+                out.push(format!("- {path}: {}", labelled(x, labels)));
+            }
+        }
+        _ if body == before => {}
+        _ if before.is_null() => out.push(format!("+ {path} = {}", labelled(body, labels))),
+        Value::Null => out.push(format!("- {path} (was {})", labelled(before, labels))),
+        _ => out.push(format!("~ {path}: {} → {}", labelled(before, labels), labelled(body, labels))),
+    }
+}
+
+fn same_str(a: &Value, b: &Value) -> bool {
+    matches!((a.as_str(), b.as_str()), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
+}
+
+/// A value as shown: a string with its label when it is a known id, else compact JSON.
+fn labelled(v: &Value, labels: &BTreeMap<String, String>) -> String {
+    match v.as_str() {
+        Some(s) => match labels.get(s) {
+            Some(l) => format!("{s} ({l})"),
+            None => s.to_string(),
+        },
+        None => {
+            let text = v.to_string();
+            if text.len() > 160 {
+                format!("{}…", &text[..text.char_indices().nth(160).map_or(text.len(), |(i, _)| i)])
+            } else {
+                text
+            }
+        }
     }
 }
 
@@ -131,4 +193,28 @@ pub fn sweep_text(r: &SweepReport, applied: bool, limit: Option<usize>) -> Strin
         r.elapsed_ms as f64 / 1000.0
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_diff_shows_added_removed_and_changed_properties_with_labels() {
+        let labels = BTreeMap::from([("bg".to_string(), "bg1@contoso".to_string())]);
+        let before = json!({"state": "disabled", "conditions": {"users": {"excludeUsers": ["a", "b"]}, "platforms": {"includePlatforms": ["android"]}}});
+        let body = json!({"state": "enabled", "conditions": {"users": {"excludeUsers": ["a", "bg"]}, "platforms": null}, "displayName": "X"});
+        let lines = diff(&before, &body, &labels);
+        assert_eq!(
+            lines,
+            [
+                "~ state: disabled → enabled",
+                "+ conditions.users.excludeUsers: bg (bg1@contoso)",
+                "- conditions.users.excludeUsers: b",
+                "- conditions.platforms (was {\"includePlatforms\":[\"android\"]})",
+                "+ displayName = X",
+            ]
+        );
+    }
 }

@@ -85,6 +85,20 @@ fn check_filters(only: &[String], tenants: &[(String, String)]) -> Result<(), St
     Ok(())
 }
 
+/// The counts of a run, by outcome (`pending`: planned writes not applied).
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub tenants: usize,
+    pub compliant: usize,
+    pub fixed: usize,
+    pub pending: usize,
+    pub held: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub unknown: usize,
+}
+
 /// One tenant's plan and, when known, its result.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,6 +115,7 @@ pub struct TenantReport {
 pub struct SweepReport {
     /// The version of this JSON document's shape.
     pub schema_version: u32,
+    pub summary: Summary,
     pub tenants: Vec<TenantReport>,
     /// Set when the customer tenants could not be discovered: the MSP tenant was
     /// still reconciled, and the last known customers are reported `unknown`.
@@ -326,14 +341,26 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             }
         }
     }
-    Ok(SweepReport {
+    let mut report = SweepReport {
         schema_version: 1,
+        summary: Summary::default(),
         tenants,
         discovery_error,
         expired_pauses,
         stats: client.stats(),
         elapsed_ms: started.elapsed().as_millis(),
-    })
+    };
+    report.summary = Summary {
+        tenants: report.tenants.len(),
+        compliant: report.count("compliant"),
+        fixed: report.count("fixed"),
+        pending: report.tenants.iter().filter(|t| t.result.is_none()).count(),
+        held: report.count("held"),
+        skipped: report.count("skipped"),
+        failed: report.count("failed"),
+        unknown: report.count("unknown"),
+    };
+    Ok(report)
 }
 
 /// Records the ids of the MSP tenant's owned objects once they exist.

@@ -21,6 +21,17 @@ fn exit_codes_say_drift_unreadable_tenants_and_usage_errors_apart() {
     // The 8-character id the output shows, a display name, a full id: each selects one tenant.
     let msp = caguard().args(["plan", "--sim", "--tenant", "6f1c2a43"]).output().unwrap();
     assert_eq!(msp.status.code(), Some(2), "{}", String::from_utf8_lossy(&msp.stderr));
+    // The plan reads like a diff, every id labelled; no colour when not on a terminal.
+    let text = String::from_utf8_lossy(&msp.stdout);
+    assert!(
+        text.contains("+ conditions.users.excludeUsers: 9a1e40b4-5815-4a99-99e2-d15364c7a500 (cipp-svc@contosomsp.onmicrosoft.com)"),
+        "{text}"
+    );
+    assert!(text.contains("(the new location \"Trusted - MSP Office\")"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !String::from_utf8_lossy(&msp.stderr).contains('\u{1b}'),
+        "no ANSI codes in a file"
+    );
     let by_name = caguard().args(["plan", "--sim", "--tenant", "adatum clinics"]).output().unwrap();
     assert_eq!(by_name.status.code(), Some(2), "{}", String::from_utf8_lossy(&by_name.stderr));
     let none = caguard().args(["plan", "--sim", "--tenant", "no-such-tenant"]).output().unwrap();
@@ -34,6 +45,9 @@ fn exit_codes_say_drift_unreadable_tenants_and_usage_errors_apart() {
     assert_eq!(apply.status.code(), Some(1), "{}", String::from_utf8_lossy(&apply.stderr));
     let report: serde_json::Value = serde_json::from_slice(&apply.stdout).expect("--json is JSON");
     assert_eq!(report["schemaVersion"], 1);
+    let summary = &report["summary"];
+    assert_eq!(summary["tenants"].as_u64().unwrap() as usize, report["tenants"].as_array().unwrap().len());
+    assert!(summary["fixed"].as_u64().unwrap() > 0, "{summary}");
     let outcomes: Vec<&str> =
         report["tenants"].as_array().unwrap().iter().map(|t| t["result"]["outcome"].as_str().unwrap()).collect();
     assert!(outcomes.iter().all(|o| ["fixed", "compliant", "skipped"].contains(o)), "{outcomes:?}");

@@ -401,6 +401,36 @@ async fn watch_once(args: &WatchArgs, rediscover: bool) -> Result<i32, String> {
     })
 }
 
+/// Whether output may carry colour: a terminal, and `NO_COLOR` not set (no-color.org).
+pub fn use_colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Diff lines in colour (green added, red removed, yellow changed) on a terminal only.
+fn colour(text: &str) -> String {
+    use std::io::IsTerminal;
+    if !use_colour(std::io::stdout().is_terminal()) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let code = match line.trim_start().get(..2) {
+            Some("+ ") => Some("32"),
+            Some("- ") => Some("31"),
+            Some("~ ") => Some("33"),
+            _ => None,
+        };
+        match code {
+            Some(c) => out.push_str(&format!("\x1b[{c}m{line}\x1b[0m\n")),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// One document for `--json` (the sweep, with Part C under `cipp`), or the tables.
 fn print(report: &SweepReport, cipp: Option<&crate::cipp::CippReport>, json: bool, applied: bool) {
     if json {
@@ -410,7 +440,7 @@ fn print(report: &SweepReport, cipp: Option<&crate::cipp::CippReport>, json: boo
         }
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
-        print!("{}", report::sweep_text(report, applied, None));
+        print!("{}", colour(&report::sweep_text(report, applied, None)));
         if let Some(c) = cipp {
             print!("{}", crate::cipp::text(c));
         }

@@ -169,6 +169,10 @@ pub struct TenantPlan {
     /// The owned objects this plan relies on: store key → id, or the placeholder
     /// (`location:<name>`, `policy:<name>`) of an object this plan creates.
     pub owns: BTreeMap<String, String>,
+    /// What each id in the plan is, from what was observed (a UPN, a group or
+    /// location name, "MSP tenant"), so a plan reads without looking ids up.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl TenantPlan {
@@ -182,6 +186,7 @@ impl TenantPlan {
             notes: vec![],
             withheld: vec![],
             owns: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -205,12 +210,51 @@ impl TenantPlan {
 
 /// Plans the MSP tenant (A1, A2, B1, B2).
 pub fn plan_msp(config: &Config, observed: &Observed) -> TenantPlan {
-    msp::plan(config, observed)
+    labelled(msp::plan(config, observed), config, observed)
 }
 
 /// Plans one customer tenant (D1 in GDAP mode, D2 in direct mode).
 pub fn plan_customer(config: &Config, observed: &Observed) -> TenantPlan {
-    customer::plan(config, observed)
+    labelled(customer::plan(config, observed), config, observed)
+}
+
+/// Labels every id the plan's actions mention with what was observed.
+fn labelled(mut plan: TenantPlan, config: &Config, o: &Observed) -> TenantPlan {
+    let mut known: BTreeMap<String, String> = BTreeMap::new();
+    known.insert(config.msp_tenant_id.to_ascii_lowercase(), "MSP tenant".into());
+    for (configured, id) in &o.accounts {
+        let upn = o.upns.get(&id.to_ascii_lowercase()).cloned().unwrap_or_else(|| configured.clone());
+        known.insert(id.to_ascii_lowercase(), upn);
+    }
+    for (id, name) in &o.group_names {
+        known.insert(id.clone(), format!("group \"{name}\""));
+    }
+    for g in &config.technician_groups {
+        known.entry(g.to_ascii_lowercase()).or_insert_with(|| "technician group".into());
+    }
+    for l in &o.locations {
+        known.insert(l.id().to_ascii_lowercase(), format!("location \"{}\"", l.name()));
+    }
+    for a in &plan.actions {
+        mentioned(&a.body, &known, &mut plan.labels);
+        mentioned(&a.before, &known, &mut plan.labels);
+    }
+    plan
+}
+
+fn mentioned(v: &Value, known: &BTreeMap<String, String>, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::String(s) => {
+            if let Some(l) = known.get(&s.to_ascii_lowercase()) {
+                out.insert(s.clone(), l.clone());
+            } else if let Some(name) = s.strip_prefix("location:") {
+                out.insert(s.clone(), format!("the new location \"{name}\""));
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| mentioned(x, known, out)),
+        Value::Object(o) => o.values().for_each(|x| mentioned(x, known, out)),
+        _ => {}
+    }
 }
 
 /// Holds plans past the safety limits unless `confirmed` (`--yes`): more than
