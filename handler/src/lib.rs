@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod apply;
+pub mod approval;
 pub mod audit;
 pub mod cipp;
 pub mod cli;

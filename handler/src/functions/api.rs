@@ -107,3 +107,36 @@ pub(super) async fn status(State(app): State<App>) -> Response {
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
+
+/// `GET /api/plans`: the plans held for a person, with their diffs.
+pub(super) async fn plans(State(app): State<App>) -> Response {
+    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    match crate::approval::held(r.store.as_ref()).await {
+        Ok(list) => axum::Json(json!({ "plans": list })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("Plans: {e}")),
+    }
+}
+
+/// `POST /api/plans/{id}/approve` `{"by"?}`: the next reconcile of that tenant
+/// applies exactly this plan; a tenant that changed since is re-planned instead.
+pub(super) async fn approve(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let Ok(r) = app.as_ref() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let by = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["by"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "function key holder".into());
+    match crate::approval::approve(r.store.as_ref(), &id, &crate::logging::bounded(&by)).await {
+        Ok(p) => {
+            tracing::warn!(tenant = %p.tenant_id, "plan {} approved by {by}", p.id);
+            axum::Json(
+                json!({"approved": p.id, "tenantId": p.tenant_id, "appliedBy": "the next reconcile of this tenant"}),
+            )
+            .into_response()
+        }
+        Err(e) => problem(StatusCode::NOT_FOUND, format!("ApprovePlan: {e}")),
+    }
+}

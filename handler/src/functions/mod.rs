@@ -13,6 +13,8 @@
 //! | `CippTimer` | timer | Part C: CIPP-API clients and roles limited to the trusted ranges (also run by `SweepTimer`) |
 //! | `Status` | HTTP (function key) | each tenant's last result, and the pauses in force |
 //! | `Pause` / `Resume` | HTTP (function key) | the on-call's stop ([`crate::pause`]) |
+//! | `Plans` / `ApprovePlan` | HTTP (function key) | held plans with their diffs; approve one ([`crate::approval`]) |
+//! | `Ui` | HTTP (function key) | the read-only status page (`/api/ui`) |
 //!
 //! One module per family: `timers`, `queue`, `webhooks` and `api` (HTTP behind
 //! the function key); the wire format is `protocol`.
@@ -21,6 +23,7 @@ mod api;
 pub mod protocol;
 mod queue;
 mod timers;
+mod ui;
 mod webhooks;
 
 use queue::*;
@@ -179,6 +182,9 @@ pub fn router(app: App) -> Router {
         .route("/api/Status", get(api::status))
         .route("/api/Pause", post(api::pause))
         .route("/api/Resume", post(api::resume))
+        .route("/api/plans", get(api::plans))
+        .route("/api/plans/{id}/approve", post(api::approve))
+        .route("/api/ui", get(ui::page))
         .route("/api/GraphNotifications", post(graph_notifications))
         .route("/api/GraphLifecycle", post(graph_lifecycle))
         .route("/api/PartnerCenterEvents", post(partner_center_events))

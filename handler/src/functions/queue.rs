@@ -144,10 +144,14 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
     let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
     let config = pauses.effective(&r.config, &observed.tenant_id);
     leave_emergency_changes(r, &mut plan, &observed).await;
+    // A plan a person approved (exactly this one: same writes) passes the limits.
+    let approved = plan.block.is_none() && crate::approval::is_approved(r.store.as_ref(), &plan).await;
+    let confirmed = r.settings.confirm_large_plans || approved;
+    let unheld = plan.block.is_none();
     let mut plans = [plan];
-    plan::apply_limits(&r.config, &mut plans, r.settings.confirm_large_plans);
+    plan::apply_limits(&r.config, &mut plans, confirmed);
     [plan] = plans;
-    if plan.block.is_none() && plan.enforced().next().is_some() && !r.settings.confirm_large_plans {
+    if plan.block.is_none() && plan.enforced().next().is_some() && !confirmed {
         let size = msg.sweep_size.unwrap_or(1).max(1);
         let limit = ((r.config.max_tenant_fraction * size as f64).floor() as usize).max(1);
         let claimed =
@@ -160,7 +164,15 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
             )));
         }
     }
+    match &plan.block {
+        // Held by the limits alone: stored, so a person can see it and approve it.
+        Some(Block::Hold(why)) if unheld => crate::approval::hold(r.store.as_ref(), &plan, why).await,
+        _ => {}
+    }
     let result = apply_tenant(&r.client, &config, &plan, &observed).await;
+    if approved {
+        crate::approval::done(r.store.as_ref(), &plan.tenant_id).await;
+    }
     if result.written > 0 {
         crate::uninstall::record_added(r.store.as_ref(), &plan, &result).await;
     }
