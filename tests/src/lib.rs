@@ -5,7 +5,7 @@ pub mod functions_app;
 use caguard::graph::{Credentials, GraphClient, GraphConfig, RetryPolicy, StaticCredentials};
 use caguard_sim::{Estate, JournalEntry, SimHandle, SimOptions, sample_estate};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,4 +167,20 @@ impl Azurite {
 pub fn unique_table(prefix: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+/// The `caguard` binary of this workspace (built if a test run did not build it yet),
+/// for end-to-end tests that drive the CLI on the same store as the Functions app.
+pub fn caguard_binary() -> PathBuf {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    let bin = target.join("debug").join(if cfg!(windows) { "caguard.exe" } else { "caguard" });
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "caguard", "--bin", "caguard"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not build the caguard binary");
+    }
+    bin
 }

@@ -57,6 +57,22 @@ async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is
     let pause = &status["pauses"][0];
     assert_eq!(pause["scope"], json!({"tenant": msp, "control": "A2"}), "{status}");
     assert!(pause["expires"].as_str().is_some());
+    // `caguard status` on the same store shows it, with its expiry.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(caguard_e2e::caguard_binary())
+            .args(args)
+            .arg("--store")
+            .arg(dir.join("store.json"))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, shown) = cli(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        shown.contains(&format!("paused (control A2 in tenant {msp}) by Break Glass 1")) && shown.contains(" until 20"),
+        "{shown}"
+    );
 
     // The next run leaves it too, without alerting again.
     inbox.lock().unwrap().clear();
@@ -64,10 +80,8 @@ async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is
     assert_eq!(block()["state"], "disabled");
     assert!(inbox.lock().unwrap().iter().all(|a| a["kind"] != "emergency-override"));
 
-    // Resumed: the next run enforces again.
-    let resumed =
-        http.post(format!("{base}/api/Resume")).json(&json!({"tenant": msp, "control": "A2"})).send().await.unwrap();
-    assert_eq!(resumed.status(), 200);
+    // `caguard resume`: the next run enforces again.
+    assert_eq!(cli(&["resume", "--tenant", &msp, "--control", "A2"]).0, Some(0));
     assert_eq!(reconcile().await["outcome"], "fixed");
     assert_eq!(block()["state"], "enabledForReportingButNotEnforced");
 
