@@ -60,8 +60,19 @@ pub async fn serve_with_client(
     alerter: Alerter,
     confirm_large_plans: bool,
 ) -> String {
+    serve_config(caguard::demo::sample_config(estate), client, store, alerter, confirm_large_plans).await
+}
+
+/// The same, with its own config.
+pub async fn serve_config(
+    config: caguard::config::Config,
+    client: caguard::graph::GraphClient,
+    store: &Arc<dyn Store>,
+    alerter: Alerter,
+    confirm_large_plans: bool,
+) -> String {
     let ready = Ready {
-        config: caguard::demo::sample_config(estate),
+        config,
         alerter,
         client,
         store: store.clone(),

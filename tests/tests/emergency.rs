@@ -91,3 +91,58 @@ async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is
     assert_eq!(reconcile().await["outcome"], "fixed");
     assert_eq!(block()["state"], "enabledForReportingButNotEnforced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_the_emergency_operators_group_is_an_emergency_actor_and_others_are_not() {
+    let estate = sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("caguard-emergency-group-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let msp_spec = &estate.tenants[0];
+    let group = |name: &str| {
+        msp_spec.groups.iter().find(|g| g["displayName"] == name).unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let toml = format!(
+        "{}\n[emergency]\noperators_group = \"{}\"\npause_hours = 2\n",
+        caguard::demo::sample_config_toml(&estate),
+        group("CIPP Technicians")
+    );
+    let (config, _) = caguard::config::parse(&toml).unwrap();
+    let alerter = Alerter::new(store.clone(), 60, None, None, None, None);
+    let client = caguard::demo::sample_client(&sim, &estate);
+    let base = caguard_e2e::functions_app::serve_config(config, client, &store, alerter, true).await;
+    let msp = estate.msp_tenant_id.clone();
+    let reconcile = || async {
+        let msg = json!({"tenantId": msp, "reason": "drift", "correlationId": "emergency-group", "msp": true});
+        invoke(&base, "ReconcileTenant", json!({"reconcile": msg.to_string()})).await.return_value
+    };
+    assert_eq!(reconcile().await["outcome"], "fixed");
+    assert_eq!(reconcile().await["outcome"], "compliant");
+    let b1 = store.records("owned").await.unwrap().into_iter().find(|(k, _)| k == "B1").unwrap().1["id"].clone();
+    let path = format!("identity/conditionalAccess/policies/{}", b1.as_str().unwrap());
+    let user = |name: &str| {
+        let u = msp_spec.users.iter().find(|u| u["displayName"] == name).unwrap();
+        Actor::User {
+            id: u["id"].as_str().unwrap().into(),
+            display_name: name.into(),
+            user_principal_name: u["userPrincipalName"].as_str().unwrap().into(),
+        }
+    };
+    let b1_state = || sim.tenant(&msp).unwrap().policies.into_iter().find(|p| p["id"] == b1).unwrap()["state"].clone();
+
+    // Dana is not in the group: her change is reverted.
+    let off = json!({"state": "disabled"});
+    assert_eq!(sim.portal_edit(&msp, &user("Dana Office"), "PATCH", &path, Some(off.clone())).0, 204);
+    assert_eq!(reconcile().await["outcome"], "fixed");
+    assert_eq!(b1_state(), "enabled");
+    // Alex is: his is left in place, for the configured 2 hours.
+    assert_eq!(sim.portal_edit(&msp, &user("Alex Tech"), "PATCH", &path, Some(off)).0, 204);
+    assert_ne!(reconcile().await["outcome"], "fixed");
+    assert_eq!(b1_state(), "disabled");
+    let pauses = store.records(caguard::pause::KIND).await.unwrap();
+    assert_eq!(pauses.len(), 1, "{pauses:?}");
+    let p: caguard::pause::Pause = serde_json::from_value(pauses[0].1.clone()).unwrap();
+    assert_eq!(p.scope.control, Some(caguard::config::Control::B1));
+    assert!((p.expires - p.at).num_hours() == 2, "{p:?}");
+}
