@@ -184,3 +184,10 @@ pub fn caguard_binary() -> PathBuf {
     }
     bin
 }
+
+/// A file store of its own for one test: `(store, its directory)`, emptied first.
+pub fn temp_store(name: &str) -> (Arc<dyn caguard::store::Store>, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("caguard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (Arc::new(caguard::store::FileStore::new(dir.join("store.json"))), dir)
+}

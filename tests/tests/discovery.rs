@@ -5,12 +5,10 @@
 
 use caguard::alert::kind;
 use caguard::demo::sample_config;
-use caguard::store::{FileStore, Store};
 use caguard::sweep::{self, Ledger, SweepOptions};
 use caguard_e2e::{app_credentials, client};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,9 +17,7 @@ async fn a_failed_discovery_still_enforces_the_msp_and_reports_every_known_custo
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     let config = sample_config(&estate);
     let client = client(&sim, app_credentials(&estate), Duration::from_millis(5));
-    let dir = std::env::temp_dir().join(format!("caguard-discovery-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (store, _dir) = caguard_e2e::temp_store("discovery");
     let opts = SweepOptions { apply: true, confirmed: true, ledger: Ledger(Some(store.clone())), ..Default::default() };
     let first = sweep::run(&client, &config, &opts).await.unwrap();
     assert!(first.discovery_error.is_none());
@@ -78,9 +74,7 @@ async fn the_sweep_timer_still_queues_the_msp_tenant_and_records_every_known_cus
     use caguard_e2e::functions_app::{invoke, serve_with_client, timer, webhook_receiver};
     let estate = sample_estate();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("caguard-discovery-fn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (store, _dir) = caguard_e2e::temp_store("discovery-fn");
     let (hook, inbox) = webhook_receiver().await;
     let alerter = caguard::alert::Alerter::new(
         store.clone(),

@@ -4,19 +4,15 @@
 //! resume restores enforcement; the same change by anyone else is reverted.
 
 use caguard::alert::{Alerter, Schema};
-use caguard::store::{FileStore, Store};
 use caguard_e2e::functions_app::{invoke, serve, webhook_receiver};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is_reverted() {
     let estate = sample_estate();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("caguard-emergency-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (store, dir) = caguard_e2e::temp_store("emergency");
     let (hook, inbox) = webhook_receiver().await;
     let alerter = Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None);
     let base = serve(&sim, &estate, &store, alerter, true).await;
@@ -96,9 +92,7 @@ async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is
 async fn a_member_of_the_emergency_operators_group_is_an_emergency_actor_and_others_are_not() {
     let estate = sample_estate();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("caguard-emergency-group-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (store, _dir) = caguard_e2e::temp_store("emergency-group");
     let msp_spec = &estate.tenants[0];
     let group = |name: &str| {
         msp_spec.groups.iter().find(|g| g["displayName"] == name).unwrap()["id"].as_str().unwrap().to_string()

@@ -5,11 +5,9 @@
 //! headless browser (Chromium), with a screenshot under target/.
 
 use caguard::alert::Alerter;
-use caguard::store::{FileStore, Store};
 use caguard_e2e::functions_app::{invoke, serve, timer};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 fn chromium() -> String {
     if let Ok(c) = std::env::var("CAGUARD_CHROMIUM") {
@@ -27,9 +25,7 @@ fn chromium() -> String {
 async fn held_plans_are_shown_approved_and_applied_and_the_status_page_renders() {
     let estate = sample_estate();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("caguard-ui-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (store, dir) = caguard_e2e::temp_store("ui");
     let alerter = Alerter::new(store.clone(), 60, None, None, None, None);
     let base = serve(&sim, &estate, &store, alerter, false).await;
     let http = reqwest::Client::new();

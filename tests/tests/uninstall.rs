@@ -3,12 +3,10 @@
 //! policy equals its pre-caguard JSON apart from that other change, the objects
 //! caguard created are gone, and a second uninstall has nothing to do.
 
-use caguard::store::{FileStore, Store};
 use caguard::sweep::{self, Ledger, SweepOptions};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// A policy or location as compared: timestamps dropped, and null, `[]` and
 /// absent read as the same (Graph answers absent collections either way).
@@ -45,9 +43,7 @@ async fn uninstall_leaves_every_policy_as_it_was_but_for_someone_elses_change() 
     let before = snapshot(&sim, &tenants);
     let config = caguard::demo::sample_config(&estate);
     let client = caguard::demo::sample_client(&sim, &estate);
-    let dir = std::env::temp_dir().join(format!("caguard-uninstall-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
+    let (store, _dir) = caguard_e2e::temp_store("uninstall");
     let opts = SweepOptions { apply: true, confirmed: true, ledger: Ledger(Some(store.clone())), ..Default::default() };
     let r = sweep::run(&client, &config, &opts).await.unwrap();
     assert!(r.count("fixed") > 10, "caguard wrote to most tenants");
