@@ -145,7 +145,8 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
     let config = pauses.effective(&r.config, &observed.tenant_id);
     leave_emergency_changes(r, &mut plan, &observed).await;
     // A plan a person approved (exactly this one: same writes) passes the limits.
-    let approved = plan.block.is_none() && crate::approval::is_approved(r.store.as_ref(), &plan).await;
+    let pending = plan.block.is_none() && plan.enforced().next().is_some();
+    let approved = pending && crate::approval::is_approved(r.store.as_ref(), &plan).await;
     let confirmed = r.settings.confirm_large_plans || approved;
     let unheld = plan.block.is_none();
     let mut plans = [plan];
