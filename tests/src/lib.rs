@@ -191,3 +191,14 @@ pub fn temp_store(name: &str) -> (Arc<dyn caguard::store::Store>, PathBuf) {
     let _ = std::fs::remove_dir_all(&dir);
     (Arc::new(caguard::store::FileStore::new(dir.join("store.json"))), dir)
 }
+
+/// A confirmed apply of the MSP tenant alone, recording in `ledger`.
+pub fn apply_msp_only(msp: &str, ledger: &Arc<dyn caguard::store::Store>) -> caguard::sweep::SweepOptions {
+    caguard::sweep::SweepOptions {
+        apply: true,
+        confirmed: true,
+        only: vec![msp.to_string()],
+        ledger: caguard::sweep::Ledger(Some(ledger.clone())),
+        ..Default::default()
+    }
+}

@@ -7,7 +7,7 @@ use caguard::alert;
 use caguard::apply::Outcome;
 use caguard::demo::{sample_client, sample_config_toml};
 use caguard::store::{FileStore, Store};
-use caguard::sweep::{self, Ledger, SweepOptions};
+use caguard::sweep;
 use caguard_sim::{Estate, sample_estate};
 use serde_json::json;
 use std::sync::Arc;
@@ -24,13 +24,7 @@ async fn apply_msp(estate: &Estate, toml: &str, ledger: &Arc<dyn Store>) -> (Out
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     let client = sample_client(&sim, estate);
     let msp = config.msp_tenant_id.clone();
-    let opts = SweepOptions {
-        apply: true,
-        confirmed: true,
-        only: vec![msp.clone()],
-        ledger: Ledger(Some(ledger.clone())),
-        ..Default::default()
-    };
+    let opts = caguard_e2e::apply_msp_only(&msp, ledger);
     let r = sweep::run(&client, &config, &opts).await.unwrap();
     let result = r.tenants[0].result.clone().unwrap();
     let alert = alert::for_outcome(&msp, "MSP tenant", &result.outcome);

@@ -5,18 +5,15 @@
 
 use caguard::alert::{Alerter, Schema};
 use caguard::pause::{self, Pause, Scope};
-use caguard::store::{FileStore, Store};
-use caguard::sweep::{self, Ledger, SweepOptions};
+use caguard::store::Store;
+use caguard::sweep;
 use caguard_e2e::functions_app::{invoke, serve, webhook_receiver};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn store(name: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("caguard-pause-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.join("store.json");
-    (Arc::new(FileStore::new(&path)), path)
+    caguard_e2e::temp_store(&format!("pause-{name}"))
 }
 
 fn someone() -> Actor {
@@ -31,13 +28,7 @@ async fn a_paused_control_is_planned_not_written_until_resumed() {
     let client = caguard::demo::sample_client(&sim, &estate);
     let (ledger, _) = store("control");
     let msp = config.msp_tenant_id.clone();
-    let opts = SweepOptions {
-        apply: true,
-        confirmed: true,
-        only: vec![msp.clone()],
-        ledger: Ledger(Some(ledger.clone())),
-        ..Default::default()
-    };
+    let opts = caguard_e2e::apply_msp_only(&msp, &ledger);
     sweep::run(&client, &config, &opts).await.unwrap();
     let a2 = ledger.records("owned").await.unwrap().into_iter().find(|(k, _)| k == "A2").unwrap().1["id"].clone();
     let path = format!("identity/conditionalAccess/policies/{}", a2.as_str().unwrap());
