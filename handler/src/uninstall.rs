@@ -9,8 +9,10 @@
 //! additions stay); a D1 exclusion is put back as it was, unless someone changed
 //! it since, when it is left alone and said so; the policies caguard created are
 //! deleted, the block policy first, then the locations it referenced. Objects
-//! caguard adopted are left in place. It is idempotent: a step already undone is
-//! no step.
+//! caguard adopted are left in place, and so are the break-glass exclusions it
+//! added to other policies (A4): taking them out could lock the emergency
+//! accounts out, and caguard never does that. It is idempotent: a step already
+//! undone is no step.
 
 use crate::apply::TenantResult;
 use crate::config::Control;
@@ -89,8 +91,17 @@ async fn current(client: &GraphClient, tenant: &str, path: &str) -> Result<Optio
 }
 
 /// Plans the uninstall from the store's records and Graph's objects as they are now.
-pub async fn plan(client: &GraphClient, msp_tenant: &str, store: &dyn Store) -> Result<Plan, String> {
+pub async fn plan(client: &GraphClient, config: &crate::config::Config, store: &dyn Store) -> Result<Plan, String> {
+    let msp_tenant = config.msp_tenant_id.as_str();
     let mut out = Plan::default();
+    // The break-glass accounts as caguard resolved them: their exclusions stay.
+    let owned = crate::owned::load(store).await;
+    let break_glass: Vec<String> = config
+        .break_glass
+        .iter()
+        .filter_map(|b| owned.get(&crate::plan::accounts::account_key(b)))
+        .map(|id| id.to_ascii_lowercase())
+        .collect();
     for (key, r) in store.records(ADDED).await.map_err(|e| e.to_string())? {
         let (tenant, policy) = (r["tenant"].as_str().unwrap_or_default(), r["policy"].as_str().unwrap_or_default());
         let target = r["target"].as_str().unwrap_or_default().to_string();
@@ -121,7 +132,14 @@ pub async fn plan(client: &GraphClient, msp_tenant: &str, store: &dyn Store) -> 
             out.steps.push(step(body, "D1: the guest exclusion as it was before caguard".into()));
             continue;
         }
-        let added = strings(&r, "/users");
+        let (kept_bg, added): (Vec<String>, Vec<String>) =
+            strings(&r, "/users").into_iter().partition(|u| break_glass.contains(&u.to_ascii_lowercase()));
+        if !kept_bg.is_empty() {
+            out.left_alone.push(format!(
+                "\"{target}\" in {tenant}: the {} break-glass exclusion(s) caguard added stay (removing them could lock the emergency accounts out)",
+                kept_bg.len()
+            ));
+        }
         let excl = strings(&now, "/conditions/users/excludeUsers");
         let kept: Vec<String> =
             excl.iter().filter(|u| !added.iter().any(|a| a.eq_ignore_ascii_case(u))).cloned().collect();

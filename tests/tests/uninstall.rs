@@ -60,7 +60,7 @@ async fn uninstall_leaves_every_policy_as_it_was_but_for_someone_elses_change() 
     let edit = json!({"conditions": {"users": {"excludeUsers": excl}}});
     assert_eq!(sim.portal_edit(&fabrikam.id, &admin, "PATCH", &path, Some(edit)).0, 204);
 
-    let plan = caguard::uninstall::plan(&client, &config.msp_tenant_id, store.as_ref()).await.unwrap();
+    let plan = caguard::uninstall::plan(&client, &config, store.as_ref()).await.unwrap();
     println!("{} steps; left alone: {:?}", plan.steps.len(), plan.left_alone);
     let deletes: Vec<&str> =
         plan.steps.iter().filter(|s| s.action.starts_with("delete")).map(|s| s.action.as_str()).collect();
@@ -71,6 +71,35 @@ async fn uninstall_leaves_every_policy_as_it_was_but_for_someone_elses_change() 
 
     let after = snapshot(&sim, &tenants);
     let mut expected = before.clone();
+    // The break-glass exclusions caguard added (A4) stay, and the plan says so.
+    let bg: Vec<String> = config
+        .break_glass
+        .iter()
+        .map(|b| {
+            let u = estate.tenants[0]
+                .users
+                .iter()
+                .find(|u| u["userPrincipalName"].as_str().unwrap().eq_ignore_ascii_case(b));
+            u.unwrap()["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let kept: Vec<&String> = plan.left_alone.iter().filter(|l| l.contains("break-glass exclusion")).collect();
+    assert!(!kept.is_empty(), "{:?}", plan.left_alone);
+    for (k, v) in expected.iter_mut().filter(|(k, _)| k.starts_with(&format!("{}/", config.msp_tenant_id))) {
+        let Some(now) = after.get(k) else { continue };
+        let now_bg: Vec<Value> = now
+            .pointer("/conditions/users/excludeUsers")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter(|u| bg.iter().any(|b| u.as_str() == Some(b.as_str()))).cloned().collect())
+            .unwrap_or_default();
+        let was = v.pointer("/conditions/users/excludeUsers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let added: Vec<Value> = now_bg.into_iter().filter(|u| !was.contains(u)).collect();
+        if !added.is_empty() {
+            let mut list = was.clone();
+            list.extend(added);
+            v["conditions"]["users"]["excludeUsers"] = json!(list);
+        }
+    }
     let key = format!("{}/{pid}", fabrikam.id);
     let mut theirs = expected[&key].clone();
     let mut users =
@@ -84,6 +113,6 @@ async fn uninstall_leaves_every_policy_as_it_was_but_for_someone_elses_change() 
     let extra: Vec<&String> = after.keys().filter(|k| !expected.contains_key(*k)).collect();
     assert!(extra.is_empty(), "what caguard created is gone: {extra:?}");
 
-    let again = caguard::uninstall::plan(&client, &config.msp_tenant_id, store.as_ref()).await.unwrap();
+    let again = caguard::uninstall::plan(&client, &config, store.as_ref()).await.unwrap();
     assert!(again.steps.is_empty(), "idempotent: {:?}", again.steps);
 }

@@ -340,7 +340,7 @@ async fn uninstall(yes: bool, path: &std::path::Path, store: &std::path::Path) -
     let (cfg, _) = config::load(path)?;
     let client = graph_client()?;
     let store = crate::store::FileStore::new(store);
-    let plan = crate::uninstall::plan(&client, &cfg.msp_tenant_id, &store).await?;
+    let plan = crate::uninstall::plan(&client, &cfg, &store).await?;
     for s in &plan.steps {
         let body = if s.body.is_null() { String::new() } else { format!("\n    send: {}", s.body) };
         println!("{}…  {} \"{}\": {}{body}", &s.tenant[..8.min(s.tenant.len())], s.action, s.target, s.reason);
