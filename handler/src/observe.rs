@@ -276,34 +276,47 @@ fn owned_policy_groups(
     out
 }
 
-/// Group id → display name, 20 per batch. A group that cannot be read is left out
-/// (so it is not taken for a vacation group).
-async fn resolve_groups(
+/// GETs `/<collection>/<key>?$select=<select>` for each key, 20 to a `$batch`;
+/// yields each key with its object, or `None` where it could not be read.
+async fn lookup<T: DeserializeOwned>(
     client: &GraphClient,
     tenant: &str,
-    ids: &[String],
-) -> Result<BTreeMap<String, String>, GraphError> {
-    let mut out = BTreeMap::new();
-    for chunk in ids.chunks(crate::model::MAX_BATCH) {
+    collection: &str,
+    select: &str,
+    keys: &[String],
+) -> Result<Vec<(String, Option<T>)>, GraphError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(crate::model::MAX_BATCH) {
         let items: Vec<BatchRequestItem> = chunk
             .iter()
             .enumerate()
-            .map(|(i, g)| item(&i.to_string(), &format!("/groups/{}?$select=id,displayName", urlencode(g))))
+            .map(|(i, k)| item(&i.to_string(), &format!("/{collection}/{}?$select={select}", urlencode(k))))
             .collect();
         let responses = client.batch(tenant, items).await?;
-        for (i, g) in chunk.iter().enumerate() {
-            if let Ok(v) = answer::<serde_json::Value>(tenant, "/groups", &responses, &i.to_string())
-                && let Some(name) = v.get("displayName").and_then(serde_json::Value::as_str)
-            {
-                out.insert(g.clone(), name.to_string());
-            }
+        for (i, k) in chunk.iter().enumerate() {
+            let found = answer::<T>(tenant, &format!("/{collection}"), &responses, &i.to_string()).ok();
+            out.push((k.clone(), found));
         }
     }
     Ok(out)
 }
 
-/// Resolves object ids or UPNs to object ids (and each id to its UPN), 20 per
-/// batch. Unknown users are left out: the planner holds on them.
+/// Group id → display name. A group that cannot be read is left out (so it is
+/// not taken for a vacation group).
+async fn resolve_groups(
+    client: &GraphClient,
+    tenant: &str,
+    ids: &[String],
+) -> Result<BTreeMap<String, String>, GraphError> {
+    let found = lookup::<serde_json::Value>(client, tenant, "groups", "id,displayName", ids).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(g, v)| Some((g, v?.get("displayName")?.as_str()?.to_string())))
+        .collect())
+}
+
+/// Resolves object ids or UPNs to object ids (and each id to its UPN). Unknown
+/// users are left out: the planner holds on them.
 async fn resolve_users(
     client: &GraphClient,
     tenant: &str,
@@ -311,23 +324,13 @@ async fn resolve_users(
     out: &mut BTreeMap<String, String>,
     upns: &mut BTreeMap<String, String>,
 ) -> Result<(), GraphError> {
-    for chunk in wanted.chunks(crate::model::MAX_BATCH) {
-        let items: Vec<BatchRequestItem> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, u)| item(&i.to_string(), &format!("/users/{}?$select=id,userPrincipalName", urlencode(u))))
-            .collect();
-        let responses = client.batch(tenant, items).await?;
-        for (i, u) in chunk.iter().enumerate() {
-            if let Ok(user) = answer::<User>(tenant, "/users", &responses, &i.to_string())
-                && let Some(id) = user.id.into_option()
-            {
-                if let Some(upn) = user.user_principal_name.into_option() {
-                    upns.insert(id.to_ascii_lowercase(), upn);
-                }
-                out.insert(u.to_ascii_lowercase(), id);
-            }
+    for (u, user) in lookup::<User>(client, tenant, "users", "id,userPrincipalName", wanted).await? {
+        let Some(user) = user else { continue };
+        let Some(id) = user.id.into_option() else { continue };
+        if let Some(upn) = user.user_principal_name.into_option() {
+            upns.insert(id.to_ascii_lowercase(), upn);
         }
+        out.insert(u.to_ascii_lowercase(), id);
     }
     Ok(())
 }
