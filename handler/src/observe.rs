@@ -309,10 +309,7 @@ async fn resolve_groups(
     ids: &[String],
 ) -> Result<BTreeMap<String, String>, GraphError> {
     let found = lookup::<serde_json::Value>(client, tenant, "groups", "id,displayName", ids).await?;
-    Ok(found
-        .into_iter()
-        .filter_map(|(g, v)| Some((g, v?.get("displayName")?.as_str()?.to_string())))
-        .collect())
+    Ok(found.into_iter().filter_map(|(g, v)| Some((g, v?.get("displayName")?.as_str()?.to_string()))).collect())
 }
 
 /// Resolves object ids or UPNs to object ids (and each id to its UPN). Unknown

@@ -57,22 +57,34 @@ fn timer_invocation() -> Value {
            "Metadata": {"sys": {"MethodName": "SweepTimer", "UtcNow": "2026-11-21T10:00:00Z", "RandGuid": "3d3c7a8e-1111-4a4a-9c9c-0123456789ab"}}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_host_fans_out_a_sweep_through_the_queue_and_the_estate_ends_compliant() {
-    let estate = caguard_sim::sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let store = std::env::temp_dir().join(format!("caguard-host-{}", std::process::id())).join("store.json");
+/// The app settings of a handler on the sample estate's simulator: app-only
+/// credentials, a file store, large plans confirmed; plus `extra`.
+fn sample_settings(
+    sim: &caguard_sim::SimHandle,
+    estate: &caguard_sim::Estate,
+    store: &std::path::Path,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
     let app = &estate.apps[0];
-    let (handler, ready_in) = start_handler(&[
-        ("CAGUARD_CONFIG", sample_config_toml(&estate)),
+    let mut settings = vec![
+        ("CAGUARD_CONFIG", sample_config_toml(estate)),
         ("CAGUARD_GRAPH_URL", sim.base_url.clone()),
         ("CAGUARD_LOGIN_URL", sim.base_url.clone()),
         ("ApplicationID", app.client_id.clone()),
         ("ApplicationSecret", app.client_secret.clone()),
         ("CAGUARD_STORE_PATH", store.display().to_string()),
         ("CAGUARD_CONFIRM_LARGE_PLANS", "true".into()),
-    ])
-    .await;
+    ];
+    settings.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_fans_out_a_sweep_through_the_queue_and_the_estate_ends_compliant() {
+    let estate = caguard_sim::sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let store = std::env::temp_dir().join(format!("caguard-host-{}", std::process::id())).join("store.json");
+    let (handler, ready_in) = start_handler(&sample_settings(&sim, &estate, &store, &[])).await;
     println!("ready in {ready_in:?}");
     let http = reqwest::Client::new();
 
@@ -263,19 +275,8 @@ async fn the_paused_app_setting_stops_every_write() {
     let estate = caguard_sim::sample_estate();
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     let store = std::env::temp_dir().join(format!("caguard-host-paused-{}", std::process::id())).join("store.json");
-    let app = &estate.apps[0];
-    let (handler, _) = start_handler(&[
-        ("CAGUARD_CONFIG", sample_config_toml(&estate)),
-        ("CAGUARD_GRAPH_URL", sim.base_url.clone()),
-        ("CAGUARD_LOGIN_URL", sim.base_url.clone()),
-        ("ApplicationID", app.client_id.clone()),
-        ("ApplicationSecret", app.client_secret.clone()),
-        ("CAGUARD_STORE_PATH", store.display().to_string()),
-        ("CAGUARD_CONFIRM_LARGE_PLANS", "true".into()),
-        ("CAGUARD_PAUSED", "true".into()),
-        ("CAGUARD_PAUSED_REASON", "change freeze".into()),
-    ])
-    .await;
+    let paused = [("CAGUARD_PAUSED", "true"), ("CAGUARD_PAUSED_REASON", "change freeze")];
+    let (handler, _) = start_handler(&sample_settings(&sim, &estate, &store, &paused)).await;
     let msg = json!({"tenantId": estate.msp_tenant_id, "reason": "sweep", "correlationId": "paused", "msp": true});
     let inv = json!({"Data": {"reconcile": msg}, "Metadata": {"DequeueCount": 1}});
     let r: Value = reqwest::Client::new()
