@@ -213,53 +213,6 @@ fn all_users_as_technicians_needs_an_acknowledgement() {
     assert_eq!(c.technician_users, vec!["All"]);
 }
 
-mod fuzz {
-    use super::BASE;
-    use proptest::prelude::*;
-
-    /// Values of every TOML type and size, including ones that overflow arithmetic.
-    fn value() -> impl Strategy<Value = String> {
-        prop_oneof![
-            any::<i64>().prop_map(|n| n.to_string()),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
-            any::<bool>().prop_map(|b| b.to_string()),
-            "[ -~]{0,12}".prop_map(|s| format!("{:?}", s)),
-            Just("[]".to_string()),
-            Just("[\"0.0.0.0/0\", \"::/0\", \"1.2.3.4/33\", \"\"]".to_string()),
-            Just("{}".to_string()),
-            Just("\"9223372036854775807\"".to_string()),
-        ]
-    }
-
-    const KEYS: &[&str] = &[
-        "[alerts]\nwindow_minutes",
-        "[alerts]\nwebhook_schema",
-        "[watch]\nrediscover_minutes",
-        "[watch]\nconcurrency",
-        "[safety]\nmax_policies_per_tenant",
-        "[safety]\nmax_tenant_fraction",
-        "[rollout]\nblock_policy",
-        "[scope]\naccept_widening_tenants",
-        "[scope]\nskip_tenants",
-        "[controls]\nD1",
-        "[names]\nblock_policy",
-        "[apps]\nprotected",
-        "[cipp]\nstorage_account",
-        "mode",
-    ];
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
-
-        /// Nothing in a config can panic: every input parses or is refused with errors.
-        #[test]
-        fn no_config_panics(key in prop::sample::select(KEYS), v in value()) {
-            let src = if key.contains('\n') { format!("{BASE}\n{key} = {v}\n") } else { format!("{key} = {v}\n{BASE}") };
-            let _ = caguard::config::parse(&src);
-        }
-    }
-}
-
 #[test]
 fn skip_and_direct_tenants_must_be_tenant_ids() {
     fails(
