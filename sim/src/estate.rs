@@ -81,6 +81,9 @@ pub struct TenantSpec {
     /// The app lacks Policy permissions: CA endpoints answer 403 Authorization_RequestDenied.
     #[serde(default)]
     pub permissions_denied: bool,
+    /// The app lacks Mail.Send: `sendMail` answers 403 ErrorAccessDenied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mail_send_denied: bool,
     #[serde(default)]
     pub users: Vec<Value>,
     /// Groups: `{id, displayName, members: [userId]}`.

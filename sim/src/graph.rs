@@ -181,6 +181,10 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             let items = tenant(state, &req).spec.sign_ins.clone();
             list(items, &req, "auditLogs/signIns")
         }
+        ("GET", ["organization"]) => {
+            let spec = &tenant(state, &req).spec;
+            list(vec![organization(spec)], &req, "organization")
+        }
         ("GET", ["subscribedskus"]) => {
             let spec = &tenant(state, &req).spec;
             let items = skus(spec.p1, &spec.licence_status);
@@ -369,7 +373,25 @@ fn security_defaults(state: &mut State, req: &Req) -> Resp {
     }
 }
 
+/// The tenant's organization object: its default (and initial) domain.
+fn organization(spec: &crate::estate::TenantSpec) -> Value {
+    json!({
+        "id": spec.id,
+        "displayName": spec.display_name,
+        "verifiedDomains": [{
+            "capabilities": "Email, OfficeCommunicationsOnline",
+            "isDefault": true,
+            "isInitial": true,
+            "name": spec.default_domain,
+            "type": "Managed"
+        }]
+    })
+}
+
 fn send_mail(state: &mut State, req: &Req) -> Resp {
+    if tenant(state, req).spec.mail_send_denied {
+        return error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.");
+    }
     let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
     let has_recipient = body.pointer("/message/toRecipients").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     if !has_recipient {

@@ -13,6 +13,7 @@
 //! Every request is journalled so tests can assert on traffic, and faults
 //! (latency, error rate, 429 storms, token failures) can be set at start or at run time.
 
+pub mod chat;
 mod estate;
 mod filter;
 pub mod generate;
