@@ -17,6 +17,8 @@ pub const POLICIES: &str = "/identity/conditionalAccess/policies";
 pub const LOCATIONS: &str = "/identity/conditionalAccess/namedLocations";
 const SECURITY_DEFAULTS: &str = "/policies/identitySecurityDefaultsEnforcementPolicy";
 const SKUS: &str = "/subscribedSkus?$select=skuPartNumber,capabilityStatus,servicePlans";
+/// The default domain, which CIPP names tenants by (its alerts, its tables).
+const ORGANIZATION: &str = "/organization?$select=id,verifiedDomains";
 
 /// A customer tenant found through GDAP (or listed for direct mode).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -184,10 +186,12 @@ pub async fn location(client: &GraphClient, tenant: &str, id: &str) -> Result<Op
 /// Reads a customer tenant: one `$batch` with the CA policy list, security defaults and licences.
 pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Result<Observed, GraphError> {
     let t = &c.tenant_id;
-    let responses = client.batch(t, vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS)]).await?;
+    let items = vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS), item("4", ORGANIZATION)];
+    let responses = client.batch(t, items).await?;
     let first: Collection<serde_json::Value> = answer(t, POLICIES, &responses, "1")?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "2")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "3")?;
+    let default_domain = default_domain(t, &responses, "4");
     let mut accounts = BTreeMap::new();
     if config.mode == Mode::Direct {
         let configured = config.direct_service_accounts.get(t).unwrap_or(&config.service_account).clone();
@@ -208,7 +212,17 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
         p1: Some(skus.value.iter().any(SubscribedSku::grants_p1)),
         gdap_can_write_ca: c.can_write_ca,
         accounts,
+        default_domain,
     })
+}
+
+/// The default verified domain from a batch answer; `None` (not an error) when it
+/// could not be read: it only names the tenant in alerts.
+fn default_domain(t: &str, responses: &[crate::model::BatchResponseItem], id: &str) -> Option<String> {
+    let orgs: Collection<serde_json::Value> = answer(t, ORGANIZATION, responses, id).ok()?;
+    let domains = orgs.value.first()?.get("verifiedDomains")?.as_array()?.clone();
+    let default = domains.iter().find(|d| d["isDefault"] == true).or(domains.first())?;
+    default["name"].as_str().map(str::to_string)
 }
 
 /// Reads the MSP tenant: policies, named locations (two CA requests, paced),
@@ -223,9 +237,11 @@ pub async fn msp(
     let t = &config.msp_tenant_id;
     let (policies, unreadable) = read_policies(client.list::<serde_json::Value>(t, POLICIES).await?);
     let locations = client.list::<NamedLocation>(t, LOCATIONS).await?;
-    let responses = client.batch(t, vec![item("1", SECURITY_DEFAULTS), item("2", SKUS)]).await?;
+    let responses =
+        client.batch(t, vec![item("1", SECURITY_DEFAULTS), item("2", SKUS), item("3", ORGANIZATION)]).await?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "1")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "2")?;
+    let default_domain = default_domain(t, &responses, "3");
     let mut wanted: Vec<String> = config.break_glass.clone();
     wanted.push(config.service_account.clone());
     wanted.extend(config.technician_users.iter().filter(|u| !u.eq_ignore_ascii_case("All")).cloned());
@@ -252,6 +268,7 @@ pub async fn msp(
         accounts,
         upns,
         group_names,
+        default_domain,
     })
 }
 

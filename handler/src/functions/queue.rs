@@ -52,12 +52,12 @@ pub(super) async fn report_drift(
     result: &TenantResult,
 ) {
     if let Some(a) = crate::alert::for_outcome(&result.tenant_id, name, &result.outcome) {
-        r.alerter.send(&a).await;
+        send_for(r, plan, a).await;
     }
     let own_app = r.client.app_id().await.unwrap_or_default();
     let per_policy = crate::alert::for_withheld(plan).into_iter().chain(crate::alert::for_lockout_risk(plan));
     for w in per_policy.chain(crate::alert::for_notes(plan)) {
-        r.alerter.send(&w).await;
+        send_for(r, plan, w).await;
     }
     for action in result.written_actions(plan) {
         let object_id = match &action.op {
@@ -100,9 +100,16 @@ pub(super) async fn report_drift(
             changed_at,
             before: Some(action.before.clone()),
             after: Some(action.body.clone()),
+            tenant_domain: None,
         };
-        r.alerter.send(&alert).await;
+        send_for(r, plan, alert).await;
     }
+}
+
+/// Sends an alert about `plan`'s tenant, named by its default domain where observed.
+async fn send_for(r: &Ready, plan: &TenantPlan, mut alert: Alert) {
+    alert.tenant_domain = alert.tenant_domain.or_else(|| plan.default_domain.clone());
+    r.alerter.send(&alert).await;
 }
 
 pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, TenantResult), String> {
@@ -210,7 +217,7 @@ pub(super) async fn leave_emergency_changes(r: &Ready, plan: &mut TenantPlan, ob
         if let Err(e) = crate::pause::pause(r.store.as_ref(), &p).await {
             tracing::error!(tenant = %plan.tenant_id, "{e}; the emergency change is left alone this run only");
         }
-        r.alerter.send(&crate::emergency::alert(plan, x, &p)).await;
+        send_for(r, plan, crate::emergency::alert(plan, x, &p)).await;
     }
     crate::emergency::honour(plan, &overrides);
 }

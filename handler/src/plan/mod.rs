@@ -51,6 +51,8 @@ pub struct Observed {
     /// The objects caguard created or adopted here, from its store: key (see
     /// [`owned_key`]) → object id. They are found by id first, so a rename is drift.
     pub owned: BTreeMap<String, String>,
+    /// The tenant's default domain, where it could be read (it names the tenant in alerts).
+    pub default_domain: Option<String>,
 }
 
 /// A policy that did not fit the models (for example `"locations": []`).
@@ -161,6 +163,8 @@ pub struct Note {
 pub struct TenantPlan {
     pub tenant_id: String,
     pub tenant_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_domain: Option<String>,
     pub msp: bool,
     pub actions: Vec<Action>,
     pub block: Option<Block>,
@@ -180,6 +184,7 @@ impl TenantPlan {
         TenantPlan {
             tenant_id: o.tenant_id.clone(),
             tenant_name: o.tenant_name.clone(),
+            default_domain: o.default_domain.clone(),
             msp,
             actions: vec![],
             block: None,
