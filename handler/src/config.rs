@@ -141,6 +141,18 @@ pub const MAX_ALERT_WINDOW_MINUTES: i64 = 10_080;
 /// Graph's limit of ranges in one IP named location.
 pub const MAX_SITE_RANGES: usize = 2000;
 
+/// A status-page URL is shown in alerts: https, and never a function key.
+fn check_status_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("not a URL ({e})"))?;
+    if parsed.scheme() != "https" {
+        return Err("must be an https:// URL".into());
+    }
+    if parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("code")) {
+        return Err("must not carry a function key (`code=`): alerts are read by many people".into());
+    }
+    Ok(())
+}
+
 /// Default for `[watch] rediscover_minutes`.
 pub const DEFAULT_REDISCOVER_MINUTES: i64 = 15;
 /// Default for `[watch] concurrency`.
@@ -156,6 +168,9 @@ pub struct AlertsConfig {
     /// A mailbox in the MSP tenant to send from (needs Mail.Send).
     pub email_from: Option<String>,
     pub email_to: Vec<String>,
+    /// caguard's status page (`https://<app>/api/ui`, no key), linked from
+    /// CIPP-schema alerts as `ActionUrl`.
+    pub status_url: Option<String>,
 }
 
 impl Default for AlertsConfig {
@@ -165,6 +180,7 @@ impl Default for AlertsConfig {
             webhook_schema: crate::alert::Schema::Caguard,
             email_from: None,
             email_to: vec![],
+            status_url: None,
         }
     }
 }
@@ -296,6 +312,7 @@ struct RawAlerts {
     email_from: Option<String>,
     #[serde(default)]
     email_to: Vec<String>,
+    status_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -739,6 +756,12 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
         alerts.email_from = a.email_from.clone();
         alerts.email_to = a.email_to.clone();
+        if let Some(u) = &a.status_url {
+            match check_status_url(u.get_ref()) {
+                Ok(()) => alerts.status_url = Some(u.get_ref().clone()),
+                Err(why) => err("alerts.status_url", lines.at(u.span().start), why),
+            }
+        }
     }
 
     let mut watch_rediscover_minutes = DEFAULT_REDISCOVER_MINUTES;

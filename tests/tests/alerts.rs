@@ -45,6 +45,7 @@ fn drift_alert() -> Alert {
         after: Some(
             json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": {"guestOrExternalUserTypes": "serviceProvider"}}}}),
         ),
+        tenant_domain: Some("fabrikamdental.example".into()),
     }
 }
 
@@ -74,7 +75,10 @@ async fn every_channel_gets_its_shape_once_per_window() {
         Some(email),
     );
     let first = alerter.send(&drift_alert()).await;
-    assert_eq!(first, Delivery::Sent { channels: vec!["log", "teams", "slack", "webhook", "email"], failed: vec![] });
+    assert_eq!(
+        first,
+        Delivery::Sent { channels: vec!["log", "teams", "slack", "webhook", "email"], failed: vec![], skipped: vec![] }
+    );
     assert_eq!(
         alerter.send(&drift_alert()).await,
         Delivery::Suppressed { count: 2 },
@@ -111,7 +115,12 @@ async fn every_channel_gets_its_shape_once_per_window() {
 async fn a_failing_channel_is_reported_without_its_url() {
     let store: Arc<dyn Store> =
         Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-alerts-fail-{}.json", std::process::id()))));
-    let alerter = Alerter::new(store, 60, Some("http://127.0.0.1:9/teams/very-secret-token".into()), None, None, None);
+    let alerter = Alerter::new(store, 60, Some("http://127.0.0.1:9/teams/very-secret-token".into()), None, None, None)
+        .with_retry(caguard::alert::Retry {
+            attempts: 2,
+            base: std::time::Duration::from_millis(10),
+            ..Default::default()
+        });
     let Delivery::Sent { failed, .. } = alerter.send(&drift_alert()).await else { panic!("sent") };
     assert_eq!(failed.len(), 1);
     assert!(failed[0].starts_with("teams:"), "{failed:?}");

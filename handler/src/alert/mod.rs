@@ -9,11 +9,15 @@
 //! Webhook URLs are secrets: they come from app settings and never reach a log line.
 //! `docs/alerts.md` documents the payloads.
 
-use crate::graph::GraphClient;
-use crate::store::Store;
-use serde::Serialize;
-use serde_json::{Value, json};
-use std::sync::Arc;
+mod deliver;
+pub mod format;
+
+pub use deliver::{
+    Alerter, Delivery, Email, RECORD, ResendReport, Retry, SLACK_URL, Schema, TEAMS_URL, UNDELIVERED, Undelivered,
+    WEBHOOK_URL, undelivered,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Alert kinds.
 pub mod kind {
@@ -35,11 +39,14 @@ pub mod kind {
     pub const EMERGENCY_OVERRIDE: &str = "emergency-override";
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Alert {
     pub tenant_id: String,
     pub tenant_name: String,
+    /// The tenant's default domain, where observe read it (CIPP's schema names
+    /// tenants by it).
+    pub tenant_domain: Option<String>,
     /// One of [`kind`].
     pub kind: String,
     pub message: String,
@@ -174,7 +181,7 @@ impl Alert {
         )
     }
 
-    fn title(&self) -> String {
+    pub fn title(&self) -> String {
         let what = match self.kind.as_str() {
             kind::DRIFT_FIXED => "Conditional Access drift restored",
             kind::DRIFT_REPORTED => "Conditional Access drift found",
@@ -215,293 +222,31 @@ pub fn raise(alert: &Alert) {
             )
         };
     }
-    let expected = [kind::HELD, kind::NOTE, kind::WITHHELD, kind::PAUSED, kind::PAUSE_EXPIRING, kind::DRIFT_REPORTED];
-    if expected.contains(&alert.kind.as_str()) {
+    if alert.is_expected() {
         event!(warn);
     } else {
         event!(error);
     }
 }
 
-/// The JSON webhook's schema.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Schema {
-    Caguard,
-    /// CIPP's standardized webhook schema (`schemaVersion` 1.0).
-    Cipp,
-}
-
-#[derive(Clone)]
-enum Channel {
-    Teams(String),
-    Slack(String),
-    Webhook(String, Schema),
-}
-
-impl Channel {
-    fn name(&self) -> &'static str {
-        match self {
-            Channel::Teams(_) => "teams",
-            Channel::Slack(_) => "slack",
-            Channel::Webhook(..) => "webhook",
-        }
-    }
-}
-
-/// Email through Graph `sendMail`, from a mailbox in the MSP tenant.
-#[derive(Clone)]
-pub struct Email {
-    pub client: GraphClient,
-    pub tenant: String,
-    pub from: String,
-    pub to: Vec<String>,
-}
-
-/// What happened to one alert.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Delivery {
-    /// Sent to these channels (the log always).
-    Sent { channels: Vec<&'static str>, failed: Vec<String> },
-    /// Already alerted in this window; counted.
-    Suppressed { count: u32 },
-}
-
-/// Sends alerts to the configured channels, once per key per window.
-#[derive(Clone)]
-pub struct Alerter {
-    channels: Vec<Channel>,
-    email: Option<Email>,
-    store: Arc<dyn Store>,
-    window_minutes: i64,
-    http: reqwest::Client,
-}
-
-/// App settings holding the channels' URLs (secrets: never in caguard.toml).
-pub const TEAMS_URL: &str = "CAGUARD_TEAMS_WEBHOOK_URL";
-pub const SLACK_URL: &str = "CAGUARD_SLACK_WEBHOOK_URL";
-pub const WEBHOOK_URL: &str = "CAGUARD_ALERT_WEBHOOK_URL";
-
-impl Alerter {
-    /// Channels from URLs (`None` leaves a channel off).
-    pub fn new(
-        store: Arc<dyn Store>,
-        window_minutes: i64,
-        teams: Option<String>,
-        slack: Option<String>,
-        webhook: Option<(String, Schema)>,
-        email: Option<Email>,
-    ) -> Self {
-        let mut channels = Vec::new();
-        channels.extend(teams.map(Channel::Teams));
-        channels.extend(slack.map(Channel::Slack));
-        channels.extend(webhook.map(|(u, s)| Channel::Webhook(u, s)));
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client");
-        let window_minutes = window_minutes.clamp(1, crate::config::MAX_ALERT_WINDOW_MINUTES);
-        Alerter { channels, email, store, window_minutes, http }
+impl Alert {
+    /// A human-decided state (a hold, a note, a withheld policy, a pause): a warning, not an error.
+    pub fn is_expected(&self) -> bool {
+        let expected =
+            [kind::HELD, kind::NOTE, kind::WITHHELD, kind::PAUSED, kind::PAUSE_EXPIRING, kind::DRIFT_REPORTED];
+        expected.contains(&self.kind.as_str())
     }
 
-    /// Channels from app settings; the email channel when `[alerts]` names a mailbox.
-    pub fn from_env(store: Arc<dyn Store>, config: &crate::config::Config, graph: &GraphClient) -> Self {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let a = &config.alerts;
-        let email = a.email_from.clone().filter(|_| !a.email_to.is_empty()).map(|from| Email {
-            client: graph.clone(),
-            tenant: config.msp_tenant_id.clone(),
-            from,
-            to: a.email_to.clone(),
-        });
-        Self::new(
-            store,
-            a.window_minutes,
-            get(TEAMS_URL),
-            get(SLACK_URL),
-            get(WEBHOOK_URL).map(|u| (u, a.webhook_schema)),
-            email,
-        )
+    /// The custom dimensions of this alert's Application Insights trace.
+    pub fn dimensions(&self) -> serde_json::Map<String, Value> {
+        crate::telemetry::dimensions(&[
+            ("alert", "true"),
+            ("kind", &self.kind),
+            ("tenant", &self.tenant_id),
+            ("tenantName", &self.tenant_name),
+            ("control", self.control.as_deref().unwrap_or("")),
+            ("object", self.object_name.as_deref().unwrap_or("")),
+            ("changedBy", self.changed_by.as_deref().unwrap_or("")),
+        ])
     }
-
-    /// Any channel beyond the log.
-    fn has_channels(&self) -> bool {
-        !self.channels.is_empty() || self.email.is_some()
-    }
-
-    fn window(&self, at: chrono::DateTime<chrono::Utc>) -> String {
-        let minutes = at.timestamp() / 60;
-        let start = minutes - minutes.rem_euclid(self.window_minutes);
-        chrono::DateTime::from_timestamp(start * 60, 0).unwrap_or(at).format("%Y-%m-%dT%H:%M").to_string()
-    }
-
-    /// Logs, dedupes and delivers one alert. Never fails: channel errors are returned in `Delivery`.
-    pub async fn send(&self, alert: &Alert) -> Delivery {
-        raise(alert);
-        if !self.has_channels() {
-            // The log is the only channel: nothing to deliver, so nothing to dedupe.
-            return Delivery::Sent { channels: vec!["log"], failed: Vec::new() };
-        }
-        let now = chrono::Utc::now();
-        let window = self.window(now);
-        let count = match self.store.count_alert(&alert.key(), &window).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!("alert dedupe unavailable, sending anyway: {e}");
-                1
-            }
-        };
-        if count > 1 {
-            return Delivery::Suppressed { count };
-        }
-        let previous = self.window(now - chrono::Duration::minutes(self.window_minutes));
-        let earlier = self.store.alert_count(&alert.key(), &previous).await.unwrap_or(0);
-        let mut sent = vec!["log"];
-        let mut failed = Vec::new();
-        for ch in &self.channels {
-            let (url, body) = match ch {
-                Channel::Teams(u) => (u, teams_card(alert, earlier)),
-                Channel::Slack(u) => (u, slack_message(alert, earlier)),
-                Channel::Webhook(u, Schema::Caguard) => (u, caguard_payload(alert, earlier, now)),
-                Channel::Webhook(u, Schema::Cipp) => (u, cipp_payload(alert, earlier, now)),
-            };
-            // reqwest errors carry the URL, which carries the secret: strip it.
-            let result = self.http.post(url).json(&body).send().await.map_err(|e| e.without_url().to_string());
-            match result {
-                Ok(r) if r.status().is_success() => sent.push(ch.name()),
-                Ok(r) => failed.push(format!("{}: HTTP {}", ch.name(), r.status().as_u16())),
-                Err(e) => failed.push(format!("{}: {e}", ch.name())),
-            }
-        }
-        if let Some(e) = &self.email {
-            match send_mail(e, alert, earlier).await {
-                Ok(()) => sent.push("email"),
-                Err(err) => failed.push(format!("email: {err}")),
-            }
-        }
-        for f in &failed {
-            tracing::warn!(channel_failure = %f, "an alert channel failed");
-        }
-        Delivery::Sent { channels: sent, failed }
-    }
-}
-
-fn facts(a: &Alert, earlier: u32) -> Vec<(&'static str, String)> {
-    let mut f = vec![("Tenant", format!("{} ({})", a.tenant_name, a.tenant_id)), ("Kind", a.kind.clone())];
-    if let Some(c) = &a.control {
-        f.push(("Control", c.clone()));
-    }
-    if let Some(o) = &a.object_name {
-        f.push(("Object", o.clone()));
-    }
-    if let Some(w) = &a.changed_by {
-        f.push(("Changed by", w.clone()));
-    }
-    if let Some(w) = &a.changed_at {
-        f.push(("Changed at", w.clone()));
-    }
-    if earlier > 1 {
-        f.push(("Earlier", format!("{earlier} times in the previous window")));
-    }
-    f
-}
-
-/// A Teams Workflows webhook message with an Adaptive Card.
-pub fn teams_card(a: &Alert, earlier: u32) -> Value {
-    let facts: Vec<Value> = facts(a, earlier).into_iter().map(|(t, v)| json!({"title": t, "value": v})).collect();
-    json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "contentUrl": null,
-            "content": {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "body": [
-                    {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": a.title(), "wrap": true},
-                    {"type": "FactSet", "facts": facts},
-                    {"type": "TextBlock", "text": a.message, "wrap": true}
-                ]
-            }
-        }]
-    })
-}
-
-/// A Slack incoming-webhook message.
-pub fn slack_message(a: &Alert, earlier: u32) -> Value {
-    let fields: Vec<Value> =
-        facts(a, earlier).into_iter().map(|(t, v)| json!({"type": "mrkdwn", "text": format!("*{t}*\n{v}")})).collect();
-    json!({
-        "text": format!("{}: {}", a.title(), a.message),
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": a.title()}},
-            {"type": "section", "fields": fields},
-            {"type": "section", "text": {"type": "mrkdwn", "text": a.message}}
-        ]
-    })
-}
-
-/// caguard's own JSON schema (documented in docs/alerts.md).
-pub fn caguard_payload(a: &Alert, earlier: u32, at: chrono::DateTime<chrono::Utc>) -> Value {
-    json!({
-        "schema": "caguard.alert/1",
-        "generatedAt": at.to_rfc3339(),
-        "title": a.title(),
-        "kind": a.kind,
-        "tenant": {"id": a.tenant_id, "name": a.tenant_name},
-        "control": a.control,
-        "object": {"id": a.object_id, "name": a.object_name},
-        "message": a.message,
-        "changedBy": a.changed_by,
-        "changedAt": a.changed_at,
-        "diff": {"before": a.before, "after": a.after},
-        "countPreviousWindow": earlier,
-    })
-}
-
-/// CIPP's standardized webhook schema (see CIPP's New-CIPPStandardizedWebhookSchema).
-pub fn cipp_payload(a: &Alert, earlier: u32, at: chrono::DateTime<chrono::Utc>) -> Value {
-    json!({
-        "schemaVersion": "1.0",
-        "source": "caguard",
-        "invoking": a.kind,
-        "title": a.title(),
-        "tenant": a.tenant_id,
-        "generatedAt": at.to_rfc3339(),
-        "alertCount": earlier.max(1),
-        "payload": [{
-            "Title": a.title(),
-            "ActionText": "Conditional Access",
-            "RawData": {
-                "Message": a.message,
-                "TenantName": a.tenant_name,
-                "Control": a.control,
-                "ObjectId": a.object_id,
-                "ObjectName": a.object_name,
-                "ChangedBy": a.changed_by,
-                "ChangedAt": a.changed_at,
-                "Before": a.before,
-                "After": a.after
-            }
-        }]
-    })
-}
-
-async fn send_mail(e: &Email, a: &Alert, earlier: u32) -> Result<(), String> {
-    let rows: String = facts(a, earlier)
-        .into_iter()
-        .map(|(t, v)| format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>", html(t), html(&v)))
-        .collect();
-    let body = json!({
-        "message": {
-            "subject": a.title(),
-            "body": {"contentType": "HTML", "content": format!("<p>{}</p><table>{rows}</table>", html(&a.message))},
-            "toRecipients": e.to.iter().map(|t| json!({"emailAddress": {"address": t}})).collect::<Vec<_>>()
-        },
-        "saveToSentItems": false
-    });
-    let path =
-        format!("/users/{}/sendMail", url::form_urlencoded::byte_serialize(e.from.as_bytes()).collect::<String>());
-    e.client.post_no_content(&e.tenant, &path, &body).await.map_err(|err| err.to_string())
-}
-
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

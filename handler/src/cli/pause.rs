@@ -53,8 +53,10 @@ pub async fn status(json: bool, path: &Path) -> Result<i32, String> {
     let store = FileStore::new(path);
     let (pauses, _) = pause::load(Some(&store), chrono::Utc::now()).await;
     let results = store.statuses().await.map_err(|e| e.to_string())?;
+    let undelivered = crate::alert::undelivered(&store).await;
     if json {
-        let v = serde_json::json!({"pauses": pauses.0, "tenants": results});
+        let list: Vec<_> = undelivered.iter().map(crate::alert::Undelivered::summary).collect();
+        let v = serde_json::json!({"pauses": pauses.0, "undeliveredAlerts": list, "tenants": results});
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(EXIT_OK);
     }
@@ -64,6 +66,20 @@ pub async fn status(json: bool, path: &Path) -> Result<i32, String> {
     }
     for p in &pauses.0 {
         println!("  {}", p.describe());
+    }
+    match undelivered.len() {
+        0 => println!("no undelivered alerts"),
+        n => println!("{n} undelivered alert(s), sent again on every timer tick:"),
+    }
+    for u in &undelivered {
+        println!(
+            "  {}: {} — {} ({} tries since {})",
+            u.channel,
+            u.alert.title(),
+            crate::logging::bounded(&u.error),
+            u.attempts,
+            u.first_failed_at
+        );
     }
     for r in &results {
         let why = r.reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();

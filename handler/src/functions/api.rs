@@ -102,8 +102,12 @@ pub(super) async fn status(State(app): State<App>) -> Response {
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.clone()),
     };
     let (pauses, _) = crate::pause::load(Some(ready.store.as_ref()), chrono::Utc::now()).await;
+    let undelivered = crate::alert::undelivered(ready.store.as_ref()).await;
+    let undelivered: Vec<serde_json::Value> = undelivered.iter().map(crate::alert::Undelivered::summary).collect();
     match ready.store.statuses().await {
-        Ok(list) => axum::Json(json!({ "pauses": pauses.0, "tenants": list })).into_response(),
+        Ok(list) => {
+            axum::Json(json!({ "pauses": pauses.0, "undeliveredAlerts": undelivered, "tenants": list })).into_response()
+        }
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

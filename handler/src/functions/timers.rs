@@ -7,6 +7,9 @@ use super::*;
 pub(super) async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
     let timer = request.timer("timer")?;
     let mut resp = InvocationResponse::ok();
+    if let Some(line) = resend_alerts(r).await {
+        resp = resp.log(line);
+    }
     if timer.is_past_due {
         resp = resp.log("SweepTimer is past due (the app was idle or busy); sweeping now");
     }
@@ -150,7 +153,11 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
             .expect("serializable")
         })
         .collect();
-    let mut resp = InvocationResponse::ok().log(format!(
+    let mut resp = InvocationResponse::ok();
+    if let Some(line) = resend_alerts(r).await {
+        resp = resp.log(line);
+    }
+    resp = resp.log(format!(
         "watch {correlation_id}: {} changed, {} unchanged, {} new, {} errors{}{}",
         tick.changed.len(),
         tick.unchanged,
@@ -163,6 +170,18 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
         resp = resp.log(format!("watch: tenant {tenant}: {e}"));
     }
     Ok(resp.output(RECONCILE_BINDING, Value::Array(messages)))
+}
+
+/// Every timer tick sends the undelivered alerts again; a line when there were any.
+pub(super) async fn resend_alerts(r: &Ready) -> Option<String> {
+    let report = r.alerter.resend_undelivered().await;
+    let any = report.delivered + report.still_undelivered + report.expired > 0;
+    any.then(|| {
+        format!(
+            "undelivered alerts: {} delivered now, {} still undelivered, {} expired",
+            report.delivered, report.still_undelivered, report.expired
+        )
+    })
 }
 
 /// `CippTimer`: Part C on its own schedule.

@@ -60,6 +60,7 @@ pub(super) async fn page(State(app): State<App>) -> Response {
     let held = crate::approval::held(store).await.unwrap_or_default();
     let drift = store.drift_records(None).await.unwrap_or_default();
     let (pauses, _) = crate::pause::load(Some(store), chrono::Utc::now()).await;
+    let undelivered = crate::alert::undelivered(store).await;
     let mut h = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>caguard status</title><style>{STYLE}</style></head><body><h1>caguard status</h1>"
     );
@@ -69,6 +70,26 @@ pub(super) async fn page(State(app): State<App>) -> Response {
     }
     for p in &pauses.0 {
         let _ = write!(h, "<p class=\"skipped\">{}</p>", esc(&p.describe()));
+    }
+    let _ = write!(h, "<h2>Undelivered alerts ({})</h2>", undelivered.len());
+    if undelivered.is_empty() {
+        h.push_str("<p>None: every alert reached every channel.</p>");
+    } else {
+        h.push_str("<table><tr><th>Channel</th><th>Alert</th><th>Error</th><th>Tries</th><th>Since</th></tr>");
+    }
+    for u in &undelivered {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"failed\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&u.channel),
+            esc(&u.alert.title()),
+            esc(&crate::logging::bounded(&u.error)),
+            u.attempts,
+            esc(&u.first_failed_at)
+        );
+    }
+    if !undelivered.is_empty() {
+        h.push_str("</table>");
     }
     let _ = write!(
         h,

@@ -130,8 +130,7 @@ impl Store for TableStore {
         let (kind, key) = (safe_key(kind), safe_key(key));
         Box::pin(async move {
             self.ready().await?;
-            let mut props = Map::new();
-            props.insert("Json".into(), Value::String(value.to_string()));
+            let props = json_props(&value.to_string())?;
             self.client.upsert(&self.t(RECORDS), &kind, &key, &props).await.map_err(err)?;
             Ok(())
         })
@@ -144,9 +143,7 @@ impl Store for TableStore {
             let rows = self.client.query(&self.t(RECORDS), Some(&filter)).await.map_err(err)?;
             Ok(rows
                 .iter()
-                .map(|r| {
-                    (r.row_key.clone(), serde_json::from_str(r.str("Json").unwrap_or("null")).unwrap_or(Value::Null))
-                })
+                .map(|r| (r.row_key.clone(), serde_json::from_str(&json_text(&r.properties)).unwrap_or(Value::Null)))
                 .collect())
         })
     }
@@ -163,12 +160,11 @@ impl Store for TableStore {
         let kind = safe_key(kind);
         Box::pin(async move {
             self.ready().await?;
-            let rows = records.into_iter().map(|(key, value)| {
-                let mut props = Map::new();
-                props.insert("Json".into(), Value::String(value.to_string()));
-                (safe_key(&key), props)
-            });
-            self.upsert_many(RECORDS, &kind, rows).await
+            let mut rows = Vec::with_capacity(records.len());
+            for (key, value) in records {
+                rows.push((safe_key(&key), json_props(&value.to_string())?));
+            }
+            self.upsert_many(RECORDS, &kind, rows.into_iter()).await
         })
     }
 
@@ -305,4 +301,44 @@ impl Store for TableStore {
             .await
         })
     }
+}
+
+/// A table property holds at most 64 KiB (32 K UTF-16 units) and an entity 1 MiB,
+/// so a record's JSON is split over `Json`, `Json1`, `Json2`, … of at most
+/// [`CHUNK_CHARS`] characters each (at most two UTF-16 units per character).
+const CHUNK_CHARS: usize = 16_000;
+/// 30 chunks stay well inside the entity's 1 MiB.
+const MAX_CHUNKS: usize = 30;
+
+fn json_props(text: &str) -> Result<Map<String, Value>, StoreError> {
+    let chars: Vec<char> = text.chars().collect();
+    let chunks: Vec<String> = chars.chunks(CHUNK_CHARS).map(|c| c.iter().collect()).collect();
+    if chunks.len() > MAX_CHUNKS {
+        return Err(StoreError(format!(
+            "a record of {} characters is larger than a table entity holds ({} characters)",
+            chars.len(),
+            CHUNK_CHARS * MAX_CHUNKS
+        )));
+    }
+    let mut props = Map::new();
+    for (i, c) in chunks.into_iter().enumerate() {
+        let name = if i == 0 { "Json".to_string() } else { format!("Json{i}") };
+        props.insert(name, Value::String(c));
+    }
+    if props.is_empty() {
+        props.insert("Json".into(), Value::String(String::new()));
+    }
+    Ok(props)
+}
+
+/// The JSON text of a record written by [`json_props`] (or by an older caguard, in one piece).
+fn json_text(props: &Map<String, Value>) -> String {
+    let mut text = props.get("Json").and_then(Value::as_str).unwrap_or("null").to_string();
+    for i in 1..=MAX_CHUNKS {
+        match props.get(&format!("Json{i}")).and_then(Value::as_str) {
+            Some(c) => text.push_str(c),
+            None => break,
+        }
+    }
+    text
 }
