@@ -32,5 +32,6 @@ pub mod secrets;
 pub mod storage;
 pub mod store;
 pub mod sweep;
+pub mod telemetry;
 pub mod uninstall;
 pub mod watch;

@@ -70,9 +70,103 @@ pub fn warn(source: &str, message: &str) {
     }
 }
 
+/// Where each log line goes under the Functions host, so that it reaches
+/// Application Insights with its real severity. The host (azure-functions-host
+/// `Workers/ProcessManagement/WorkerProcess.cs`, `ParseErrorMessageAndLog`) logs
+/// stdout as Information and classifies stderr by words: a line containing "warn"
+/// is a Warning, else one containing "error", "fail" or "severe" an Error, else
+/// Information. So INFO and below go to stdout (an INFO line reading "0 failed"
+/// stays Information), WARN to stderr (its level field says WARN), and ERROR to
+/// stderr with any "warn" in its text broken by a word joiner (U+2060), which
+/// would otherwise make the host call an error a warning.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostWriter;
+
+/// One line's destination.
+pub enum HostLine {
+    Out(std::io::Stdout),
+    Warn(std::io::Stderr),
+    Error(std::io::Stderr),
+}
+
+impl std::io::Write for HostLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            HostLine::Out(o) => o.write(buf),
+            HostLine::Warn(e) => e.write(buf),
+            HostLine::Error(e) => {
+                // tracing's fmt layer writes each formatted line in one call.
+                e.write_all(unwarn(&String::from_utf8_lossy(buf)).as_bytes())?;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            HostLine::Out(o) => o.flush(),
+            HostLine::Warn(e) | HostLine::Error(e) => e.flush(),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for HostWriter {
+    type Writer = HostLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        HostLine::Error(std::io::stderr())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        match *meta.level() {
+            tracing::Level::ERROR => HostLine::Error(std::io::stderr()),
+            tracing::Level::WARN => HostLine::Warn(std::io::stderr()),
+            _ => HostLine::Out(std::io::stdout()),
+        }
+    }
+}
+
+/// `line` with every "warn" (any case) broken by a word joiner, so the host
+/// classifies it by its "ERROR" level rather than by a word in its message.
+pub fn unwarn(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    for (i, _) in lower.match_indices("warn") {
+        out.push_str(&line[last..i + 1]);
+        out.push('\u{2060}');
+        last = i + 1;
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
+/// How the Functions host would classify a line the handler wrote to stderr
+/// (the rule `HostWriter` is built around; tests check lines against it).
+pub fn host_level_of_stderr(line: &str) -> &'static str {
+    let l = line.to_ascii_lowercase();
+    if l.contains("warn") {
+        "Warning"
+    } else if l.contains("error") || l.contains("fail") || l.contains("severe") {
+        "Error"
+    } else {
+        "Information"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_lines_stay_errors_for_the_host() {
+        let line = r#"{"level":"ERROR","fields":{"message":"2 warnings ignored, the WARN list failed"}}"#;
+        assert_eq!(host_level_of_stderr(line), "Warning", "the host's own rule, unfixed");
+        let fixed = unwarn(line);
+        assert_eq!(host_level_of_stderr(&fixed), "Error");
+        assert_eq!(fixed.replace('\u{2060}', ""), line, "only a word joiner is added");
+        assert_eq!(host_level_of_stderr(r#"{"level":"WARN","fields":{"message":"x"}}"#), "Warning");
+    }
 
     #[test]
     fn bounded_cuts_long_input_on_a_character_boundary() {

@@ -7,12 +7,12 @@ async fn main() {
         .unwrap_or_else(|_| if in_functions { "info".into() } else { "warn".into() });
     // ANSI colour only on a terminal, and never with NO_COLOR.
     let ansi = caguard::cli::use_colour(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     if in_functions {
-        // JSON lines for Application Insights.
-        logs.json().init();
+        // JSON lines for Application Insights, each where the host reads its severity right.
+        logs.json().with_writer(caguard::logging::HostWriter).init();
     } else {
-        logs.init();
+        logs.with_writer(std::io::stderr).init();
     }
     // Under the Functions host, serving is the default.
     let mut args: Vec<String> = std::env::args().collect();
