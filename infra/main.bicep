@@ -57,6 +57,24 @@ param maximumInstanceCount int = 40
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 512
 
+@description('Teams Workflows webhook URL for alerts (a secret; empty for none). Kept here so a redeploy keeps it.')
+@secure()
+param teamsWebhookUrl string = ''
+
+@description('Slack incoming-webhook URL for alerts (a secret; empty for none).')
+@secure()
+param slackWebhookUrl string = ''
+
+@description('Generic JSON alert webhook URL (a secret; empty for none). Its schema is [alerts] webhook_schema.')
+@secure()
+param alertWebhookUrl string = ''
+
+@description('Email addresses the Azure Monitor alert rules notify.')
+param monitorEmails array = []
+
+@description('Webhook URLs the Azure Monitor alert rules call (for example a paging service).')
+param monitorWebhookUrls array = []
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, baseName))
 var appName = '${baseName}-${token}'
 var storageName = take('st${replace(baseName, '-', '')}${token}', 24)
@@ -188,6 +206,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // Key Vault references resolve with the user-assigned identity (the app has no system identity).
+    keyVaultReferenceIdentity: identity.id
     httpsOnly: true
     functionAppConfig: {
       deployment: {
@@ -227,11 +247,97 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'CAGUARD_KEYVAULT_URL', value: 'https://${cippKeyVaultName}${environment().suffixes.keyvaultDns}/' }
         { name: 'CAGUARD_IDENTITY_CLIENT_ID', value: identity.properties.clientId }
         { name: 'CAGUARD_AUTH', value: authMode }
+        // Alert channels: parameters, so a redeploy never drops them (empty means off).
+        { name: 'CAGUARD_TEAMS_WEBHOOK_URL', value: teamsWebhookUrl }
+        { name: 'CAGUARD_SLACK_WEBHOOK_URL', value: slackWebhookUrl }
+        { name: 'CAGUARD_ALERT_WEBHOOK_URL', value: alertWebhookUrl }
       ]
     }
   }
   dependsOn: [storageRoles, packageContainer, reconcileQueue, poisonQueue, statusTable]
 }
+
+// Azure Monitor: what pages the on-call even when every chat channel is down.
+resource monitorGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: 'ag-${appName}'
+  location: 'Global'
+  properties: {
+    groupShortName: 'caguard'
+    enabled: true
+    emailReceivers: [for (address, i) in monitorEmails: { name: 'email-${i}', emailAddress: address, useCommonAlertSchema: true }]
+    webhookReceivers: [for (uri, i) in monitorWebhookUrls: { name: 'webhook-${i}', serviceUri: uri, useCommonAlertSchema: true }]
+  }
+}
+
+// Each rule: (name, description, severity, window, KQL, operator, threshold).
+// caguard sends alerts as traces with custom dimensions (handler/src/telemetry.rs);
+// WatchTimer's invocations are the host's own `requests` rows.
+var monitorRules = [
+  {
+    name: 'alerts'
+    description: 'caguard raised an alert (drift restored, enforcement that could not run, a pause …).'
+    severity: 2
+    window: 'PT5M'
+    query: 'traces | where tostring(customDimensions.alert) == "true"'
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    name: 'poison'
+    description: 'A tenant reconcile failed every retry and went to the poison queue.'
+    severity: 1
+    window: 'PT5M'
+    query: 'traces | where tostring(customDimensions.alert) == "true" and tostring(customDimensions.kind) == "poison-message"'
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    name: 'undelivered'
+    description: 'An alert did not reach a channel (kept and re-sent; see caguard status).'
+    severity: 1
+    window: 'PT5M'
+    query: 'traces | where tostring(customDimensions.undelivered) == "true"'
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    name: 'watchdog'
+    description: 'No successful WatchTimer run in 10 minutes: caguard is not watching.'
+    severity: 0
+    window: 'PT10M'
+    query: 'requests | where name == "WatchTimer" and success == true'
+    operator: 'LessThan'
+    threshold: 1
+  }
+]
+
+resource monitorAlerts 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = [
+  for rule in monitorRules: {
+    name: 'caguard-${rule.name}-${appName}'
+    location: location
+    properties: {
+      displayName: 'caguard ${rule.name}'
+      description: rule.description
+      severity: rule.severity
+      enabled: true
+      evaluationFrequency: 'PT5M'
+      windowSize: rule.window
+      scopes: [insights.id]
+      criteria: {
+        allOf: [
+          {
+            query: rule.query
+            timeAggregation: 'Count'
+            operator: rule.operator
+            threshold: rule.threshold
+            failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+          }
+        ]
+      }
+      actions: { actionGroups: [monitorGroup.id] }
+    }
+  }
+]
 
 module cippAccess 'cipp-access.bicep' = {
   name: 'caguard-cipp-access'

@@ -170,3 +170,65 @@ fn the_vault_module_grants_read_only_secret_access() {
         assert!(declared.contains(p), "main.bicepparam sets {p}, which main.bicep declares");
     }
 }
+
+/// The text of `resource <sym> …` up to the next top-level declaration.
+fn block<'a>(bicep: &'a str, sym: &str) -> &'a str {
+    let start = bicep.find(&format!("resource {sym} ")).unwrap_or_else(|| panic!("resource {sym}"));
+    let rest = &bicep[start..];
+    let end = rest[1..].find("\nresource ").or_else(|| rest[1..].find("\nmodule ")).map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+#[test]
+fn azure_monitor_alert_rules_target_app_insights_and_the_action_group() {
+    let main = read("infra/main.bicep");
+    let res = resources(&main);
+    assert!(res.iter().any(|(s, t, _)| s == "monitorGroup" && t == "Microsoft.Insights/actionGroups"));
+    assert!(res.iter().any(|(s, t, _)| s == "monitorAlerts" && t == "Microsoft.Insights/scheduledQueryRules"));
+    let rules = block(&main, "monitorAlerts");
+    assert!(rules.contains("scopes: [insights.id]"), "every rule queries the App Insights resource");
+    assert!(rules.contains("actionGroups: [monitorGroup.id]"), "every rule notifies the action group");
+    assert!(rules.contains("for rule in monitorRules"), "one rule per entry");
+    let group = block(&main, "monitorGroup");
+    assert!(group.contains("in monitorEmails") && group.contains("in monitorWebhookUrls"), "receivers are parameters");
+    let p = params(&main);
+    assert!(p.contains("monitorEmails") && p.contains("monitorWebhookUrls"));
+    // The four rules, by name, with their queries as text.
+    let list =
+        &main[main.find("var monitorRules").expect("var monitorRules")..main.find("resource monitorAlerts").unwrap()];
+    for (name, query) in [
+        ("alerts", r#"traces | where tostring(customDimensions.alert) == "true""#),
+        ("poison", r#"tostring(customDimensions.kind) == "poison-message""#),
+        ("undelivered", r#"traces | where tostring(customDimensions.undelivered) == "true""#),
+        ("watchdog", r#"requests | where name == "WatchTimer" and success == true"#),
+    ] {
+        assert!(list.contains(&format!("name: '{name}'")), "rule {name}");
+        assert!(list.contains(query), "rule {name} queries {query}");
+    }
+    // The watchdog fires when WatchTimer has not succeeded for 10 minutes.
+    let watchdog = &list[list.find("name: 'watchdog'").unwrap()..];
+    assert!(watchdog.contains("window: 'PT10M'") && watchdog.contains("operator: 'LessThan'"));
+    assert!(watchdog.contains("threshold: 1"));
+    // The dimensions the rules select on are the ones caguard sends.
+    let dims = read("handler/src/alert/mod.rs") + &read("handler/src/alert/deliver.rs");
+    for d in ["(\"alert\", \"true\")", "(\"undelivered\", \"true\")", "(\"kind\","] {
+        assert!(dims.contains(d), "caguard sends the dimension {d}");
+    }
+}
+
+#[test]
+fn key_vault_references_resolve_and_a_redeploy_keeps_the_settings_the_docs_name() {
+    let main = read("infra/main.bicep");
+    assert!(block(&main, "app").contains("keyVaultReferenceIdentity: identity.id"));
+    let deploy = read("docs/deploy.md") + &read("docs/alerts.md");
+    // Every CAGUARD_ setting the docs tell a person to set for a deployment is in
+    // the Bicep's app settings (from a parameter), not left to a hand edit.
+    for setting in ["CAGUARD_TEAMS_WEBHOOK_URL", "CAGUARD_SLACK_WEBHOOK_URL", "CAGUARD_ALERT_WEBHOOK_URL"] {
+        assert!(deploy.contains(setting), "the docs mention {setting}");
+        assert!(main.contains(&format!("name: '{setting}'")), "{setting} is a Bicep app setting");
+    }
+    for p in ["teamsWebhookUrl", "slackWebhookUrl", "alertWebhookUrl"] {
+        let decl = main.find(&format!("param {p} ")).unwrap_or_else(|| panic!("param {p}"));
+        assert!(main[..decl].trim_end().ends_with("@secure()"), "{p} is a secure parameter");
+    }
+}
