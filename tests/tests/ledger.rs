@@ -107,6 +107,22 @@ async fn contract(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(claimed, 5, "the limit holds across writers");
     assert!(!a.claim_change("sweep-1", "tenant-late", 5).await.unwrap(), "no slot left for another tenant");
     assert_eq!(a.count_alert("t1|p1|D1", "2026-11-21T11").await.unwrap(), 1, "a new window starts at one");
+
+    // A record larger than one table property (64 KiB) is kept whole, and a
+    // smaller one written over it leaves nothing of the old one behind.
+    let big = json!({"message": format!("é<&>{}", "x".repeat(150_000))});
+    a.put_record("alert-record", "big", big.clone()).await.unwrap();
+    let got = b.records("alert-record").await.unwrap();
+    assert_eq!(got.iter().find(|(k, _)| k == "big").map(|(_, v)| v), Some(&big), "read back whole");
+    a.put_record("alert-record", "big", json!({"message": "small"})).await.unwrap();
+    let got = b.records("alert-record").await.unwrap();
+    assert_eq!(got.iter().find(|(k, _)| k == "big").map(|(_, v)| v), Some(&json!({"message": "small"})));
+    let huge = json!({"message": "x".repeat(600_000)});
+    let err = a.put_record("alert-record", "huge", huge).await;
+    assert!(
+        err.is_err() || b.records("alert-record").await.unwrap().iter().any(|(k, _)| k == "huge"),
+        "refused, never cut"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
