@@ -276,8 +276,17 @@ async fn a_signed_activation_onboards_the_new_tenant_and_forgeries_are_refused()
     assert!(newco["reason"].as_str().unwrap().contains("terminated"));
 }
 
+fn registration_calls(sim: &caguard_sim::SimHandle) -> Vec<String> {
+    sim.journal()
+        .iter()
+        .filter(|e| e.path.ends_with("/registration"))
+        .map(|e| format!("{} {}", e.method, e.status))
+        .collect()
+}
+
 #[tokio::test]
-async fn the_webhook_registration_is_created_then_updated() {
+async fn the_webhook_registration_is_created_then_updated_but_never_anyone_elses() {
+    use caguard::partner::{Registered, register};
     let (sim, estate) = sample_sim(0, false).await;
     let app = &estate.apps[0];
     let creds = caguard::graph::Credentials::ClientSecret {
@@ -287,22 +296,70 @@ async fn the_webhook_registration_is_created_then_updated() {
     let client =
         caguard::partner::client(&sim.base_url, &sim.base_url, Arc::new(caguard::graph::StaticCredentials(creds)))
             .unwrap();
-    let first =
-        caguard::partner::register(&client, &estate.msp_tenant_id, "https://caguard.example/api/PartnerCenterEvents")
-            .await
-            .unwrap();
-    assert_eq!(first["WebhookUrl"], "https://caguard.example/api/PartnerCenterEvents");
+    let ours = "https://caguard.example/api/PartnerCenterEvents";
+    let Registered::Created(first) = register(&client, &estate.msp_tenant_id, ours, false).await.unwrap() else {
+        panic!("created")
+    };
+    assert_eq!(first["WebhookUrl"], ours);
     assert!(first["WebhookEvents"].as_array().unwrap().iter().any(|e| e == "granular-admin-relationship-activated"));
-    let second =
-        caguard::partner::register(&client, &estate.msp_tenant_id, "https://caguard2.example/api/PartnerCenterEvents")
-            .await
+    assert!(matches!(register(&client, &estate.msp_tenant_id, ours, false).await.unwrap(), Registered::Updated(_)));
+    assert_eq!(registration_calls(&sim), vec!["GET 404", "POST 201", "GET 200", "PUT 200"], "our own: updated");
+
+    // Someone else's (CIPP's): named, and left alone.
+    let other = "https://caguard2.example/api/PartnerCenterEvents";
+    let err = register(&client, &estate.msp_tenant_id, other, false).await.unwrap_err();
+    assert!(err.contains(ours) && err.contains("--replace"), "{err}");
+    assert_eq!(registration_calls(&sim).len(), 5, "only a GET: {:?}", registration_calls(&sim));
+    let Registered::Replaced { previous, registration } =
+        register(&client, &estate.msp_tenant_id, other, true).await.unwrap()
+    else {
+        panic!("replaced")
+    };
+    assert_eq!((previous.as_str(), registration["WebhookUrl"].as_str()), (ours, Some(other)));
+    assert_eq!(registration_calls(&sim).last().unwrap(), "PUT 200");
+}
+
+/// `caguard partner-center register` against a registration that points at CIPP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_register_command_exits_non_zero_naming_cipps_url_and_writes_nothing() {
+    let (sim, estate) = sample_sim(0, false).await;
+    let app = &estate.apps[0];
+    let creds = caguard::graph::Credentials::ClientSecret {
+        client_id: app.client_id.clone(),
+        client_secret: app.client_secret.clone(),
+    };
+    let client =
+        caguard::partner::client(&sim.base_url, &sim.base_url, Arc::new(caguard::graph::StaticCredentials(creds)))
             .unwrap();
-    assert_eq!(second["WebhookUrl"], "https://caguard2.example/api/PartnerCenterEvents");
-    let methods: Vec<String> = sim
-        .journal()
-        .iter()
-        .filter(|e| e.path.ends_with("/registration"))
-        .map(|e| format!("{} {}", e.method, e.status))
-        .collect();
-    assert_eq!(methods, vec!["GET 404", "POST 201", "GET 200", "PUT 200"]);
+    let cipp = "https://cipp.contosomsp.example/API/PublicWebhooks?CIPPID=partner";
+    caguard::partner::register(&client, &estate.msp_tenant_id, cipp, false).await.unwrap();
+    let config = std::env::temp_dir().join(format!("caguard-register-{}.toml", std::process::id()));
+    std::fs::write(&config, caguard::demo::sample_config_toml(&estate)).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["partner-center", "register", "--url", "https://caguard.example/api/PartnerCenterEvents"];
+        args.extend_from_slice(extra);
+        args.extend(["--config", config.to_str().unwrap()]);
+        std::process::Command::new(caguard_e2e::caguard_binary())
+            .args(&args)
+            .env("CAGUARD_PARTNER_CENTER_URL", &sim.base_url)
+            .env("CAGUARD_LOGIN_URL", &sim.base_url)
+            .env("CAGUARD_CLIENT_ID", &app.client_id)
+            .env("CAGUARD_CLIENT_SECRET", &app.client_secret)
+            .env_remove("CAGUARD_REFRESH_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let before = registration_calls(&sim).len();
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(cipp), "names the URL it found: {stderr}");
+    let calls = registration_calls(&sim);
+    assert_eq!(&calls[before..], ["GET 200"], "no PUT or POST");
+
+    let out = run(&["--replace"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("CIPP's onboarding") && stderr.contains(cipp), "warned: {stderr}");
+    assert_eq!(registration_calls(&sim).last().unwrap(), "PUT 200");
 }

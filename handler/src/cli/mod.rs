@@ -128,11 +128,15 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum PartnerCenterAction {
-    /// POST (or PUT, when one exists) the registration for caguard's GDAP events.
+    /// Registers caguard's endpoint for GDAP events, only where no other registration
+    /// exists (Partner Center keeps one per partner, and CIPP's onboarding uses it).
     Register {
         /// caguard's endpoint, e.g. https://<app>.azurewebsites.net/api/PartnerCenterEvents
         #[arg(long)]
         url: String,
+        /// Replace a registration that points elsewhere (CIPP's onboarding of new customers stops).
+        #[arg(long)]
+        replace: bool,
         #[arg(long, short, default_value = "caguard.toml")]
         config: PathBuf,
     },
@@ -320,7 +324,7 @@ fn graph_client() -> Result<GraphClient, String> {
     GraphClient::new(graph, Arc::new(StaticCredentials(env_credentials()?))).map_err(|e| e.to_string())
 }
 
-async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i32, String> {
+async fn register_partner_center(url: &str, replace: bool, path: &std::path::Path) -> Result<i32, String> {
     let parsed = url::Url::parse(url).map_err(|_| format!("--url: '{url}' is not a URL"))?;
     if parsed.scheme() != "https" {
         return Err(format!("--url: '{url}' must use https (Partner Center calls only https endpoints)"));
@@ -330,7 +334,20 @@ async fn register_partner_center(url: &str, path: &std::path::Path) -> Result<i3
         .unwrap_or_else(|_| "https://api.partnercenter.microsoft.com".into());
     let login = std::env::var("CAGUARD_LOGIN_URL").unwrap_or_else(|_| "https://login.microsoftonline.com".into());
     let client = crate::partner::client(&base, &login, Arc::new(StaticCredentials(env_credentials()?)))?;
-    let registration = crate::partner::register(&client, &cfg.msp_tenant_id, url).await?;
+    use crate::partner::Registered;
+    if replace {
+        eprintln!(
+            "warning: --replace: if Partner Center's registration points elsewhere (CIPP's), it is replaced and \
+             CIPP's onboarding of new GDAP customers stops"
+        );
+    }
+    let registration = match crate::partner::register(&client, &cfg.msp_tenant_id, url, replace).await? {
+        Registered::Created(r) | Registered::Updated(r) => r,
+        Registered::Replaced { previous, registration } => {
+            eprintln!("warning: replaced the registration that pointed at {previous}");
+            registration
+        }
+    };
     println!("{}", serde_json::to_string_pretty(&registration).expect("json"));
     Ok(EXIT_OK)
 }
@@ -375,6 +392,9 @@ async fn watch_once(args: &WatchArgs, rediscover: bool) -> Result<i32, String> {
     if args.json {
         println!("{}", serde_json::json!({"tick": report, "stats": stats, "elapsedMs": started.elapsed().as_millis()}));
     } else {
+        for c in &report.new_tenants {
+            println!("new GDAP customer: {} ({})", c.name, c.tenant_id);
+        }
         for c in &report.changed {
             println!("changed: {} ({})", c.name, c.tenant_id);
         }
@@ -394,7 +414,7 @@ async fn watch_once(args: &WatchArgs, rediscover: bool) -> Result<i32, String> {
     }
     Ok(if !report.errors.is_empty() {
         EXIT_ERROR
-    } else if report.changed.is_empty() {
+    } else if report.changed.is_empty() && report.new_tenants.is_empty() {
         EXIT_OK
     } else {
         EXIT_DRIFT
@@ -476,8 +496,8 @@ pub async fn run(cli: Cli) -> i32 {
             Err(e) => Err(e),
         },
         Command::Watch { run, rediscover } => watch_once(&run, rediscover).await,
-        Command::PartnerCenter { action: PartnerCenterAction::Register { url, config: path } } => {
-            register_partner_center(&url, &path).await
+        Command::PartnerCenter { action: PartnerCenterAction::Register { url, replace, config: path } } => {
+            register_partner_center(&url, replace, &path).await
         }
         Command::Serve { port } => {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))

@@ -107,19 +107,55 @@ pub fn client(
     crate::graph::GraphClient::new(cfg, credentials).map_err(|e| e.to_string())
 }
 
-/// Registers (or updates) the partner's webhook to `url` for [`EVENTS`]. Returns the registration.
+/// What `register` found and did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Registered {
+    /// There was none: caguard's was created (POST).
+    Created(serde_json::Value),
+    /// caguard's own (same URL) was updated (PUT).
+    Updated(serde_json::Value),
+    /// Another URL's registration was replaced, as `--replace` asked (PUT).
+    Replaced { previous: String, registration: serde_json::Value },
+}
+
+/// Registers the partner's webhook to `url` for [`EVENTS`].
+///
+/// Partner Center keeps **one** registration per partner: its Create call refuses
+/// a second one, and a PUT replaces whatever is there (Partner Center REST
+/// reference, "Create/Update a webhook registration"). CIPP registers its own URL
+/// to onboard new GDAP customers, so a registration that points anywhere else is
+/// never replaced unless `replace` says so: the call fails naming the URL it
+/// found, and writes nothing. caguard does not need the registration; the watch
+/// finds new relationships on every tick ([`crate::watch`]).
 pub async fn register(
     client: &crate::graph::GraphClient,
     partner_tenant: &str,
     url: &str,
-) -> Result<serde_json::Value, String> {
+    replace: bool,
+) -> Result<Registered, String> {
     let body = serde_json::json!({ "WebhookUrl": url, "WebhookEvents": EVENTS });
-    let existing = client.get::<serde_json::Value>(partner_tenant, "/registration").await;
-    match existing {
-        Ok(_) => client.put(partner_tenant, "/registration", &body).await.map_err(|e| e.to_string()),
+    let existing = match client.get::<serde_json::Value>(partner_tenant, "/registration").await {
+        Ok(v) => v,
         Err(e) if e.status() == Some(404) => {
-            client.post(partner_tenant, "/registration", &body).await.map_err(|e| e.to_string())
+            let created = client.post(partner_tenant, "/registration", &body).await.map_err(|e| e.to_string())?;
+            return Ok(Registered::Created(created));
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let found = existing.get("WebhookUrl").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    let ours = found.trim_end_matches('/').eq_ignore_ascii_case(url.trim_end_matches('/'));
+    if !ours && !replace {
+        return Err(format!(
+            "Partner Center already has this partner's one webhook registration, pointing at {found}. \
+             It is most likely CIPP's, which onboards new GDAP customers through it; caguard left it alone \
+             and wrote nothing. caguard does not need it: the watch finds new GDAP relationships on every \
+             tick. To replace it anyway (CIPP's onboarding then stops), run again with --replace."
+        ));
     }
+    let updated = client.put(partner_tenant, "/registration", &body).await.map_err(|e| e.to_string())?;
+    Ok(if ours {
+        Registered::Updated(updated)
+    } else {
+        Registered::Replaced { previous: found, registration: updated }
+    })
 }
