@@ -321,7 +321,16 @@ pub fn run(args: &Args) -> Value {
             a.extend_from_slice(extra);
             let run = caguard(&sim, &config, &a);
             let report: Value = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
-            let traffic = traffic(&journal(&sim), args.tenants, args.latency_ms);
+            let entries = journal(&sim);
+            let mut traffic = traffic(&entries, args.tenants, args.latency_ms);
+            // The GDAP requests the tick made (the change check on a quiet tick).
+            traffic["gdapRequests"] = json!(
+                entries
+                    .iter()
+                    .filter(|e| e["kind"] == "graph"
+                        && e["path"].as_str().is_some_and(|p| p.contains("delegatedAdminRelationships")))
+                    .count()
+            );
             (run, report, traffic)
         };
         // The first tick discovers the tenants and takes every fingerprint.

@@ -49,10 +49,17 @@ pub async fn discover(client: &GraphClient, config: &Config) -> Result<Vec<Custo
             })
             .collect());
     }
-    let rels: Vec<DelegatedAdminRelationship> =
-        client.list(&config.msp_tenant_id, "/tenantRelationships/delegatedAdminRelationships?$top=300").await?;
+    let rels: Vec<DelegatedAdminRelationship> = client.list(&config.msp_tenant_id, RELATIONSHIPS).await?;
+    Ok(customers_from(&rels))
+}
+
+const RELATIONSHIPS: &str = "/tenantRelationships/delegatedAdminRelationships?$top=300";
+
+/// The customers a set of relationships describe: one per customer tenant, active
+/// when any of its relationships is, able to write CA when an active one grants it.
+pub fn customers_from(rels: &[DelegatedAdminRelationship]) -> Vec<Customer> {
     let mut by_tenant: BTreeMap<String, Customer> = BTreeMap::new();
-    for r in &rels {
+    for r in rels {
         let Some(tid) = r.customer_tenant_id() else { continue };
         let tid = tid.to_ascii_lowercase();
         if !crate::config::is_guid(&tid) {
@@ -80,7 +87,50 @@ pub async fn discover(client: &GraphClient, config: &Config) -> Result<Vec<Custo
             c.status = r.status.as_ref().map_or("unknown".into(), ToString::to_string);
         }
     }
-    Ok(by_tenant.into_values().collect())
+    by_tenant.into_values().collect()
+}
+
+/// The newest `lastModifiedDateTime` among `rels` (Graph's own text, so it can be
+/// handed back in a `$filter` unchanged).
+pub fn newest_change(rels: &[DelegatedAdminRelationship]) -> Option<String> {
+    rels.iter().filter_map(|r| r.last_modified_date_time.as_ref().cloned()).max()
+}
+
+/// The relationships changed at or after `since`, oldest first: one request in a
+/// quiet estate. Graph documents `$filter`, `$orderby` and `$top` (up to 300) on
+/// this list (v1.0 reference, "List delegatedAdminRelationships").
+pub async fn relationships_changed_since(
+    client: &GraphClient,
+    config: &Config,
+    since: &str,
+) -> Result<Vec<DelegatedAdminRelationship>, GraphError> {
+    let path = format!(
+        "/tenantRelationships/delegatedAdminRelationships?$filter={}&$orderby=lastModifiedDateTime%20asc&$top=300",
+        url::form_urlencoded::byte_serialize(format!("lastModifiedDateTime ge {since}").as_bytes()).collect::<String>()
+    );
+    client.list(&config.msp_tenant_id, &path).await
+}
+
+/// Every relationship with one customer tenant (after one of them changed).
+pub async fn relationships_of(
+    client: &GraphClient,
+    config: &Config,
+    tenant: &str,
+) -> Result<Vec<DelegatedAdminRelationship>, GraphError> {
+    let filter = format!("customer/tenantId eq '{}'", tenant.replace('\'', "''"));
+    let path = format!(
+        "/tenantRelationships/delegatedAdminRelationships?$filter={}&$top=300",
+        url::form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+    );
+    client.list(&config.msp_tenant_id, &path).await
+}
+
+/// Relationships and the customers they describe, for the watch's watermark.
+pub async fn discover_relationships(
+    client: &GraphClient,
+    config: &Config,
+) -> Result<Vec<DelegatedAdminRelationship>, GraphError> {
+    client.list(&config.msp_tenant_id, RELATIONSHIPS).await
 }
 
 fn item(id: &str, url: &str) -> BatchRequestItem {

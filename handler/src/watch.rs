@@ -7,9 +7,11 @@
 //! is reconciled. A changed, deleted or re-created object changes the fingerprint.
 //!
 //! The tenant list is kept in the store between ticks, so a tick costs one list
-//! per customer: GDAP relationships are listed again only once the list is older
-//! than `[watch] rediscover_minutes`, and every sweep and Partner Center event
-//! refreshes it on its own discovery. See `docs/watch.md`.
+//! per customer plus one GDAP request: the relationships changed since the newest
+//! change seen (`$filter=lastModifiedDateTime ge …`), which finds a new GDAP
+//! customer within a tick without Partner Center. GDAP relationships are listed in
+//! full again once the list is older than `[watch] rediscover_minutes`, and every
+//! sweep and Partner Center event refreshes it on its own discovery. See `docs/watch.md`.
 
 use crate::config::Config;
 use crate::graph::{GraphClient, GraphError};
@@ -36,12 +38,16 @@ pub struct TickReport {
     pub errors: Vec<(String, String)>,
     /// This tick listed GDAP relationships (its remembered list was too old or missing).
     pub rediscovered: bool,
+    /// Customers with a newly active GDAP relationship, found this tick: reconcile them.
+    pub new_tenants: Vec<Customer>,
 }
 
 /// Record kind of the watch's tenant list: one record per customer tenant.
 const TENANTS: &str = "watch-tenant";
 /// The record saying when that list was last discovered.
 const DISCOVERED: (&str, &str) = ("watch", "discovered");
+/// The newest GDAP relationship change the watch has seen: `{at, ids}`.
+const WATERMARK: (&str, &str) = ("watch", "gdap-watermark");
 
 /// Replaces the watch's tenant list with a fresh discovery, writing only what changed.
 pub async fn remember_tenants(store: &dyn Store, customers: &[Customer]) -> Result<(), StoreError> {
@@ -96,21 +102,134 @@ async fn remembered(store: &dyn Store, max_age_minutes: i64) -> Result<Option<Ve
     Ok(Some(list))
 }
 
-/// The customers to watch, and whether GDAP relationships were listed for them.
+/// What the watch knows of GDAP changes: the newest `lastModifiedDateTime` seen,
+/// and the relationships changed at that instant (a `ge` filter returns them again).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, Serialize)]
+struct Watermark {
+    at: String,
+    ids: Vec<String>,
+}
+
+impl Watermark {
+    fn of(rels: &[crate::model::DelegatedAdminRelationship]) -> Option<Watermark> {
+        let at = observe::newest_change(rels)?;
+        let ids = rels
+            .iter()
+            .filter(|r| r.last_modified_date_time.as_ref() == Some(&at))
+            .filter_map(|r| r.id.as_ref().cloned())
+            .collect();
+        Some(Watermark { at, ids })
+    }
+
+    fn is_new(&self, r: &crate::model::DelegatedAdminRelationship) -> bool {
+        let at = r.last_modified_date_time.as_ref().map_or("", String::as_str);
+        at > self.at.as_str() || (at == self.at && !r.id.as_ref().is_some_and(|id| self.ids.contains(id)))
+    }
+}
+
+async fn watermark(store: &dyn Store) -> Result<Option<Watermark>, StoreError> {
+    let rows = store.records(WATERMARK.0).await?;
+    Ok(rows.into_iter().find(|(k, _)| k == WATERMARK.1).and_then(|(_, v)| serde_json::from_value(v).ok()))
+}
+
+async fn put_watermark(store: &dyn Store, w: Option<Watermark>) -> Result<(), StoreError> {
+    match w {
+        Some(w) => store.put_record(WATERMARK.0, WATERMARK.1, serde_json::to_value(w).expect("json")).await,
+        None => Ok(()),
+    }
+}
+
+/// The customers to watch, whether GDAP relationships were listed in full for them,
+/// and the customers newly active since the last tick.
 async fn customers(
     client: &GraphClient,
     config: &Config,
     store: &dyn Store,
     rediscover: bool,
-) -> Result<(Vec<Customer>, bool), GraphError> {
+) -> Result<(Vec<Customer>, bool, Vec<Customer>), GraphError> {
     let store_err =
         |e: StoreError| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() };
+    let gdap = config.mode == crate::config::Mode::Gdap;
     if !rediscover && let Some(list) = remembered(store, config.watch_rediscover_minutes).await.map_err(store_err)? {
-        return Ok((list, false));
+        let mark = watermark(store).await.map_err(store_err)?;
+        match mark {
+            Some(mark) if gdap => {
+                // A GDAP outage must not stop the CA watch: the remembered list is watched.
+                return match gdap_changes(client, config, store, list.clone(), &mark).await {
+                    Ok((list, new)) => Ok((list, false, new)),
+                    Err(e) => {
+                        tracing::warn!("watch: the GDAP change check failed ({e}); watching the remembered tenants");
+                        Ok((list, false, vec![]))
+                    }
+                };
+            }
+            // No watermark yet (a list remembered by an older caguard): list in full below.
+            None if gdap => {}
+            _ => return Ok((list, false, vec![])),
+        }
     }
-    let found = observe::discover(client, config).await?;
+    let known = last_known_tenants(store).await;
+    let (found, mark) = if gdap {
+        let rels = observe::discover_relationships(client, config).await?;
+        (observe::customers_from(&rels), Watermark::of(&rels))
+    } else {
+        (observe::discover(client, config).await?, None)
+    };
     remember_tenants(store, &found).await.map_err(store_err)?;
-    Ok((found, true))
+    put_watermark(store, mark).await.map_err(store_err)?;
+    // Nothing known before (the first tick): every tenant is a baseline, not news.
+    let new = if known.is_empty() { vec![] } else { newly_active(&known, &found) };
+    Ok((found, true, new))
+}
+
+/// Customers active in `now` that were not active (or not there) in `before`.
+fn newly_active(before: &[Customer], now: &[Customer]) -> Vec<Customer> {
+    now.iter()
+        .filter(|c| c.active && !before.iter().any(|b| b.active && b.tenant_id.eq_ignore_ascii_case(&c.tenant_id)))
+        .cloned()
+        .collect()
+}
+
+/// One cheap request per tick: the relationships changed since the watermark.
+/// Each customer they touch is re-read (all its relationships) and its entry in
+/// the remembered list replaced; the newly active ones are returned.
+async fn gdap_changes(
+    client: &GraphClient,
+    config: &Config,
+    store: &dyn Store,
+    mut list: Vec<Customer>,
+    mark: &Watermark,
+) -> Result<(Vec<Customer>, Vec<Customer>), GraphError> {
+    let store_err =
+        |e: StoreError| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() };
+    let changed = observe::relationships_changed_since(client, config, &mark.at).await?;
+    let fresh: Vec<_> = changed.iter().filter(|r| mark.is_new(r)).collect();
+    if fresh.is_empty() {
+        return Ok((list, vec![]));
+    }
+    let mut touched: Vec<String> =
+        fresh.iter().filter_map(|r| r.customer_tenant_id()).map(|t| t.to_ascii_lowercase()).collect();
+    touched.sort();
+    touched.dedup();
+    let before = list.clone();
+    let (mut put, mut gone) = (Vec::new(), Vec::new());
+    for tenant in touched.iter().filter(|t| crate::config::is_guid(t)) {
+        let now = observe::customers_from(&observe::relationships_of(client, config, tenant).await?);
+        list.retain(|c| !c.tenant_id.eq_ignore_ascii_case(tenant));
+        match now.into_iter().next() {
+            Some(c) => {
+                put.push((tenant.clone(), serde_json::to_value(&c).expect("json")));
+                list.push(c);
+            }
+            None => gone.push(tenant.clone()),
+        }
+    }
+    store.put_records(TENANTS, put).await.map_err(store_err)?;
+    store.delete_records(TENANTS, gone).await.map_err(store_err)?;
+    let next = Watermark::of(&changed).filter(|w| w.at >= mark.at);
+    put_watermark(store, next).await.map_err(store_err)?;
+    let new = newly_active(&before, &list);
+    Ok((list, new))
 }
 
 /// The fingerprint of a tenant's CA objects: ids and modification times, in order.
@@ -147,7 +266,7 @@ pub async fn tick(
     concurrency: usize,
     rediscover: bool,
 ) -> Result<TickReport, GraphError> {
-    let (customers, rediscovered) = customers(client, config, store.as_ref(), rediscover).await?;
+    let (customers, rediscovered, new_tenants) = customers(client, config, store.as_ref(), rediscover).await?;
     let mut tenants: Vec<Customer> =
         customers.into_iter().filter(|c| c.active && !config.is_skipped(&c.tenant_id)).collect();
     tenants.push(Customer {
@@ -172,7 +291,8 @@ pub async fn tick(
             (c, fp)
         });
     }
-    let mut report = TickReport { rediscovered, ..TickReport::default() };
+    let new_tenants: Vec<Customer> = new_tenants.into_iter().filter(|c| !config.is_skipped(&c.tenant_id)).collect();
+    let mut report = TickReport { rediscovered, new_tenants, ..TickReport::default() };
     // Only moved fingerprints are written: a quiet tick writes nothing.
     let mut moved = BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
@@ -197,5 +317,7 @@ pub async fn tick(
         .await
         .map_err(|e| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message: e.to_string() })?;
     report.changed.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    // A new tenant's first fingerprint is a baseline; its reconcile is queued as new, not as drift.
+    report.changed.retain(|c| !report.new_tenants.iter().any(|n| n.tenant_id == c.tenant_id));
     Ok(report)
 }

@@ -127,7 +127,10 @@ impl SimHandle {
     }
 }
 
-fn upsert_relationship(st: &mut State, rel: Value) {
+/// A relationship created or changed now: Graph stamps `lastModifiedDateTime`
+/// (read-only, set by the service on every change).
+fn upsert_relationship(st: &mut State, mut rel: Value) {
+    rel["lastModifiedDateTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
     let id = rel["id"].clone();
     match st.relationships.iter_mut().find(|r| r["id"] == id) {
         Some(r) => *r = rel,

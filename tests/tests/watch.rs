@@ -126,15 +126,18 @@ async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old
     assert_eq!((quiet.unchanged, quiet.changed.len(), quiet.errors.len()), (watched, 0, 2), "{quiet:?}");
     let journal = sim.journal();
     let graph: Vec<&caguard_sim::JournalEntry> = journal.iter().filter(|e| e.kind == "graph").collect();
-    assert!(graph.iter().all(|e| e.method == "GET" && e.ca), "only CA lists");
-    assert_eq!(graph_requests(&journal, &msp).len(), 2, "the MSP's policies and named locations");
+    assert!(graph.iter().all(|e| e.method == "GET"), "only reads");
+    let gdap: Vec<_> = graph.iter().filter(|e| !e.ca).collect();
+    assert_eq!(gdap.len(), 1, "one GDAP request: the relationships changed since the last tick");
+    assert!(gdap[0].path.ends_with("delegatedAdminRelationships") && gdap[0].query.contains("lastModifiedDateTime"));
+    assert_eq!(graph_requests(&journal, &msp).len(), 3, "the MSP's policies, named locations, and the GDAP check");
     let no_token: Vec<&String> = quiet.errors.iter().filter(|(_, e)| e.contains("token")).map(|(t, _)| t).collect();
     assert_eq!(no_token.len(), 1);
     let customers = first_watched_customers(&store, &msp).await;
     for t in customers.iter().filter(|t| !no_token.contains(t)) {
         assert_eq!(graph_requests(&journal, t), vec!["GET /v1.0/identity/conditionalAccess/policies"], "{t}");
     }
-    assert_eq!(graph.len(), customers.len() - 1 + 2, "one list per readable customer, two in the MSP tenant");
+    assert_eq!(graph.len(), customers.len() - 1 + 3, "one list per readable customer, three in the MSP tenant");
 
     // A new customer appears; a discovery (as a sweep or a Partner Center event makes)
     // hands it to the watch, and the next tick takes its baseline without listing GDAP.
@@ -217,4 +220,67 @@ async fn three_customers_drifting_in_one_tick_are_all_restored_without_a_hold() 
         let r = invoke(&base, "ReconcileTenant", json!({"reconcile": m})).await;
         assert_eq!(r.return_value["outcome"], "fixed", "{m}: {:?} {:?}", r.return_value, r.logs);
     }
+}
+
+/// A new GDAP customer, added through the simulator's admin API, is named by the next
+/// ordinary tick (no rediscovery, no Partner Center event), and the reconcile that
+/// tick queues brings its policies into line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_gdap_customer_is_found_by_the_next_ordinary_tick_and_reconciled() {
+    let (sim, estate) = sample_sim(0, false).await;
+    let (store, _) = caguard_e2e::temp_store("watch-new-customer");
+    let base = serve(&sim, &estate, &store, Alerter::new(store.clone(), 60, None, None, None, None), true).await;
+    let first = invoke(&base, "WatchTimer", timer()).await;
+    assert!(first.logs.iter().any(|l| l.contains("tenant list rediscovered")), "{:?}", first.logs);
+
+    let mut tenant = estate.tenants.iter().find(|t| t.display_name == "Fabrikam Dental").unwrap().clone();
+    tenant.id = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6".into();
+    tenant.display_name = "Newco Plumbing".into();
+    let http = reqwest::Client::new();
+    let added = http.post(format!("{}/_sim/tenants", sim.base_url)).json(&tenant).send().await.unwrap();
+    assert!(added.status().is_success());
+    let rel = json!({"id": "rel-newco", "displayName": "GDAP Newco", "status": "active",
+        "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"},
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"}]}});
+    assert!(
+        http.post(format!("{}/_sim/relationships", sim.base_url))
+            .json(&rel)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let tick = invoke(&base, "WatchTimer", timer()).await;
+    assert!(!tick.logs.iter().any(|l| l.contains("rediscovered")), "an ordinary tick: {:?}", tick.logs);
+    assert!(
+        tick.logs.iter().any(|l| l.contains("new GDAP customer Newco Plumbing") && l.contains(&tenant.id)),
+        "the tick names it: {:?}",
+        tick.logs
+    );
+    let queued = tick.outputs["reconcile"].as_array().unwrap();
+    let msg = queued.iter().find(|m| m["tenantId"] == tenant.id.as_str()).expect("its reconcile is queued");
+    assert_eq!(msg["reason"], "new GDAP customer");
+
+    let done = invoke(&base, "ReconcileTenant", json!({"reconcile": msg.to_string()})).await;
+    assert_eq!(done.return_value["outcome"], "fixed", "{:?}", done.logs);
+    let after = caguard::observe::customer(
+        &caguard::demo::sample_client(&sim, &estate),
+        &caguard::demo::sample_config(&estate),
+        &caguard::observe::Customer {
+            tenant_id: tenant.id.clone(),
+            name: "Newco Plumbing".into(),
+            active: true,
+            status: "active".into(),
+            can_write_ca: Some(true),
+        },
+    )
+    .await
+    .unwrap();
+    let plan = caguard::plan::plan_customer(&caguard::demo::sample_config(&estate), &after);
+    assert!(plan.actions.is_empty(), "compliant after the queued reconcile: {:?}", plan.actions);
+    let again = invoke(&base, "WatchTimer", timer()).await;
+    assert!(!again.logs.iter().any(|l| l.contains("new GDAP customer")), "named once: {:?}", again.logs);
 }

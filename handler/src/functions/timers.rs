@@ -137,14 +137,14 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
     // The change budget ("at most N% of tenants at once") is counted per tick, in the
     // store, under this correlation id: it needs the size of the estate watched.
     let estate = tick.changed.len() + tick.unchanged + tick.baseline + tick.errors.len();
-    let messages: Vec<Value> = tick
-        .changed
-        .iter()
-        .map(|c| {
+    let drifted = tick.changed.iter().map(|c| (c, "drift"));
+    let messages: Vec<Value> = drifted
+        .chain(tick.new_tenants.iter().map(|c| (c, "new GDAP customer")))
+        .map(|(c, reason)| {
             serde_json::to_value(ReconcileMessage {
                 tenant_id: c.tenant_id.clone(),
                 tenant_name: Some(c.name.clone()),
-                reason: "drift".into(),
+                reason: reason.into(),
                 correlation_id: correlation_id.clone(),
                 msp: c.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id),
                 can_write_ca: c.can_write_ca,
@@ -166,6 +166,9 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
         if tick.rediscovered { ", tenant list rediscovered" } else { "" },
         if timer.is_past_due { " (past due)" } else { "" }
     ));
+    for c in &tick.new_tenants {
+        resp = resp.log(format!("watch: new GDAP customer {} ({}): reconcile queued", c.name, c.tenant_id));
+    }
     for (tenant, e) in &tick.errors {
         resp = resp.log(format!("watch: tenant {tenant}: {e}"));
     }
