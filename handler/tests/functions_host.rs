@@ -11,6 +11,19 @@ use std::time::{Duration, Instant};
 struct Handler {
     child: Child,
     base: String,
+    /// Everything the handler wrote: INFO and below on stdout, WARN and ERROR on
+    /// stderr (as the Functions host reads them), drained as it runs.
+    readers: Vec<std::thread::JoinHandle<String>>,
+}
+
+/// Drains a pipe on its own thread, so a chatty handler never blocks on a full pipe.
+fn drain(pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let mut pipe = pipe;
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut out);
+        out
+    })
 }
 
 impl Drop for Handler {
@@ -31,12 +44,13 @@ async fn start_handler(envs: &[(&str, String)]) -> (Handler, Duration) {
     cmd.env_clear()
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
+    let readers = vec![drain(child.stdout.take().unwrap()), drain(child.stderr.take().unwrap())];
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -49,7 +63,7 @@ async fn start_handler(envs: &[(&str, String)]) -> (Handler, Duration) {
         assert!(Instant::now() < deadline, "the handler never answered GET /");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (Handler { child, base }, started.elapsed())
+    (Handler { child, base, readers }, started.elapsed())
 }
 
 fn timer_invocation() -> Value {
@@ -177,9 +191,8 @@ async fn bad_invocations_get_400_or_404_naming_the_problem_and_never_crash() {
 
 fn stop_and_read_logs(mut handler: Handler) -> String {
     let _ = handler.child.kill();
-    let mut err = String::new();
-    std::io::Read::read_to_string(handler.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    err
+    let _ = handler.child.wait();
+    handler.readers.drain(..).map(|r| r.join().unwrap_or_default()).collect::<Vec<_>>().join("")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +260,7 @@ async fn no_secret_value_ever_reaches_a_log_line() {
 #[tokio::test]
 async fn a_poison_message_raises_an_alert_and_is_recorded() {
     let store = std::env::temp_dir().join(format!("caguard-poison-{}", std::process::id())).join("store.json");
-    let (mut handler, _) = start_handler(&[
+    let (handler, _) = start_handler(&[
         ("CAGUARD_CONFIG", sample_config_toml(&caguard_sim::sample_estate())),
         ("ApplicationID", "id".into()),
         ("ApplicationSecret", "s".into()),
@@ -262,9 +275,7 @@ async fn a_poison_message_raises_an_alert_and_is_recorded() {
     let status: Value = http.get(format!("{}/api/Status", handler.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["tenants"][0]["outcome"], "failed");
     assert!(status["tenants"][0]["reason"].as_str().unwrap().contains("poison"));
-    let _ = handler.child.kill();
-    let mut err = String::new();
-    std::io::Read::read_to_string(handler.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = stop_and_read_logs(handler);
     assert!(err.contains("\"alert\":true") && err.contains("poison queue"), "an alert was logged: {err}");
 }
 

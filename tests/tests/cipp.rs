@@ -47,6 +47,7 @@ async fn seed(rows: Vec<(String, String, Map<String, Value>)>) -> Fixture {
         api_clients: unique_table("ApiClients"),
         access_ip_ranges: unique_table("AccessIPRanges"),
         logs: unique_table("CippLogs"),
+        custom_roles: unique_table("CustomRoles"),
     };
     client.create_table(&tables.api_clients).await.unwrap();
     client.create_table(&tables.access_ip_ranges).await.unwrap();
@@ -84,8 +85,8 @@ async fn a_client_with_no_ranges_gets_the_trusted_ranges_and_nothing_else_change
     let after = f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap();
     let raw = after.str("IPRange").unwrap();
     // Sites in name order: Branch, then Office.
-    assert_eq!(raw, r#"["2001:db8::/32","203.0.113.0/24"]"#, "CIPP's array encoding");
-    assert_eq!(decode_ranges(raw).unwrap(), vec!["2001:db8::/32", "203.0.113.0/24"]);
+    assert_eq!(raw, r#"["2001:db8:0:0:0:0:0:0/32","203.0.113.0/24"]"#, "CIPP's array encoding, in CIPP's form");
+    assert_eq!(decode_ranges(raw).unwrap(), vec!["2001:db8:0:0:0:0:0:0/32", "203.0.113.0/24"]);
     let (mut b, mut a) = (before.properties.clone(), after.properties.clone());
     b.remove("IPRange");
     a.remove("IPRange");
@@ -128,8 +129,8 @@ async fn a_partly_trusted_client_is_reported_and_only_enforce_removes_the_foreig
         .unwrap();
     assert_eq!(
         decode_ranges(fixture.str("IPRange").unwrap()).unwrap(),
-        vec!["203.0.113.0/24", "2001:db8::/32"],
-        "its trusted ranges kept as written"
+        vec!["203.0.113.0/24", "2001:db8:0:0:0:0:0:0/32"],
+        "its trusted ranges kept, the compressed IPv6 one in the form CIPP's save accepts"
     );
 }
 
@@ -140,7 +141,7 @@ async fn a_role_range_outside_the_trusted_set_is_drift() {
     assert!(matches!(outcome(&report, "editor"), RowOutcome::Fixed(d) if d.contains("10.0.0.0/8")), "{report:?}");
     let row = f.client.get(&f.tables.access_ip_ranges, "AccessIPRanges", "editor").await.unwrap().unwrap();
     // 192.0.2.15 is outside too, so nothing trusted is left: the whole trusted set.
-    assert_eq!(decode_ranges(row.str("IPRanges").unwrap()).unwrap(), vec!["2001:db8::/32", "203.0.113.0/24"]);
+    assert_eq!(decode_ranges(row.str("IPRanges").unwrap()).unwrap(), vec!["2001:db8:0:0:0:0:0:0/32", "203.0.113.0/24"]);
 }
 
 #[tokio::test]
@@ -188,6 +189,7 @@ async fn a_missing_table_and_a_storage_auth_failure_are_reported_not_fatal() {
         api_clients: unique_table("Nope"),
         access_ip_ranges: unique_table("Nope"),
         logs: unique_table("Nope"),
+        custom_roles: unique_table("Nope"),
     };
     let report = cipp::run(&az.client(), &config("enforce"), &missing, true).await;
     assert_eq!(report.errors.len(), 2, "{report:?}");
@@ -262,4 +264,93 @@ async fn a_missing_log_table_leaves_who_unknown_and_nothing_else() {
     assert!(report.errors.is_empty(), "{report:?}");
     assert!(matches!(outcome(&report, "c-open"), RowOutcome::Reported(_)));
     assert_eq!(report.rows[0].changed_by, None);
+}
+
+/// CIPP's own check on a saved range (`Invoke-ExecCustomRole`, `Invoke-ExecApiClient`),
+/// run with a regex engine over everything caguard wrote.
+fn cipp_regex_accepts_all(raw: &str) {
+    let re = regex::Regex::new(caguard::cipp::roles::CIPP_RANGE_PATTERN).unwrap();
+    for r in decode_ranges(raw).unwrap() {
+        assert!(re.is_match(&r), "CIPP's save would drop '{r}' (from {raw})");
+    }
+}
+
+fn ipv6_only_config() -> Config {
+    let src = "msp_tenant_id = \"6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d\"\n[sites]\nBranch = [\"2001:db8:10::/48\"]\n[accounts]\ntechnician_groups = [\"6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7e\"]\nbreak_glass = [\"bg@x.example\"]\nservice_account = \"svc@x.example\"\n";
+    config::parse(src).unwrap().0
+}
+
+/// C2, complete: a role with no row (a built-in role never saved, a custom role),
+/// a row deleted by clearing the role's ranges in CIPP, and an IPv6-only site; each
+/// restored in a form CIPP's own save check accepts. superadmin is left to CIPP.
+#[tokio::test]
+async fn every_cipp_role_gets_a_row_in_the_form_cipps_save_accepts() {
+    let f = seed(vec![row_of(
+        json!({"PartitionKey": "AccessIPRanges", "RowKey": "editor", "IPRanges": "\"2001:db8:10::/48\""}),
+    )])
+    .await;
+    f.client.create_table(&f.tables.custom_roles).await.unwrap();
+    let mut role = Map::new();
+    role.insert("Permissions".into(), json!("[]"));
+    f.client.insert(&f.tables.custom_roles, "CustomRoles", "helpdesk", &role).await.unwrap();
+
+    let cfg = ipv6_only_config();
+    let report = cipp::run(&f.client, &cfg, &f.tables, true).await;
+    for missing in ["readonly", "admin", "helpdesk"] {
+        assert!(
+            matches!(outcome(&report, missing), RowOutcome::Fixed(d) if d.contains("no AccessIPRanges row")),
+            "{missing}: {report:?}"
+        );
+    }
+    assert!(report.rows.iter().all(|r| r.row_key != "superadmin"), "CIPP never restricts superadmin");
+    assert!(matches!(outcome(&report, "editor"), RowOutcome::Fixed(d) if d.contains("re-save in CIPP would drop")));
+    for role in ["readonly", "admin", "helpdesk", "editor"] {
+        let row = f.client.get(&f.tables.access_ip_ranges, "AccessIPRanges", role).await.unwrap().unwrap();
+        let raw = row.str("IPRanges").unwrap();
+        assert_eq!(raw, r#""2001:db8:10:0:0:0:0:0/48""#, "{role}");
+        cipp_regex_accepts_all(raw);
+    }
+    let again = cipp::run(&f.client, &cfg, &f.tables, true).await;
+    assert_eq!(again.drifted(), 0, "restored: {again:?}");
+
+    // Clearing helpdesk's ranges in CIPP deletes its row: the next pass restores it.
+    let row = f.client.get(&f.tables.access_ip_ranges, "AccessIPRanges", "helpdesk").await.unwrap().unwrap();
+    f.client.delete(&f.tables.access_ip_ranges, "AccessIPRanges", "helpdesk", &row.etag).await.unwrap();
+    let restored = cipp::run(&f.client, &cfg, &f.tables, true).await;
+    assert!(matches!(outcome(&restored, "helpdesk"), RowOutcome::Fixed(_)), "{restored:?}");
+    cipp_regex_accepts_all(
+        f.client
+            .get(&f.tables.access_ip_ranges, "AccessIPRanges", "helpdesk")
+            .await
+            .unwrap()
+            .unwrap()
+            .str("IPRanges")
+            .unwrap(),
+    );
+    // CIPP's pattern refuses what caguard used to write.
+    assert!(!regex::Regex::new(caguard::cipp::roles::CIPP_RANGE_PATTERN).unwrap().is_match("2001:db8:10::/48"));
+}
+
+/// caguard's own reading of CIPP's pattern agrees with a regex engine running it.
+#[test]
+fn cipp_accepts_agrees_with_cipps_regex() {
+    let re = regex::Regex::new(caguard::cipp::roles::CIPP_RANGE_PATTERN).unwrap();
+    for s in [
+        "203.0.113.0/24",
+        "203.0.113.7",
+        "1.2.3.4/123",
+        "2001:db8:10:0:0:0:0:0/48",
+        "2001:db8::/48",
+        "::1",
+        "fe80:0:0:0:0:0:0:1",
+        "2001:db8/32",
+        "any",
+        "",
+        "1.2.3/24",
+        "2001:db8:10:0:0:0:0:0:0/48",
+        "2001:db8:10:0:0:0:0:0/1234",
+        "12345::1",
+    ] {
+        assert_eq!(caguard::cipp::roles::cipp_accepts(s), re.is_match(s), "{s}");
+    }
 }

@@ -50,12 +50,13 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
     let inv = json!({"Data": {"timer": {"ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}});
     let resp: InvocationResponse =
         reqwest::Client::new().post(format!("{base}/CippTimer")).json(&inv).send().await.unwrap().json().await.unwrap();
-    assert!(resp.logs.iter().any(|l| l.contains("1 not compliant")), "{:?}", resp.logs);
+    // The open client, and CIPP's three built-in roles with no AccessIPRanges row.
+    assert!(resp.logs.iter().any(|l| l.contains("4 rows checked, 4 not compliant")), "{:?}", resp.logs);
     let fixed = tables.get("ApiClients", "ApiClients", "timer-open-client").await.unwrap().unwrap();
     assert_eq!(
         fixed.str("IPRange"),
-        Some(r#"["203.0.113.10/32","2001:db8:10::/48"]"#),
-        "the sample config's trusted ranges, in CIPP's encoding"
+        Some(r#"["203.0.113.10/32","2001:db8:10:0:0:0:0:0/48"]"#),
+        "the sample config's trusted ranges, in CIPP's encoding and the form its save accepts"
     );
     assert_eq!(fixed.str("AppName"), Some("Open RMM"));
     let records = ledger.drift_records(Some("cipp")).await.unwrap();
@@ -63,5 +64,5 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
         records.iter().find(|d| d.object_id.ends_with("timer-open-client")).expect("a C1 drift record in the ledger");
     assert_eq!(rec.control, "C1");
     assert_eq!(rec.before, json!(""));
-    assert_eq!(rec.after, json!(r#"["203.0.113.10/32","2001:db8:10::/48"]"#));
+    assert_eq!(rec.after, json!(r#"["203.0.113.10/32","2001:db8:10:0:0:0:0:0/48"]"#));
 }

@@ -10,6 +10,8 @@
 //! encoding depends on the count: `""` for none, a bare JSON string for one, a
 //! JSON array for several. A client with no ranges (or `Any`) can be used from any IP.
 
+pub mod roles;
+
 use crate::config::{Config, Control, ControlMode};
 use crate::storage::{Entity, TableClient, TableError};
 use ipnet::IpNet;
@@ -187,6 +189,11 @@ pub struct RowPlan {
     pub before: String,
 }
 
+/// The trusted ranges as caguard writes them into CIPP's tables ([`roles::cipp_form`]).
+pub fn trusted_in_cipp_form(trusted: &[IpNet]) -> Vec<String> {
+    trusted.iter().map(roles::cipp_form).collect()
+}
+
 /// The trusted set: every configured site's ranges.
 pub fn trusted(config: &Config) -> Vec<IpNet> {
     config.sites.iter().flat_map(|s| s.ranges.iter().copied()).collect()
@@ -208,6 +215,7 @@ pub fn plan_row(
         row.row_key.clone()
     };
     let enabled = control == Control::C2 || row.properties.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
+    let superadmin = control == Control::C2 && row.row_key.eq_ignore_ascii_case(roles::SUPERADMIN);
     let ranges = decode_ranges(&before).map_err(|e| format!("{column}: {e}"))?;
     let mut plan = RowPlan {
         control,
@@ -219,26 +227,43 @@ pub fn plan_row(
         write: None,
         before,
     };
-    let all_trusted: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+    // CIPP never restricts superadmin (Get-CIPPRoleIPRanges) and refuses it ranges.
+    if superadmin {
+        return Ok(plan);
+    }
+    let all_trusted = trusted_in_cipp_form(trusted);
     if ranges.is_empty() || ranges.iter().any(|r| is_any(r)) {
-        if control == Control::C1 {
-            plan.drift = Some("no IP ranges: usable from any IP".into());
-            plan.write = Some(encode_ranges(&all_trusted));
-        }
+        plan.drift = Some("no IP ranges: usable from any IP".into());
+        plan.write = Some(encode_ranges(&all_trusted));
         return Ok(plan);
     }
     let mut kept = Vec::new();
     let mut foreign = Vec::new();
+    let mut reformed = Vec::new();
     for r in &ranges {
         let net = parse_range(r).map_err(|e| format!("{column}: {e}"))?;
-        if trusted.iter().any(|t| t.contains(&net)) {
-            kept.push(r.clone());
-        } else {
+        if !trusted.iter().any(|t| t.contains(&net)) {
             foreign.push(r.clone());
+        } else if !roles::cipp_accepts(r.trim()) {
+            // Trusted, but a re-save in CIPP would drop it: written in CIPP's form.
+            reformed.push(r.clone());
+            kept.push(roles::cipp_form(&net));
+        } else {
+            kept.push(r.clone());
         }
     }
+    let mut why = Vec::new();
     if !foreign.is_empty() {
-        plan.drift = Some(format!("outside the trusted ranges: {}", foreign.join(", ")));
+        why.push(format!("outside the trusted ranges: {}", foreign.join(", ")));
+    }
+    if !reformed.is_empty() {
+        why.push(format!(
+            "not in the form CIPP's save accepts (a re-save in CIPP would drop it): {}",
+            reformed.join(", ")
+        ));
+    }
+    if !why.is_empty() {
+        plan.drift = Some(why.join("; "));
         plan.write = Some(encode_ranges(if kept.is_empty() { &all_trusted } else { &kept }));
     }
     Ok(plan)
@@ -294,11 +319,18 @@ pub struct Tables {
     pub api_clients: String,
     pub access_ip_ranges: String,
     pub logs: String,
+    /// CIPP's custom roles (PartitionKey `CustomRoles`).
+    pub custom_roles: String,
 }
 
 impl Default for Tables {
     fn default() -> Self {
-        Tables { api_clients: API_CLIENTS.into(), access_ip_ranges: ACCESS_IP_RANGES.into(), logs: CIPP_LOGS.into() }
+        Tables {
+            api_clients: API_CLIENTS.into(),
+            access_ip_ranges: ACCESS_IP_RANGES.into(),
+            logs: CIPP_LOGS.into(),
+            custom_roles: roles::CUSTOM_ROLES.into(),
+        }
     }
 }
 
@@ -341,6 +373,7 @@ pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: 
                 continue;
             }
         };
+        let keys: Vec<String> = rows.iter().map(|r| r.row_key.clone()).collect();
         for row in rows {
             let outcome = reconcile_row(client, t, &trusted, row.clone(), apply && mode == ControlMode::Enforce).await;
             let name = row.str("AppName").unwrap_or(&row.row_key).to_string();
@@ -365,6 +398,10 @@ pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: 
                 changed_by: None,
                 changed_at: None,
             });
+        }
+        if t.control == Control::C2 {
+            let write = apply && mode == ControlMode::Enforce;
+            missing_role_rows(client, t, tables, &trusted, &keys, write, &mut report).await;
         }
     }
     if report.drifted() > 0 {
@@ -415,6 +452,67 @@ pub fn who_saved(logs: &[Entity], row: &RowReport) -> Option<(String, String)> {
         .filter(|(_, at)| (written - *at).num_seconds().abs() <= LOG_SKEW_SECONDS)
         .max_by_key(|(_, at)| *at)
         .and_then(|(l, at)| Some((l.str("Username").filter(|u| !u.is_empty())?.to_string(), at.to_rfc3339())))
+}
+
+/// Every CIPP role: the built-in ones and the rows of `CustomRoles` (a missing
+/// table means no custom roles).
+async fn cipp_roles(client: &TableClient, tables: &Tables) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = roles::DEFAULT_ROLES.iter().map(|r| r.to_string()).collect();
+    let filter = format!("PartitionKey eq '{}'", roles::CUSTOM_ROLES);
+    match client.query(&tables.custom_roles, Some(&filter)).await {
+        Ok(rows) => out.extend(rows.into_iter().map(|r| r.row_key)),
+        Err(e) if e.is_table_missing() => {}
+        Err(e) => return Err(describe_table_error(Control::C2, &e)),
+    }
+    Ok(out)
+}
+
+/// A role with no `AccessIPRanges` row can be used from any IP (and clearing its
+/// ranges in CIPP deletes the row): the row is created in CIPP's format.
+async fn missing_role_rows(
+    client: &TableClient,
+    t: &Target,
+    tables: &Tables,
+    trusted: &[IpNet],
+    existing: &[String],
+    write: bool,
+    report: &mut CippReport,
+) {
+    let roles = match cipp_roles(client, tables).await {
+        Ok(r) => r,
+        Err(e) => return report.errors.push(e),
+    };
+    let value = encode_ranges(&trusted_in_cipp_form(trusted));
+    for role in roles::missing_rows(&roles, existing) {
+        let drift = "no AccessIPRanges row: the role can be used from any IP";
+        let outcome = if !write {
+            RowOutcome::Reported(drift.into())
+        } else {
+            let mut props = Map::new();
+            props.insert(t.column.to_string(), Value::String(value.clone()));
+            match client.insert(&t.table, t.partition, &role, &props).await {
+                Ok(_) => RowOutcome::Fixed(format!("{drift}; row created with {} {value}", t.column)),
+                // Created meanwhile (by CIPP): the next pass checks it.
+                Err(e) if e.status == 409 => {
+                    RowOutcome::Reported(format!("{drift}; created meanwhile by someone else"))
+                }
+                Err(e) => RowOutcome::Failed(format!("row {role}: {e}")),
+            }
+        };
+        let fixed = matches!(outcome, RowOutcome::Fixed(_));
+        report.rows.push(RowReport {
+            control: Control::C2,
+            table: t.table.clone(),
+            row_key: role.clone(),
+            name: role,
+            outcome,
+            before: String::new(),
+            after: fixed.then(|| value.clone()),
+            last_written: None,
+            changed_by: None,
+            changed_at: None,
+        });
+    }
 }
 
 fn describe_table_error(control: Control, e: &TableError) -> String {
