@@ -1,7 +1,19 @@
-//! Who changed an object: the newest `directoryAudit` for it not made by caguard.
+//! Who changed an object: the newest `directoryAudit` for it that caguard did not make.
+//!
+//! caguard signs in with CIPP's own app (or, delegated, as CIPP's service account),
+//! so the initiator alone cannot tell caguard's writes from CIPP's: CIPP's standards
+//! run as that same app. caguard therefore knows its own writes from its ledger
+//! ([`crate::own`]): each write caguard recorded for the object claims one audit
+//! record by caguard's identity, the nearest in time within
+//! [`OWN_WRITE_SKEW_SECONDS`] (closest pairs first, each record claimed once).
+//! Any record by caguard's identity left unclaimed is CIPP's, and says so.
 
 use crate::graph::{GraphClient, GraphError};
 use crate::model::{Collection, DirectoryAudit};
+
+/// How far an audit record's time may be from a write caguard recorded and still be
+/// that write (clock skew and Graph's own latency in stamping it).
+pub const OWN_WRITE_SKEW_SECONDS: i64 = 120;
 
 /// Who changed it and when.
 #[derive(Clone, Debug, PartialEq)]
@@ -11,15 +23,74 @@ pub struct Change {
     pub user_id: Option<String>,
     pub when: String,
     pub activity: String,
+    /// Made by caguard's identity but not by caguard: CIPP (its standards, or a person in CIPP).
+    pub by_cipp: bool,
 }
 
-/// The newest change to `object_id` in `tenant` not made by the app `own_app_id`.
+/// What caguard knows of its own writes to one object.
+#[derive(Clone, Debug, Default)]
+pub struct Own {
+    /// The app caguard signs in as (CIPP's SAM app).
+    pub app_id: String,
+    /// The service account, which delegated writes are made as (id or UPN).
+    pub user: Option<String>,
+    /// When caguard wrote this object; `None`: no ledger, so every record by
+    /// caguard's identity is taken as caguard's (the demo, a run without a store).
+    pub writes: Option<Vec<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl Own {
+    fn is_identity(&self, a: &DirectoryAudit) -> bool {
+        let Some(by) = a.initiated_by.as_ref() else { return false };
+        let app = by.app.as_ref().and_then(|x| x.app_id.as_ref());
+        if app.is_some_and(|id| !self.app_id.is_empty() && id.eq_ignore_ascii_case(&self.app_id)) {
+            return true;
+        }
+        let user = by.user.as_ref();
+        let names = user.map(|u| [u.id.as_ref().cloned(), u.user_principal_name.as_ref().cloned()]);
+        matches!((&self.user, names), (Some(me), Some(ns)) if ns.iter().flatten().any(|n| n.eq_ignore_ascii_case(me)))
+    }
+
+    /// Which of `records` are caguard's own writes: each recorded write claims the
+    /// nearest unclaimed record by caguard's identity within the skew.
+    pub fn claimed(&self, records: &[DirectoryAudit]) -> Vec<bool> {
+        let mut mine = vec![false; records.len()];
+        let Some(writes) = &self.writes else {
+            // No ledger: every record by caguard's identity is taken as caguard's.
+            return records.iter().map(|a| self.is_identity(a)).collect();
+        };
+        let at = |a: &DirectoryAudit| {
+            a.activity_date_time.as_ref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc())
+        };
+        let mut pairs: Vec<(i64, usize, usize)> = Vec::new();
+        for (ri, r) in records.iter().enumerate().filter(|(_, r)| self.is_identity(r)) {
+            let Some(t) = at(r) else { continue };
+            for (wi, w) in writes.iter().enumerate() {
+                let d = (t - *w).num_milliseconds().abs();
+                if d <= OWN_WRITE_SKEW_SECONDS * 1000 {
+                    pairs.push((d, ri, wi));
+                }
+            }
+        }
+        pairs.sort();
+        let mut used = vec![false; writes.len()];
+        for (_, ri, wi) in pairs {
+            if !mine[ri] && !used[wi] {
+                mine[ri] = true;
+                used[wi] = true;
+            }
+        }
+        mine
+    }
+}
+
+/// The newest change to `object_id` in `tenant` that caguard did not make.
 /// `None` when the audit log has no such record (yet): audit latency is minutes at p95.
 pub async fn who_changed(
     client: &GraphClient,
     tenant: &str,
     object_id: &str,
-    own_app_id: &str,
+    own: &Own,
 ) -> Result<Option<Change>, GraphError> {
     let filter = format!("targetResources/any(t:t/id eq '{object_id}')");
     let path = format!(
@@ -27,14 +98,17 @@ pub async fn who_changed(
         url::form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
     );
     let page: Collection<DirectoryAudit> = client.get(tenant, &path).await?;
-    let theirs = page.value.into_iter().find(|a| {
-        let app = a.initiated_by.as_ref().and_then(|i| i.app.as_ref()).and_then(|a| a.app_id.as_ref());
-        app.is_none_or(|id| !id.eq_ignore_ascii_case(own_app_id))
-    });
-    Ok(theirs.map(|a| Change {
-        who: a.initiated_by.as_ref().map_or_else(|| "unknown".into(), |i| i.describe()),
-        user_id: a.initiated_by.as_ref().and_then(|i| i.user.as_ref()).and_then(|u| u.id.as_ref().cloned()),
-        when: a.activity_date_time.into_option().unwrap_or_default(),
-        activity: a.activity_display_name.into_option().unwrap_or_default(),
+    let mine = own.claimed(&page.value);
+    let theirs = page.value.into_iter().zip(mine).find(|(_, m)| !m).map(|(a, _)| a);
+    Ok(theirs.map(|a| {
+        let by_cipp = own.is_identity(&a);
+        let who = a.initiated_by.as_ref().map_or_else(|| "unknown".into(), |i| i.describe());
+        Change {
+            who: if by_cipp { format!("CIPP ({who}; not a caguard write)") } else { who },
+            user_id: a.initiated_by.as_ref().and_then(|i| i.user.as_ref()).and_then(|u| u.id.as_ref().cloned()),
+            when: a.activity_date_time.into_option().unwrap_or_default(),
+            activity: a.activity_display_name.into_option().unwrap_or_default(),
+            by_cipp,
+        }
     }))
 }

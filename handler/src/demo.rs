@@ -196,7 +196,10 @@ fn out_of_band_changes(sim: &SimHandle, estate: &Estate, config: &Config) -> Vec
 async fn heal(client: &GraphClient, config: &Config, estate: &Estate) -> Result<Vec<String>, String> {
     let opts = SweepOptions { apply: true, confirmed: false, ..Default::default() };
     let r: SweepReport = sweep::run(client, config, &opts).await.map_err(|e| e.to_string())?;
-    let own_app = estate.apps.first().map(|a| a.client_id.clone()).unwrap_or_default();
+    let own = audit::Own {
+        app_id: estate.apps.first().map(|a| a.client_id.clone()).unwrap_or_default(),
+        ..Default::default()
+    };
     let mut lines = Vec::new();
     for t in r.tenants.iter().filter(|t| t.result.as_ref().is_some_and(|r| r.written > 0)) {
         for a in t.plan.enforced() {
@@ -207,7 +210,7 @@ async fn heal(client: &GraphClient, config: &Config, estate: &Estate) -> Result<
             let who = if id.is_empty() {
                 "unknown (object was deleted)".to_string()
             } else {
-                match audit::who_changed(client, &t.plan.tenant_id, &id, &own_app).await {
+                match audit::who_changed(client, &t.plan.tenant_id, &id, &own).await {
                     Ok(Some(c)) => format!("{} at {} ({})", c.who, c.when, c.activity),
                     Ok(None) => "unknown".into(),
                     Err(e) => format!("unknown ({e})"),

@@ -74,6 +74,8 @@ fn reverted_object(action: &crate::plan::Action, o: &Observed) -> Option<String>
 /// never had, as in a first rollout, where nothing is an override).
 pub async fn overrides(
     client: &GraphClient,
+    config: &crate::config::Config,
+    store: &dyn crate::store::Store,
     plan: &TenantPlan,
     o: &Observed,
     actors: &Actors,
@@ -82,14 +84,14 @@ pub async fn overrides(
     if actors.0.is_empty() {
         return vec![];
     }
-    let own_app = client.app_id().await.unwrap_or_default();
     let mut out: Vec<Override> = Vec::new();
     for action in plan.enforced() {
         if out.iter().any(|x| x.control == action.control) {
             continue;
         }
         let Some(id) = reverted_object(action, o) else { continue };
-        let change = match crate::audit::who_changed(client, &plan.tenant_id, &id, &own_app).await {
+        let own = crate::own::identity(client, config, store, &plan.tenant_id, &id).await;
+        let change = match crate::audit::who_changed(client, &plan.tenant_id, &id, &own).await {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {

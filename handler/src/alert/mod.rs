@@ -37,6 +37,7 @@ pub mod kind {
     pub const PAUSE_EXPIRED: &str = "pause-expired";
     pub const PAUSE_EXPIRING: &str = "pause-expiring";
     pub const EMERGENCY_OVERRIDE: &str = "emergency-override";
+    pub const TUG_OF_WAR: &str = "tug-of-war";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +199,7 @@ impl Alert {
             kind::EMERGENCY_OVERRIDE => "URGENT: an emergency change was left in place",
             kind::PAUSE_EXPIRED => "A pause expired: enforcement resumed",
             kind::PAUSE_EXPIRING => "A pause expires soon",
+            kind::TUG_OF_WAR => "Tug-of-war: someone keeps reverting what caguard enforces",
             _ => "caguard alert",
         };
         format!("{what}: {}", self.tenant_name)

@@ -54,7 +54,8 @@ pub(super) async fn report_drift(
     if let Some(a) = crate::alert::for_outcome(&result.tenant_id, name, &result.outcome) {
         send_for(r, plan, a).await;
     }
-    let own_app = r.client.app_id().await.unwrap_or_default();
+    // caguard's own writes first, so the audit records of this very fix are known as caguard's.
+    crate::own::record(r.store.as_ref(), &result.tenant_id, &crate::own::written_ids(plan, result)).await;
     let per_policy = crate::alert::for_withheld(plan).into_iter().chain(crate::alert::for_lockout_risk(plan));
     for w in per_policy.chain(crate::alert::for_notes(plan)) {
         send_for(r, plan, w).await;
@@ -67,9 +68,25 @@ pub(super) async fn report_drift(
         let change = if object_id.is_empty() {
             None
         } else {
-            crate::audit::who_changed(&r.client, &result.tenant_id, &object_id, &own_app).await.ok().flatten()
+            let own = crate::own::identity(&r.client, &r.config, r.store.as_ref(), &result.tenant_id, &object_id).await;
+            crate::audit::who_changed(&r.client, &result.tenant_id, &object_id, &own).await.ok().flatten()
         };
+        let by_cipp = change.as_ref().is_some_and(|c| c.by_cipp);
         let (changed_by, changed_at) = change.map_or(("unknown".to_string(), None), |c| (c.who, Some(c.when)));
+        let revert = crate::tug::Revert {
+            tenant_id: &result.tenant_id,
+            tenant_name: name,
+            object_id: &object_id,
+            object_name: &action.target,
+            control: &action.control.to_string(),
+            actor: &changed_by,
+            by_cipp,
+        };
+        if !object_id.is_empty()
+            && let Some(tug) = crate::tug::revert(r.store.as_ref(), &revert).await
+        {
+            send_for(r, plan, tug).await;
+        }
         let drift = DriftRecord {
             tenant_id: result.tenant_id.clone(),
             tenant_name: name.to_string(),
@@ -211,7 +228,9 @@ pub(super) async fn leave_emergency_changes(r: &Ready, plan: &mut TenantPlan, ob
         return; // never in order (a first rollout): nothing to override
     }
     let actors = crate::emergency::actors(&r.client, &r.config, r.store.as_ref()).await;
-    let overrides = crate::emergency::overrides(&r.client, plan, observed, &actors, since.as_deref()).await;
+    let overrides =
+        crate::emergency::overrides(&r.client, &r.config, r.store.as_ref(), plan, observed, &actors, since.as_deref())
+            .await;
     for x in &overrides {
         let p = crate::emergency::pause_for(&r.config, &plan.tenant_id, x);
         if let Err(e) = crate::pause::pause(r.store.as_ref(), &p).await {
