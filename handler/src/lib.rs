@@ -16,6 +16,7 @@ pub mod cipp;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod emergency;
 pub mod functions;
 pub mod graph;

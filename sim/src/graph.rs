@@ -152,10 +152,25 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
                     "Only the partner tenant has delegated admin relationships.",
                 );
             }
-            let items = state.relationships.clone();
+            // The simulator keeps each relationship's access assignments beside it
+            // (`accessAssignments`); Graph serves them only at their own path.
+            let strip = |mut r: Value| {
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("accessAssignments");
+                }
+                r
+            };
+            let items: Vec<Value> = state.relationships.iter().cloned().map(strip).collect();
             match rest {
                 [] => list_gdap(items, &req, "tenantRelationships/delegatedAdminRelationships"),
                 [id] => find(&items, id).map_or_else(|| not_found(id), |v| Resp::new(200, Some(v))),
+                [id, "accessassignments"] => match find(&state.relationships, id) {
+                    Some(r) => {
+                        let list = r["accessAssignments"].as_array().cloned().unwrap_or_default();
+                        list_gdap(list, &req, "tenantRelationships/delegatedAdminRelationships/accessAssignments")
+                    }
+                    None => not_found(id),
+                },
                 _ => not_found(req.path),
             }
         }

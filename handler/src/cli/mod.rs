@@ -76,6 +76,15 @@ pub enum Command {
         #[command(subcommand)]
         action: PartnerCenterAction,
     },
+    /// Check, against the live tenants, every permission, consent and GDAP access
+    /// assignment caguard's features need; one line per gap with its fix. Writes
+    /// nothing. Exit 0 when nothing is missing, 1 otherwise.
+    Doctor {
+        #[arg(long, short, default_value = "caguard.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove exactly what caguard added (the exclusions it wrote, the objects it
     /// created, by the ids in --store). Shows the plan; --yes carries it out.
     /// Exit 2 when steps are pending, 0 when done or nothing is left, 1 on errors.
@@ -352,6 +361,25 @@ async fn register_partner_center(url: &str, replace: bool, path: &std::path::Pat
     Ok(EXIT_OK)
 }
 
+/// `caguard doctor`: one line per gap, exit 1 when there is any.
+async fn doctor(path: &std::path::Path, json: bool) -> Result<i32, String> {
+    let (cfg, _) = config::load(path)?;
+    let client = graph_client()?;
+    let report = crate::doctor::run(&client, &cfg).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        for g in &report.gaps {
+            println!("{g}");
+        }
+        match report.gaps.len() {
+            0 => println!("no gaps: {} checks passed", report.checks),
+            n => println!("{n} gap(s) in {} checks", report.checks),
+        }
+    }
+    Ok(if report.gaps.is_empty() { EXIT_OK } else { EXIT_ERROR })
+}
+
 /// `caguard uninstall`: the plan, and with `--yes` the steps.
 async fn uninstall(yes: bool, path: &std::path::Path, store: &std::path::Path) -> Result<i32, String> {
     let (cfg, _) = config::load(path)?;
@@ -503,6 +531,7 @@ pub async fn run(cli: Cli) -> i32 {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }
         Command::Uninstall { yes, config, store } => uninstall(yes, &config, &store).await,
+        Command::Doctor { config, json } => doctor(&config, json).await,
         Command::Pause { scope, reason, length, store } => pause::pause(&scope, &reason, length, &store).await,
         Command::Resume { scope, store } => pause::resume(&scope, &store).await,
         Command::Status { json, store } => pause::status(json, &store).await,
