@@ -100,13 +100,16 @@ async fn probe(client: &GraphClient, tenant: &str, name: &str, p: &Probe, report
 }
 
 /// Runs every check. Never fails: what it cannot check is itself a gap.
-pub async fn run(client: &GraphClient, config: &Config) -> Report {
+/// `test_email` sends one test message through the email channel, the only way to
+/// know `Mail.Send` is granted (a permission Graph does not let an app read back).
+pub async fn run(client: &GraphClient, config: &Config, test_email: bool) -> Report {
     let mut report = Report::default();
     let msp = &config.msp_tenant_id;
     let msp_name = format!("MSP tenant ({msp})");
     for p in msp_probes(config) {
         probe(client, msp, &msp_name, &p, &mut report).await;
     }
+    email(client, config, test_email, &msp_name, &mut report).await;
     let customers = match crate::observe::discover(client, config).await {
         Ok(c) => c,
         Err(_) => return report, // the GDAP probe above already names the gap
@@ -121,6 +124,41 @@ pub async fn run(client: &GraphClient, config: &Config) -> Report {
         assignments(client, config, &customers, &mut report).await;
     }
     report
+}
+
+/// The email channel: its mailbox exists, and (with `test_email`) `sendMail` works.
+async fn email(client: &GraphClient, config: &Config, test_email: bool, msp_name: &str, report: &mut Report) {
+    let a = &config.alerts;
+    let Some(from) = a.email_from.as_deref().filter(|_| !a.email_to.is_empty()) else { return };
+    let user = url::form_urlencoded::byte_serialize(from.as_bytes()).collect::<String>();
+    let p = Probe {
+        feature: "email alerts (mailbox)",
+        path: format!("/users/{user}?$select=id"),
+        fix: "set [alerts] email_from to a mailbox in the MSP tenant",
+    };
+    if !probe(client, &config.msp_tenant_id, msp_name, &p, report).await || !test_email {
+        return;
+    }
+    report.checks += 1;
+    let body = serde_json::json!({
+        "message": {
+            "subject": "caguard doctor: test alert",
+            "body": {"contentType": "Text", "content": "caguard doctor sent this to check the email alert channel."},
+            "toRecipients": a.email_to.iter().map(|t| serde_json::json!({"emailAddress": {"address": t}})).collect::<Vec<_>>()
+        },
+        "saveToSentItems": false
+    });
+    if let Err(e) = client.post_no_content(&config.msp_tenant_id, &format!("/users/{user}/sendMail"), &body).await {
+        report.gaps.push(Gap {
+            tenant: msp_name.into(),
+            feature: "email alerts (Mail.Send)".into(),
+            problem: format!("sendMail from {from} failed: {}", describe(&e)),
+            fix: "app-only: add Mail.Send as an application permission (CIPP's SAM app holds it only delegated) and \
+                  consent, ideally limited to this mailbox by an application access policy; delegated: send from a \
+                  mailbox the service account may send as"
+                .into(),
+        });
+    }
 }
 
 fn can_write_ca(role: &str) -> bool {

@@ -411,3 +411,26 @@ fn log_lines_reach_the_host_with_their_real_severity() {
     }
     assert!(saw_error_with_warn && saw_warn, "the test saw both cases: {err}");
 }
+
+/// An undelivered alert is sent again by the next `WatchTimer` tick, through the
+/// Functions app as the host runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_watch_tick_delivers_what_a_channel_missed() {
+    let chat = chat::serve().await;
+    chat.fail("slack", 503, 4, None);
+    let (sim, estate) = caguard_e2e::sample_sim(0, false).await;
+    let (store, _) = caguard_e2e::temp_store("resend-tick");
+    let alerter = Alerter::new(store.clone(), 60, None, Some(chat.url("slack")), None, None).with_retry(fast());
+    let Delivery::Sent { failed, .. } = alerter.send(&short_alert("tick-1")).await else { panic!() };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(alert::undelivered(store.as_ref()).await.len(), 1);
+    let base = caguard_e2e::functions_app::serve(&sim, &estate, &store, alerter, true).await;
+    let tick = caguard_e2e::functions_app::invoke(&base, "WatchTimer", caguard_e2e::functions_app::timer()).await;
+    assert!(
+        tick.logs.iter().any(|l| l.contains("undelivered alerts: 1 delivered now, 0 still undelivered")),
+        "{:?}",
+        tick.logs
+    );
+    assert!(alert::undelivered(store.as_ref()).await.is_empty());
+    assert_eq!(chat.accepted("slack").len(), 1);
+}

@@ -20,8 +20,11 @@ async fn cipp_timer_locks_down_an_open_api_client_in_cipps_own_table() {
     row.insert("Role".into(), json!("editor"));
     row.insert("IPRange".into(), json!(""));
     row.insert("Enabled".into(), json!(true));
-    // A shared Azurite may hold the row from an earlier run: start from it open again.
+    // A shared Azurite may hold the rows from an earlier run: start from them open again.
     let _ = tables.delete("ApiClients", "ApiClients", "timer-open-client", "*").await;
+    for role in ["readonly", "editor", "admin"] {
+        let _ = tables.delete("AccessIPRanges", "AccessIPRanges", role, "*").await;
+    }
     tables.insert("ApiClients", "ApiClients", "timer-open-client", &row).await.unwrap();
 
     let (sim, estate) = sample_sim(0, false).await;

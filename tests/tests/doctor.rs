@@ -43,3 +43,43 @@ async fn doctor_prints_one_line_per_gap_with_its_fix_and_exits_1() {
     assert!(lines("Northwind Traders").is_empty() && lines("MSP tenant").is_empty(), "{text}");
     assert!(sim.journal().iter().all(|e| e.method == "GET" || e.kind == "token"), "doctor writes nothing");
 }
+
+/// Mail.Send cannot be read back, only tried: `--test-email` sends one message,
+/// and a 403 is one gap naming the permission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_with_test_email_names_a_missing_mail_send() {
+    let mut estate = sample_estate();
+    let msp_id = estate.msp_tenant_id.clone();
+    let msp = estate.tenants.iter_mut().find(|t| t.id == msp_id).unwrap();
+    msp.mail_send_denied = true;
+    let mailbox = msp.users.iter().find(|u| u["displayName"] == "Dana Office").unwrap()["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let toml = caguard::demo::sample_config_toml(&estate)
+        + &format!("\n[alerts]\nemail_from = \"{mailbox}\"\nemail_to = [\"noc@contosomsp.example\"]\n");
+    let config = std::env::temp_dir().join(format!("caguard-doctor-mail-{}.toml", std::process::id()));
+    std::fs::write(&config, toml).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["doctor", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(caguard_e2e::caguard_binary())
+            .args(&args)
+            .env("CAGUARD_GRAPH_URL", &sim.base_url)
+            .env("CAGUARD_LOGIN_URL", &sim.base_url)
+            .env("CAGUARD_CLIENT_ID", &estate.apps[0].client_id)
+            .env("CAGUARD_CLIENT_SECRET", &estate.apps[0].client_secret)
+            .env_remove("CAGUARD_REFRESH_TOKEN")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let plain = run(&[]);
+    assert!(plain.contains("Mail.Send is only checked by sending"), "{plain}");
+    assert!(!plain.contains("Mail.Send)"), "not a gap without the test: {plain}");
+    let tested = run(&["--test-email"]);
+    let gaps: Vec<&str> = tested.lines().filter(|l| l.contains("email alerts (Mail.Send)")).collect();
+    assert_eq!(gaps.len(), 1, "{tested}");
+    assert!(gaps[0].contains("403") && gaps[0].contains("application permission"), "{}", gaps[0]);
+}

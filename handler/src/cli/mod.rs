@@ -84,6 +84,9 @@ pub enum Command {
         config: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Also send one test email through [alerts] email_from (Mail.Send can only be checked by sending).
+        #[arg(long)]
+        test_email: bool,
     },
     /// Remove exactly what caguard added (the exclusions it wrote, the objects it
     /// created, by the ids in --store). Shows the plan; --yes carries it out.
@@ -362,15 +365,18 @@ async fn register_partner_center(url: &str, replace: bool, path: &std::path::Pat
 }
 
 /// `caguard doctor`: one line per gap, exit 1 when there is any.
-async fn doctor(path: &std::path::Path, json: bool) -> Result<i32, String> {
+async fn doctor(path: &std::path::Path, json: bool, test_email: bool) -> Result<i32, String> {
     let (cfg, _) = config::load(path)?;
     let client = graph_client()?;
-    let report = crate::doctor::run(&client, &cfg).await;
+    let report = crate::doctor::run(&client, &cfg, test_email).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     } else {
         for g in &report.gaps {
             println!("{g}");
+        }
+        if cfg.alerts.email_from.is_some() && !test_email {
+            println!("note: email alerts: Mail.Send is only checked by sending; run with --test-email");
         }
         match report.gaps.len() {
             0 => println!("no gaps: {} checks passed", report.checks),
@@ -531,7 +537,7 @@ pub async fn run(cli: Cli) -> i32 {
             crate::functions::serve(port).await.map(|()| EXIT_OK).map_err(|e| format!("serve: {e}"))
         }
         Command::Uninstall { yes, config, store } => uninstall(yes, &config, &store).await,
-        Command::Doctor { config, json } => doctor(&config, json).await,
+        Command::Doctor { config, json, test_email } => doctor(&config, json, test_email).await,
         Command::Pause { scope, reason, length, store } => pause::pause(&scope, &reason, length, &store).await,
         Command::Resume { scope, store } => pause::resume(&scope, &store).await,
         Command::Status { json, store } => pause::status(json, &store).await,
