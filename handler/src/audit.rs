@@ -3,17 +3,18 @@
 //! caguard signs in with CIPP's own app (or, delegated, as CIPP's service account),
 //! so the initiator alone cannot tell caguard's writes from CIPP's: CIPP's standards
 //! run as that same app. caguard therefore knows its own writes from its ledger
-//! ([`crate::own`]): each write caguard recorded for the object claims one audit
-//! record by caguard's identity, the nearest in time within
-//! [`OWN_WRITE_SKEW_SECONDS`] (closest pairs first, each record claimed once).
-//! Any record by caguard's identity left unclaimed is CIPP's, and says so.
+//! ([`crate::own`]): each write caguard recorded for the object (when it was sent,
+//! when it was answered) claims one audit record by caguard's identity stamped
+//! inside that span, give or take [`OWN_WRITE_SKEW_MS`] of clock skew (the
+//! nearest first, each record claimed once). Any record by caguard's identity
+//! left unclaimed is CIPP's, and says so.
 
 use crate::graph::{GraphClient, GraphError};
 use crate::model::{Collection, DirectoryAudit};
 
-/// How far an audit record's time may be from a write caguard recorded and still be
-/// that write (clock skew and Graph's own latency in stamping it).
-pub const OWN_WRITE_SKEW_SECONDS: i64 = 120;
+/// How far outside a write's span its audit record may be stamped (the clocks of
+/// caguard and Graph differ a little).
+pub const OWN_WRITE_SKEW_MS: i64 = 500;
 
 /// Who changed it and when.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,9 +35,9 @@ pub struct Own {
     pub app_id: String,
     /// The service account, which delegated writes are made as (id or UPN).
     pub user: Option<String>,
-    /// When caguard wrote this object; `None`: no ledger, so every record by
-    /// caguard's identity is taken as caguard's (the demo, a run without a store).
-    pub writes: Option<Vec<chrono::DateTime<chrono::Utc>>>,
+    /// When caguard wrote this object (sent, answered); `None`: no ledger, so every
+    /// record by caguard's identity is taken as caguard's (the demo, a run without a store).
+    pub writes: Option<Vec<crate::apply::write::Span>>,
 }
 
 impl Own {
@@ -52,7 +53,7 @@ impl Own {
     }
 
     /// Which of `records` are caguard's own writes: each recorded write claims the
-    /// nearest unclaimed record by caguard's identity within the skew.
+    /// nearest unclaimed record by caguard's identity stamped within its span.
     pub fn claimed(&self, records: &[DirectoryAudit]) -> Vec<bool> {
         let mut mine = vec![false; records.len()];
         let Some(writes) = &self.writes else {
@@ -65,10 +66,16 @@ impl Own {
         let mut pairs: Vec<(i64, usize, usize)> = Vec::new();
         for (ri, r) in records.iter().enumerate().filter(|(_, r)| self.is_identity(r)) {
             let Some(t) = at(r) else { continue };
-            for (wi, w) in writes.iter().enumerate() {
-                let d = (t - *w).num_milliseconds().abs();
-                if d <= OWN_WRITE_SKEW_SECONDS * 1000 {
-                    pairs.push((d, ri, wi));
+            for (wi, (sent, answered)) in writes.iter().enumerate() {
+                let outside = if t < *sent {
+                    (*sent - t).num_milliseconds()
+                } else if t > *answered {
+                    (t - *answered).num_milliseconds()
+                } else {
+                    0
+                };
+                if outside <= OWN_WRITE_SKEW_MS {
+                    pairs.push((outside, ri, wi));
                 }
             }
         }

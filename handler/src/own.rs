@@ -1,13 +1,14 @@
-//! caguard's own writes, by tenant, object id and time, kept in the store so the
-//! audit log's records of them are recognised as caguard's ([`crate::audit::Own`])
-//! whatever identity they were made as, and CIPP's edits under the same app are not.
+//! caguard's own writes, by tenant, object id and when each was sent and
+//! answered, kept in the store so the audit log's records of them are recognised
+//! as caguard's ([`crate::audit::Own`]) whatever identity they were made as, and
+//! CIPP's edits under the same app or service account are not.
 
 use crate::apply::TenantResult;
-use crate::plan::{Op, TenantPlan};
+use crate::apply::write::Span;
 use crate::store::Store;
 use serde_json::json;
 
-/// The store kind: key `{tenant}|{object id}`, value `{"at": [RFC 3339, …]}`.
+/// The store kind: key `{tenant}|{object id}`, value `{"spans": [[sent, answered], …]}`.
 pub const KIND: &str = "own-write";
 /// Writes remembered per object, and for how long.
 const KEEP: usize = 20;
@@ -17,60 +18,45 @@ fn key(tenant: &str, object: &str) -> String {
     format!("{}|{}", tenant.to_ascii_lowercase(), object.to_ascii_lowercase())
 }
 
-/// The ids of the objects a result wrote: updated ones, and created ones by the id Graph gave.
-pub fn written_ids(plan: &TenantPlan, result: &TenantResult) -> Vec<String> {
-    let mut ids: Vec<String> = result
-        .written_actions(plan)
-        .filter_map(|a| match &a.op {
-            Op::UpdatePolicy { id } | Op::UpdateLocation { id } => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
-    ids.extend(result.created.values().cloned());
-    ids.sort();
-    ids.dedup();
-    ids
+fn spans_of(v: &serde_json::Value) -> Vec<Span> {
+    let t = |x: &serde_json::Value| {
+        x.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|d| d.to_utc())
+    };
+    v["spans"].as_array().map(|a| a.iter().filter_map(|p| Some((t(&p[0])?, t(&p[1])?))).collect()).unwrap_or_default()
 }
 
-/// Records that caguard wrote these objects now.
-pub async fn record(store: &dyn Store, tenant: &str, ids: &[String]) {
+/// Records the writes a result made (each object's send and answer times).
+pub async fn record(store: &dyn Store, result: &TenantResult) {
+    if result.spans.is_empty() {
+        return;
+    }
     let now = chrono::Utc::now();
     let existing = store.records(KIND).await.unwrap_or_default();
-    let mut rows = Vec::new();
-    for id in ids {
-        let k = key(tenant, id);
-        let mut times = existing.iter().find(|(kk, _)| *kk == k).map(|(_, v)| times_of(v)).unwrap_or_default();
-        times.retain(|t| now - *t < chrono::Duration::days(KEEP_DAYS));
-        times.push(now);
-        let skip = times.len().saturating_sub(KEEP);
-        let at: Vec<String> = times.iter().skip(skip).map(|t| t.to_rfc3339()).collect();
-        rows.push((k, json!({ "at": at })));
+    let mut rows: Vec<(String, serde_json::Value)> = Vec::new();
+    for (id, span) in result.spans.iter().filter(|(id, _)| !id.is_empty()) {
+        let k = key(&result.tenant_id, id);
+        let mut spans = match rows.iter().find(|(kk, _)| *kk == k) {
+            Some((_, v)) => spans_of(v),
+            None => existing.iter().find(|(kk, _)| *kk == k).map(|(_, v)| spans_of(v)).unwrap_or_default(),
+        };
+        spans.retain(|(_, done)| now - *done < chrono::Duration::days(KEEP_DAYS));
+        spans.push(*span);
+        let skip = spans.len().saturating_sub(KEEP);
+        let list: Vec<_> = spans.iter().skip(skip).map(|(a, b)| json!([a.to_rfc3339(), b.to_rfc3339()])).collect();
+        rows.retain(|(kk, _)| *kk != k);
+        rows.push((k, json!({ "spans": list })));
     }
     if let Err(e) = store.put_records(KIND, rows).await {
-        tracing::warn!(
-            tenant,
-            "caguard's own writes could not be recorded: {e}; the audit log may show them as CIPP's"
-        );
+        let tenant = &result.tenant_id;
+        tracing::warn!(%tenant, "caguard's own writes could not be recorded: {e}; the audit log may show them as CIPP's");
     }
-}
-
-fn times_of(v: &serde_json::Value) -> Vec<chrono::DateTime<chrono::Utc>> {
-    v["at"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t.as_str()?).ok())
-                .map(|t| t.to_utc())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// When caguard wrote `object` in `tenant` (empty when never, or not within a week).
-pub async fn writes(store: &dyn Store, tenant: &str, object: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+pub async fn writes(store: &dyn Store, tenant: &str, object: &str) -> Vec<Span> {
     let k = key(tenant, object);
     let all = store.records(KIND).await.unwrap_or_default();
-    all.iter().find(|(kk, _)| *kk == k).map(|(_, v)| times_of(v)).unwrap_or_default()
+    all.iter().find(|(kk, _)| *kk == k).map(|(_, v)| spans_of(v)).unwrap_or_default()
 }
 
 /// caguard's identity and its writes to `object`, for [`crate::audit::who_changed`].

@@ -7,7 +7,7 @@
 //! reads back until its change is visible. A failed write stops only the
 //! writes that depend on it; every other write in the tenant is still tried.
 
-mod write;
+pub mod write;
 
 use crate::config::{Config, ControlMode};
 use crate::graph::GraphClient;
@@ -68,6 +68,10 @@ pub struct TenantResult {
     /// does not stop the others, so they need not be the first ones).
     #[serde(skip)]
     pub wrote: Vec<usize>,
+    /// Each write's object id and when it was sent and answered, for the ledger of
+    /// caguard's own writes ([`crate::own`]).
+    #[serde(skip)]
+    pub spans: Vec<(String, write::Span)>,
 }
 
 impl TenantResult {
@@ -79,6 +83,7 @@ impl TenantResult {
             written: 0,
             created: BTreeMap::new(),
             wrote: vec![],
+            spans: vec![],
         }
     }
 
@@ -132,9 +137,14 @@ pub async fn apply_tenant(
         }
         let ctx = write::Context { client, config, plan, observed, created: &result.created };
         match write::one(&ctx, action).await {
-            Ok(write::Done::Written(created)) => {
+            Ok(write::Done::Written(created, span)) => {
                 result.written += 1;
                 result.wrote.push(index);
+                let id = match (&action.op, &created) {
+                    (Op::UpdatePolicy { id } | Op::UpdateLocation { id }, _) => id.clone(),
+                    (_, created) => created.clone().unwrap_or_default(),
+                };
+                result.spans.push((id, span));
                 if let Some(id) = created {
                     result.created.insert(placeholder(action), id);
                 }

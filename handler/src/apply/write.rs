@@ -30,9 +30,12 @@ pub(super) struct Context<'a> {
     pub created: &'a BTreeMap<String, String>,
 }
 
+/// When a write was sent and answered: the audit record of it falls inside.
+pub type Span = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
 pub(super) enum Done {
-    /// Written and visible; the id when it was a create.
-    Written(Option<String>),
+    /// Written and visible; the id when it was a create, and when it was sent.
+    Written(Option<String>, Span),
     /// The fresh copy needed no write any more.
     Unneeded,
 }
@@ -58,25 +61,29 @@ pub(super) async fn one(ctx: &Context<'_>, action: &Action) -> Result<Done, Stop
 
 async fn create_location(ctx: &Context<'_>, action: &Action) -> Result<Done, Stop> {
     let (client, tenant) = (ctx.client, ctx.plan.tenant_id.as_str());
+    let sent = chrono::Utc::now();
     let loc: NamedLocation = client.post(tenant, LOCATIONS, &action.body).await.map_err(failed)?;
+    let span = (sent, chrono::Utc::now());
     let id = loc.id().to_string();
     let id_ref = id.as_str();
     eventually(ctx, &format!("the new location \"{}\"", action.target), move || async move {
         Ok(observe::location(client, tenant, id_ref).await?.is_some())
     })
     .await?;
-    Ok(Done::Written(Some(id)))
+    Ok(Done::Written(Some(id), span))
 }
 
 async fn update_location(ctx: &Context<'_>, action: &Action, id: &str) -> Result<Done, Stop> {
     let (client, tenant) = (ctx.client, ctx.plan.tenant_id.as_str());
+    let sent = chrono::Utc::now();
     client.patch(tenant, &format!("{LOCATIONS}/{id}"), &action.body).await.map_err(failed)?;
+    let span = (sent, chrono::Utc::now());
     let body = &action.body;
     eventually(ctx, &format!("the change to \"{}\"", action.target), move || async move {
         Ok(observe::location(client, tenant, id).await?.is_some_and(|l| contains(&to_value(&l), body)))
     })
     .await?;
-    Ok(Done::Written(None))
+    Ok(Done::Written(None, span))
 }
 
 async fn create_policy(ctx: &Context<'_>, action: &Action) -> Result<Done, Stop> {
@@ -84,11 +91,13 @@ async fn create_policy(ctx: &Context<'_>, action: &Action) -> Result<Done, Stop>
     let (client, tenant) = (ctx.client, ctx.plan.tenant_id.as_str());
     let body = resolve_locations(&action.body, ctx.created);
     let body_ref = &body;
+    let sent = chrono::Utc::now();
     let p: ConditionalAccessPolicy =
         replicated(ctx, move || async move { client.post(tenant, POLICIES, body_ref).await }).await?;
+    let span = (sent, chrono::Utc::now());
     let id = p.id().to_string();
     visible(ctx, &id, &action.target, &body).await?;
-    Ok(Done::Written(Some(id)))
+    Ok(Done::Written(Some(id), span))
 }
 
 async fn update_policy(ctx: &Context<'_>, action: &Action, id: &str) -> Result<Done, Stop> {
@@ -102,9 +111,11 @@ async fn update_policy(ctx: &Context<'_>, action: &Action, id: &str) -> Result<D
     let body = resolve_locations(&action.body, ctx.created);
     let (path, body_ref) = (format!("{POLICIES}/{id}"), &body);
     let path_ref = path.as_str();
+    let sent = chrono::Utc::now();
     replicated(ctx, move || async move { client.patch(tenant, path_ref, body_ref).await }).await?;
+    let span = (sent, chrono::Utc::now());
     visible(ctx, id, &action.target, &body).await?;
-    Ok(Done::Written(None))
+    Ok(Done::Written(None, span))
 }
 
 /// Plans the tenant again with `fresh` in place of the policy it replaces, and

@@ -55,7 +55,7 @@ pub(super) async fn report_drift(
         send_for(r, plan, a).await;
     }
     // caguard's own writes first, so the audit records of this very fix are known as caguard's.
-    crate::own::record(r.store.as_ref(), &result.tenant_id, &crate::own::written_ids(plan, result)).await;
+    crate::own::record(r.store.as_ref(), result).await;
     let per_policy = crate::alert::for_withheld(plan).into_iter().chain(crate::alert::for_lockout_risk(plan));
     for w in per_policy.chain(crate::alert::for_notes(plan)) {
         send_for(r, plan, w).await;
