@@ -8,14 +8,17 @@ use crate::apply::write::Span;
 use crate::store::Store;
 use serde_json::json;
 
-/// The store kind: key `{tenant}|{object id}`, value `{"spans": [[sent, answered], …]}`.
-pub const KIND: &str = "own-write";
+/// The store kind, one per tenant (`own-write-{tenant}`, so a reconcile reads only
+/// its own tenant's records): key the object id, value `{"spans": [[sent, answered], …]}`.
+pub fn kind(tenant: &str) -> String {
+    format!("own-write-{}", tenant.to_ascii_lowercase())
+}
 /// Writes remembered per object, and for how long.
 const KEEP: usize = 20;
 const KEEP_DAYS: i64 = 7;
 
-fn key(tenant: &str, object: &str) -> String {
-    format!("{}|{}", tenant.to_ascii_lowercase(), object.to_ascii_lowercase())
+fn key(object: &str) -> String {
+    object.to_ascii_lowercase()
 }
 
 fn spans_of(v: &serde_json::Value) -> Vec<Span> {
@@ -31,10 +34,11 @@ pub async fn record(store: &dyn Store, result: &TenantResult) {
         return;
     }
     let now = chrono::Utc::now();
-    let existing = store.records(KIND).await.unwrap_or_default();
+    let kind = kind(&result.tenant_id);
+    let existing = store.records(&kind).await.unwrap_or_default();
     let mut rows: Vec<(String, serde_json::Value)> = Vec::new();
     for (id, span) in result.spans.iter().filter(|(id, _)| !id.is_empty()) {
-        let k = key(&result.tenant_id, id);
+        let k = key(id);
         let mut spans = match rows.iter().find(|(kk, _)| *kk == k) {
             Some((_, v)) => spans_of(v),
             None => existing.iter().find(|(kk, _)| *kk == k).map(|(_, v)| spans_of(v)).unwrap_or_default(),
@@ -46,7 +50,7 @@ pub async fn record(store: &dyn Store, result: &TenantResult) {
         rows.retain(|(kk, _)| *kk != k);
         rows.push((k, json!({ "spans": list })));
     }
-    if let Err(e) = store.put_records(KIND, rows).await {
+    if let Err(e) = store.put_records(&kind, rows).await {
         let tenant = &result.tenant_id;
         tracing::warn!(%tenant, "caguard's own writes could not be recorded: {e}; the audit log may show them as CIPP's");
     }
@@ -54,8 +58,8 @@ pub async fn record(store: &dyn Store, result: &TenantResult) {
 
 /// When caguard wrote `object` in `tenant` (empty when never, or not within a week).
 pub async fn writes(store: &dyn Store, tenant: &str, object: &str) -> Vec<Span> {
-    let k = key(tenant, object);
-    let all = store.records(KIND).await.unwrap_or_default();
+    let k = key(object);
+    let all = store.records(&kind(tenant)).await.unwrap_or_default();
     all.iter().find(|(kk, _)| *kk == k).map(|(_, v)| spans_of(v)).unwrap_or_default()
 }
 

@@ -6,8 +6,10 @@ use crate::alert::Alert;
 use crate::store::Store;
 use serde_json::json;
 
-/// The store kind: one record per (tenant, object, actor).
-pub const KIND: &str = "revert";
+/// The store kind, one per tenant (`revert-{tenant}`): one record per (object, actor).
+pub fn kind(tenant: &str) -> String {
+    format!("revert-{}", tenant.to_ascii_lowercase())
+}
 /// Reverts within [`WINDOW_HOURS`] that make a tug-of-war.
 pub const THRESHOLD: usize = 3;
 pub const WINDOW_HOURS: i64 = 24;
@@ -32,7 +34,8 @@ pub async fn revert(store: &dyn Store, r: &Revert<'_>) -> Option<Alert> {
     let key = format!("{:016x}", crate::alert::fnv1a(&format!("{}|{}|{}", r.tenant_id, r.object_id, r.actor)));
     let now = chrono::Utc::now();
     let window = chrono::Duration::hours(WINDOW_HOURS);
-    let all = store.records(KIND).await.ok()?;
+    let kind = kind(r.tenant_id);
+    let all = store.records(&kind).await.ok()?;
     let old = all.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).unwrap_or(json!({}));
     let parse = |t: &serde_json::Value| t.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
     let mut times: Vec<_> =
@@ -43,7 +46,7 @@ pub async fn revert(store: &dyn Store, r: &Revert<'_>) -> Option<Alert> {
     let alerted = if due { Some(now.to_rfc3339()) } else { last_alert.map(|t| t.to_rfc3339()) };
     let at: Vec<String> = times.iter().map(|t| t.to_rfc3339()).collect();
     let value = json!({"tenant": r.tenant_id, "object": r.object_id, "actor": r.actor, "at": at, "alertedAt": alerted});
-    if let Err(e) = store.put_record(KIND, &key, value).await {
+    if let Err(e) = store.put_record(&kind, &key, value).await {
         tracing::warn!("a revert could not be recorded: {e}");
     }
     due.then(|| alert(r, times.len()))
