@@ -163,8 +163,9 @@ async fn customers(
                     }
                 };
             }
-            // No watermark yet (a list remembered by an older caguard): list in full below.
-            None if gdap => {}
+            // No watermark (relationships without lastModifiedDateTime, or a list
+            // remembered by an older caguard): the remembered list is watched, and the
+            // next full listing sets one.
             _ => return Ok((list, false, vec![])),
         }
     }

@@ -103,7 +103,9 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
             "displayName": format!("GDAP Customer {t:05}"), "duration": "P730D",
             "customer": {"tenantId": id, "displayName": format!("Customer {t:05}")},
             "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"}]},
-            "status": "active"
+            "status": "active",
+            // Graph always sets it (read-only, stamped on every change).
+            "lastModifiedDateTime": "2025-01-10T11:26:44.9941884Z"
         }));
     }
     Estate {
