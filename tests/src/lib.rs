@@ -202,3 +202,18 @@ pub fn apply_msp_only(msp: &str, ledger: &Arc<dyn caguard::store::Store>) -> cag
         ..Default::default()
     }
 }
+
+/// The `caguard` binary with `args`, pointed at the simulator with the estate's
+/// app credentials (client secret, no refresh token).
+pub fn caguard_on_sim(sim: &SimHandle, estate: &Estate, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(caguard_binary())
+        .args(args)
+        .env("CAGUARD_GRAPH_URL", &sim.base_url)
+        .env("CAGUARD_PARTNER_CENTER_URL", &sim.base_url)
+        .env("CAGUARD_LOGIN_URL", &sim.base_url)
+        .env("CAGUARD_CLIENT_ID", &estate.apps[0].client_id)
+        .env("CAGUARD_CLIENT_SECRET", &estate.apps[0].client_secret)
+        .env_remove("CAGUARD_REFRESH_TOKEN")
+        .output()
+        .expect("caguard runs")
+}

@@ -15,17 +15,7 @@ async fn doctor_prints_one_line_per_gap_with_its_fix_and_exits_1() {
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     let config = std::env::temp_dir().join(format!("caguard-doctor-{}.toml", std::process::id()));
     std::fs::write(&config, caguard::demo::sample_config_toml(&estate)).unwrap();
-    let run = || {
-        std::process::Command::new(caguard_e2e::caguard_binary())
-            .args(["doctor", "--config", config.to_str().unwrap()])
-            .env("CAGUARD_GRAPH_URL", &sim.base_url)
-            .env("CAGUARD_LOGIN_URL", &sim.base_url)
-            .env("CAGUARD_CLIENT_ID", &estate.apps[0].client_id)
-            .env("CAGUARD_CLIENT_SECRET", &estate.apps[0].client_secret)
-            .env_remove("CAGUARD_REFRESH_TOKEN")
-            .output()
-            .unwrap()
-    };
+    let run = || caguard_e2e::caguard_on_sim(&sim, &estate, &["doctor", "--config", config.to_str().unwrap()]);
     let out = run();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -64,15 +54,7 @@ async fn doctor_with_test_email_names_a_missing_mail_send() {
     let run = |extra: &[&str]| {
         let mut args = vec!["doctor", "--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
-        let out = std::process::Command::new(caguard_e2e::caguard_binary())
-            .args(&args)
-            .env("CAGUARD_GRAPH_URL", &sim.base_url)
-            .env("CAGUARD_LOGIN_URL", &sim.base_url)
-            .env("CAGUARD_CLIENT_ID", &estate.apps[0].client_id)
-            .env("CAGUARD_CLIENT_SECRET", &estate.apps[0].client_secret)
-            .env_remove("CAGUARD_REFRESH_TOKEN")
-            .output()
-            .unwrap();
+        let out = caguard_e2e::caguard_on_sim(&sim, &estate, &args);
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let plain = run(&[]);

@@ -339,15 +339,7 @@ async fn the_register_command_exits_non_zero_naming_cipps_url_and_writes_nothing
         let mut args = vec!["partner-center", "register", "--url", "https://caguard.example/api/PartnerCenterEvents"];
         args.extend_from_slice(extra);
         args.extend(["--config", config.to_str().unwrap()]);
-        std::process::Command::new(caguard_e2e::caguard_binary())
-            .args(&args)
-            .env("CAGUARD_PARTNER_CENTER_URL", &sim.base_url)
-            .env("CAGUARD_LOGIN_URL", &sim.base_url)
-            .env("CAGUARD_CLIENT_ID", &app.client_id)
-            .env("CAGUARD_CLIENT_SECRET", &app.client_secret)
-            .env_remove("CAGUARD_REFRESH_TOKEN")
-            .output()
-            .unwrap()
+        caguard_e2e::caguard_on_sim(&sim, &estate, &args)
     };
     let before = registration_calls(&sim).len();
     let out = run(&[]);
