@@ -46,7 +46,7 @@ async fn measure(args: &Args) -> Value {
         .expect("rollout");
     let store: Arc<dyn Store> =
         Arc::new(FileStore::new(std::env::temp_dir().join(format!("caguard-latency-{}.json", std::process::id()))));
-    caguard::watch::tick(&client, &config, &store, 64, false).await.expect("baseline");
+    caguard::watch::tick(&client, &config, None, &store, 64, false).await.expect("baseline");
 
     // The watch loop, as WatchTimer + ReconcileTenant run it.
     let interval = Duration::from_secs(args.interval);
@@ -56,7 +56,7 @@ async fn measure(args: &Args) -> Value {
         loop {
             tokio::time::sleep_until(next).await;
             next += interval;
-            let Ok(tick) = caguard::watch::tick(&loop_client, &loop_config, &loop_store, 64, false).await else {
+            let Ok(tick) = caguard::watch::tick(&loop_client, &loop_config, None, &loop_store, 64, false).await else {
                 continue;
             };
             for c in tick.changed {

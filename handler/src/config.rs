@@ -193,7 +193,22 @@ pub struct CippStorage {
     pub table_endpoint: String,
 }
 
+/// How the account of a direct tenant that has none configured is named: the
+/// user caguard signs in as there (`GET /me`), whose refresh token CIPP keeps.
+pub const SIGNED_IN_ACCOUNT: &str = "me";
+
 impl Config {
+    /// The account a direct tenant's policies exclude (D2), as configured:
+    /// `accounts.direct_service_accounts`, else in direct mode `accounts.service_account`,
+    /// else (a direct tenant in a GDAP estate) [`SIGNED_IN_ACCOUNT`].
+    pub fn direct_service_account(&self, tenant: &str) -> &str {
+        match self.direct_service_accounts.get(&tenant.to_ascii_lowercase()) {
+            Some(a) => a,
+            None if self.mode == Mode::Direct => &self.service_account,
+            None => SIGNED_IN_ACCOUNT,
+        }
+    }
+
     pub fn control(&self, c: Control) -> ControlMode {
         self.controls.get(&c).copied().unwrap_or(ControlMode::Enforce)
     }

@@ -102,7 +102,7 @@ async fn probe(client: &GraphClient, tenant: &str, name: &str, p: &Probe, report
 /// Runs every check. Never fails: what it cannot check is itself a gap.
 /// `test_email` sends one test message through the email channel, the only way to
 /// know `Mail.Send` is granted (a permission Graph does not let an app read back).
-pub async fn run(client: &GraphClient, config: &Config, test_email: bool) -> Report {
+pub async fn run(client: &GraphClient, config: &Config, cipp: Option<&crate::cipp::Cipp>, test_email: bool) -> Report {
     let mut report = Report::default();
     let msp = &config.msp_tenant_id;
     let msp_name = format!("MSP tenant ({msp})");
@@ -110,7 +110,7 @@ pub async fn run(client: &GraphClient, config: &Config, test_email: bool) -> Rep
         probe(client, msp, &msp_name, &p, &mut report).await;
     }
     email(client, config, test_email, &msp_name, &mut report).await;
-    let customers = match crate::observe::discover(client, config).await {
+    let customers = match crate::observe::discover(client, config, cipp).await {
         Ok(c) => c,
         Err(_) => return report, // the GDAP probe above already names the gap
     };
@@ -180,7 +180,8 @@ async fn assignments(
     let svc_id = svc.id.into_option().unwrap_or_default().to_ascii_lowercase();
     let Ok(rels) = crate::observe::discover_relationships(client, config).await else { return };
     let mut members: BTreeMap<String, bool> = BTreeMap::new();
-    for c in customers.iter().filter(|c| c.active && !config.is_skipped(&c.tenant_id)) {
+    // Direct tenants are reached with their own token, not through GDAP.
+    for c in customers.iter().filter(|c| c.active && !c.direct && !config.is_skipped(&c.tenant_id)) {
         report.checks += 1;
         let name = format!("{} ({})", c.name, c.tenant_id);
         let active: Vec<&DelegatedAdminRelationship> = rels

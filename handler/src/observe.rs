@@ -19,6 +19,8 @@ const SECURITY_DEFAULTS: &str = "/policies/identitySecurityDefaultsEnforcementPo
 const SKUS: &str = "/subscribedSkus?$select=skuPartNumber,capabilityStatus,servicePlans";
 /// The default domain, which CIPP names tenants by (its alerts, its tables).
 const ORGANIZATION: &str = "/organization?$select=id,verifiedDomains";
+/// The user caguard signs in as: a direct tenant's service account when none is configured.
+const SIGNED_IN: &str = "/me?$select=id,userPrincipalName";
 
 /// A customer tenant found through GDAP (or listed for direct mode).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -32,25 +34,89 @@ pub struct Customer {
     pub status: String,
     /// An active relationship grants a role that can write CA; `None` in direct mode.
     pub can_write_ca: Option<bool>,
+    /// CIPP manages it directly (its `Tenants` table says `directTenant`, or
+    /// `scope.direct_tenants` lists it): reached with its own refresh token, and its
+    /// policies exclude its service account (D2) rather than the MSP's
+    /// service-provider users.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
 }
 
-/// Finds the customer tenants: GDAP relationships of the MSP tenant, or the configured list.
-pub async fn discover(client: &GraphClient, config: &Config) -> Result<Vec<Customer>, GraphError> {
-    if config.mode == Mode::Direct {
-        return Ok(config
-            .direct_tenants
-            .iter()
-            .map(|t| Customer {
-                tenant_id: t.clone(),
-                name: t.clone(),
-                active: true,
-                status: "direct".into(),
-                can_write_ca: None,
-            })
-            .collect());
+impl Customer {
+    /// How a newly found customer is named in the watch's output and queue reasons.
+    pub fn arrival(&self) -> &'static str {
+        if self.direct { "new direct tenant" } else { "new GDAP customer" }
     }
-    let rels: Vec<DelegatedAdminRelationship> = client.list(&config.msp_tenant_id, RELATIONSHIPS).await?;
-    Ok(customers_from(&rels))
+
+    /// A tenant CIPP manages directly.
+    pub fn direct(tenant_id: &str, name: &str) -> Customer {
+        Customer {
+            tenant_id: tenant_id.to_ascii_lowercase(),
+            name: name.to_string(),
+            active: true,
+            status: "direct".into(),
+            can_write_ca: None,
+            direct: true,
+        }
+    }
+}
+
+/// Finds the customer tenants: GDAP relationships of the MSP tenant (none in
+/// direct mode) and the direct tenants (the config's and CIPP's), one entry per
+/// tenant. The client is told which are direct, before any token is asked for.
+pub async fn discover(
+    client: &GraphClient,
+    config: &Config,
+    cipp: Option<&crate::cipp::Cipp>,
+) -> Result<Vec<Customer>, GraphError> {
+    let direct = direct_customers(config, cipp).await?;
+    let gdap = if config.mode == Mode::Direct {
+        vec![]
+    } else {
+        customers_from(&client.list::<DelegatedAdminRelationship>(&config.msp_tenant_id, RELATIONSHIPS).await?)
+    };
+    let found = with_direct(gdap, direct);
+    mark_direct(client, &found).await;
+    Ok(found)
+}
+
+/// The direct tenants: `scope.direct_tenants`, then CIPP's `Tenants` table when
+/// caguard can read it. A table that cannot be read fails discovery (a direct
+/// tenant taken for a GDAP one would be asked with the wrong token).
+pub async fn direct_customers(config: &Config, cipp: Option<&crate::cipp::Cipp>) -> Result<Vec<Customer>, GraphError> {
+    let mut out: Vec<Customer> = config.direct_tenants.iter().map(|t| Customer::direct(t, t)).collect();
+    if let Some(cipp) = cipp {
+        let listed = crate::cipp::tenants::direct_tenants(&cipp.client, &cipp.tables.tenants)
+            .await
+            .map_err(|message| GraphError::Invalid { tenant: config.msp_tenant_id.clone(), message })?;
+        for t in listed {
+            match out.iter_mut().find(|c| c.tenant_id == t.tenant_id) {
+                Some(c) => c.name = t.name,
+                None => out.push(Customer::direct(&t.tenant_id, &t.name)),
+            }
+        }
+    }
+    out.retain(|c| !c.tenant_id.eq_ignore_ascii_case(&config.msp_tenant_id));
+    Ok(out)
+}
+
+/// `gdap` with the direct tenants laid over it: a tenant CIPP manages directly is
+/// direct even when it also has a GDAP relationship (CIPP's `Get-GraphToken.ps1`
+/// uses the direct tenant's own token then too). Entries once direct and no longer
+/// listed as direct are dropped from `gdap` by the caller's fresh list.
+pub fn with_direct(gdap: Vec<Customer>, direct: Vec<Customer>) -> Vec<Customer> {
+    let mut out: Vec<Customer> =
+        gdap.into_iter().filter(|c| !direct.iter().any(|d| d.tenant_id.eq_ignore_ascii_case(&c.tenant_id))).collect();
+    out.extend(direct);
+    out.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    out
+}
+
+/// Tells the client which tenants are direct (idempotent).
+pub async fn mark_direct(client: &GraphClient, customers: &[Customer]) {
+    for c in customers.iter().filter(|c| c.direct) {
+        client.mark_direct(&c.tenant_id).await;
+    }
 }
 
 const RELATIONSHIPS: &str = "/tenantRelationships/delegatedAdminRelationships?$top=300";
@@ -79,6 +145,7 @@ pub fn customers_from(rels: &[DelegatedAdminRelationship]) -> Vec<Customer> {
             active: false,
             status: String::new(),
             can_write_ca: Some(false),
+            direct: false,
         });
         if active {
             c.active = true;
@@ -236,16 +303,35 @@ pub async fn location(client: &GraphClient, tenant: &str, id: &str) -> Result<Op
 /// Reads a customer tenant: one `$batch` with the CA policy list, security defaults and licences.
 pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Result<Observed, GraphError> {
     let t = &c.tenant_id;
-    let items = vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS), item("4", ORGANIZATION)];
+    let direct = c.direct || config.mode == Mode::Direct;
+    if direct {
+        client.mark_direct(t).await;
+    }
+    let account = direct.then(|| config.direct_service_account(t));
+    let mut items = vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS), item("4", ORGANIZATION)];
+    if account == Some(crate::config::SIGNED_IN_ACCOUNT) {
+        items.push(item("5", SIGNED_IN));
+    }
     let responses = client.batch(t, items).await?;
     let first: Collection<serde_json::Value> = answer(t, POLICIES, &responses, "1")?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "2")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "3")?;
     let default_domain = default_domain(t, &responses, "4");
     let mut accounts = BTreeMap::new();
-    if config.mode == Mode::Direct {
-        let configured = config.direct_service_accounts.get(t).unwrap_or(&config.service_account).clone();
-        resolve_users(client, t, &[configured], &mut accounts, &mut BTreeMap::new()).await?;
+    match account {
+        Some(crate::config::SIGNED_IN_ACCOUNT) => {
+            // App-only tokens have no signed-in user: Graph answers 400, and D2 says
+            // which setting names the account instead.
+            if let Ok(me) = answer::<User>(t, SIGNED_IN, &responses, "5")
+                && let Some(id) = me.id.into_option()
+            {
+                accounts.insert(crate::config::SIGNED_IN_ACCOUNT.to_string(), id);
+            }
+        }
+        Some(configured) => {
+            resolve_users(client, t, &[configured.to_string()], &mut accounts, &mut BTreeMap::new()).await?
+        }
+        None => {}
     }
     let (policies, unreadable) = all_policies(client, t, first).await?;
     Ok(Observed {
@@ -263,6 +349,7 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
         gdap_can_write_ca: c.can_write_ca,
         accounts,
         default_domain,
+        direct,
     })
 }
 
@@ -319,6 +406,7 @@ pub async fn msp(
         upns,
         group_names,
         default_domain,
+        direct: false,
     })
 }
 

@@ -89,6 +89,39 @@ impl CredentialSource for EnvSource {
     fn load(&self) -> BoxFuture<'_, Result<Credentials, String>> {
         Box::pin(async move { assemble(&self.names, self.mode, |n| async move { Ok(std::env::var(&n).ok()) }).await })
     }
+
+    /// A direct tenant's refresh token: the setting named after the tenant id, or
+    /// with `_` for `-` (app-setting names cannot hold `-` on Linux; CIPP's own
+    /// development store names them that way too).
+    fn load_tenant(&self, tenant: &str) -> BoxFuture<'_, Result<Option<String>, String>> {
+        env_tenant_token(tenant)
+    }
+}
+
+/// Fixed credentials (the CLI's `CAGUARD_CLIENT_ID` …), with direct tenants'
+/// refresh tokens from the environment as [`EnvSource`] reads them.
+pub struct WithEnvTenantTokens(pub crate::graph::StaticCredentials);
+
+impl CredentialSource for WithEnvTenantTokens {
+    fn load(&self) -> BoxFuture<'_, Result<Credentials, String>> {
+        self.0.load()
+    }
+
+    fn load_tenant(&self, tenant: &str) -> BoxFuture<'_, Result<Option<String>, String>> {
+        env_tenant_token(tenant)
+    }
+}
+
+fn env_tenant_token(tenant: &str) -> BoxFuture<'static, Result<Option<String>, String>> {
+    let names = direct_secret_names(tenant);
+    Box::pin(async move { Ok(names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))) })
+}
+
+/// Where a direct tenant's refresh token is kept: CIPP's Key Vault secret is named
+/// exactly the tenant id (`Get-GraphToken.ps1`, `Start-UpdateTokensTimer.ps1`).
+pub fn direct_secret_names(tenant: &str) -> [String; 2] {
+    let t = tenant.to_ascii_lowercase();
+    [t.clone(), t.replace('-', "_")]
 }
 
 /// Reads the secrets from a Key Vault, at every `load` (so rotation is picked up).
@@ -131,23 +164,32 @@ impl KeyVaultSource {
     }
 }
 
+impl KeyVaultSource {
+    /// One secret's current value; `None` when the vault has no such secret.
+    async fn secret(&self, name: &str) -> Result<Option<String>, String> {
+        match self.client.get_secret(name, None).await {
+            Ok(resp) => {
+                let secret =
+                    resp.into_model().map_err(|e| format!("Key Vault {}: secret '{name}': {e}", self.vault))?;
+                Ok(secret.value)
+            }
+            Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => Ok(None),
+            // A failed read's error names the secret and the cause; a value only ever arrives in a success.
+            Err(e) => Err(format!("Key Vault {}: secret '{name}': {e}", self.vault)),
+        }
+    }
+}
+
 impl CredentialSource for KeyVaultSource {
     fn load(&self) -> BoxFuture<'_, Result<Credentials, String>> {
-        Box::pin(async move {
-            assemble(&self.names, self.mode, |name| async move {
-                match self.client.get_secret(&name, None).await {
-                    Ok(resp) => {
-                        let secret =
-                            resp.into_model().map_err(|e| format!("Key Vault {}: secret '{name}': {e}", self.vault))?;
-                        Ok(secret.value)
-                    }
-                    Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => Ok(None),
-                    // A failed read's error names the secret and the cause; a value only ever arrives in a success.
-                    Err(e) => Err(format!("Key Vault {}: secret '{name}': {e}", self.vault)),
-                }
-            })
-            .await
-        })
+        Box::pin(async move { assemble(&self.names, self.mode, |name| async move { self.secret(&name).await }).await })
+    }
+
+    /// A direct tenant's refresh token: the secret named after the tenant id, its
+    /// newest version (CIPP writes a new one when it rotates the token).
+    fn load_tenant(&self, tenant: &str) -> BoxFuture<'_, Result<Option<String>, String>> {
+        let [name, _] = direct_secret_names(tenant);
+        Box::pin(async move { self.secret(&name).await })
     }
 }
 

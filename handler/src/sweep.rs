@@ -27,6 +27,8 @@ pub struct SweepOptions {
     /// Where the ids of the objects caguard owns are kept ([`crate::owned`]);
     /// without one, owned objects are found by name.
     pub ledger: Ledger,
+    /// CIPP's storage, whose `Tenants` table lists the direct tenants.
+    pub cipp: Option<crate::cipp::Cipp>,
 }
 
 /// The store a sweep reads and records ownership in, if any.
@@ -48,6 +50,7 @@ impl Default for SweepOptions {
             progress: false,
             only: vec![],
             ledger: Ledger::default(),
+            cipp: None,
         }
     }
 }
@@ -268,7 +271,7 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
         })
     };
     let customers = async {
-        let found = observe::discover(client, &config).await;
+        let found = observe::discover(client, &config, opts.cipp.as_ref()).await;
         if let (Ok(found), Some(store)) = (&found, &opts.ledger.0)
             && let Err(e) = crate::watch::remember_tenants(store.as_ref(), found).await
         {

@@ -144,6 +144,7 @@ async fn put_watermark(store: &dyn Store, w: Option<Watermark>) -> Result<(), St
 async fn customers(
     client: &GraphClient,
     config: &Config,
+    cipp: Option<&crate::cipp::Cipp>,
     store: &dyn Store,
     rediscover: bool,
 ) -> Result<(Vec<Customer>, bool, Vec<Customer>), GraphError> {
@@ -152,35 +153,70 @@ async fn customers(
     let gdap = config.mode == crate::config::Mode::Gdap;
     if !rediscover && let Some(list) = remembered(store, config.watch_rediscover_minutes).await.map_err(store_err)? {
         let mark = watermark(store).await.map_err(store_err)?;
-        match mark {
-            Some(mark) if gdap => {
-                // A GDAP outage must not stop the CA watch: the remembered list is watched.
-                return match gdap_changes(client, config, store, list.clone(), &mark).await {
-                    Ok((list, new)) => Ok((list, false, new)),
-                    Err(e) => {
-                        tracing::warn!("watch: the GDAP change check failed ({e}); watching the remembered tenants");
-                        Ok((list, false, vec![]))
-                    }
-                };
-            }
+        let (list, mut new) = match mark {
+            // A GDAP outage must not stop the CA watch: the remembered list is watched.
+            Some(mark) if gdap => match gdap_changes(client, config, store, list.clone(), &mark).await {
+                Ok(changed) => changed,
+                Err(e) => {
+                    tracing::warn!("watch: the GDAP change check failed ({e}); watching the remembered tenants");
+                    (list, vec![])
+                }
+            },
             // No watermark (relationships without lastModifiedDateTime, or a list
             // remembered by an older caguard): the remembered list is watched, and the
             // next full listing sets one.
-            _ => return Ok((list, false, vec![])),
-        }
+            _ => (list, vec![]),
+        };
+        let (list, new_direct) = direct_changes(config, cipp, store, list).await.map_err(store_err)?;
+        new.extend(new_direct);
+        return Ok((list, false, new));
     }
     let known = last_known_tenants(store).await;
     let (found, mark) = if gdap {
         let rels = observe::discover_relationships(client, config).await?;
-        (observe::customers_from(&rels), Watermark::of(&rels))
+        let direct = observe::direct_customers(config, cipp).await?;
+        (observe::with_direct(observe::customers_from(&rels), direct), Watermark::of(&rels))
     } else {
-        (observe::discover(client, config).await?, None)
+        (observe::discover(client, config, cipp).await?, None)
     };
     remember_tenants(store, &found).await.map_err(store_err)?;
     put_watermark(store, mark).await.map_err(store_err)?;
     // Nothing known before (the first tick): every tenant is a baseline, not news.
     let new = if known.is_empty() { vec![] } else { newly_active(&known, &found) };
     Ok((found, true, new))
+}
+
+/// One cheap read per tick (a filtered query of CIPP's `Tenants` table; nothing
+/// without `[cipp]`): the direct tenants laid over the remembered list, changes
+/// written back, the new ones returned. A tenant no longer direct leaves the list
+/// until the next full discovery finds it through GDAP. A table that cannot be read
+/// keeps the remembered list (it must not stop the CA watch).
+async fn direct_changes(
+    config: &Config,
+    cipp: Option<&crate::cipp::Cipp>,
+    store: &dyn Store,
+    list: Vec<Customer>,
+) -> Result<(Vec<Customer>, Vec<Customer>), StoreError> {
+    let direct = match observe::direct_customers(config, cipp).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("watch: CIPP's direct tenants could not be read ({e}); watching the remembered tenants");
+            return Ok((list, vec![]));
+        }
+    };
+    let before = list.clone();
+    let after = observe::with_direct(list.into_iter().filter(|c| !c.direct).collect(), direct);
+    let key = |c: &Customer| c.tenant_id.to_ascii_lowercase();
+    let put: Vec<(String, Value)> = after
+        .iter()
+        .filter(|c| !before.contains(c))
+        .map(|c| (key(c), serde_json::to_value(c).expect("json")))
+        .collect();
+    let gone: Vec<String> = before.iter().filter(|b| !after.iter().any(|a| key(a) == key(b))).map(key).collect();
+    store.put_records(TENANTS, put).await?;
+    store.delete_records(TENANTS, gone).await?;
+    let new = newly_active(&before, &after);
+    Ok((after, new))
 }
 
 /// Customers active in `now` that were not active (or not there) in `before`.
@@ -263,11 +299,13 @@ async fn tenant_fingerprint(client: &GraphClient, tenant: &str, msp: bool) -> Re
 pub async fn tick(
     client: &GraphClient,
     config: &Config,
+    cipp: Option<&crate::cipp::Cipp>,
     store: &Arc<dyn Store>,
     concurrency: usize,
     rediscover: bool,
 ) -> Result<TickReport, GraphError> {
-    let (customers, rediscovered, new_tenants) = customers(client, config, store.as_ref(), rediscover).await?;
+    let (customers, rediscovered, new_tenants) = customers(client, config, cipp, store.as_ref(), rediscover).await?;
+    observe::mark_direct(client, &customers).await;
     let mut tenants: Vec<Customer> =
         customers.into_iter().filter(|c| c.active && !config.is_skipped(&c.tenant_id)).collect();
     tenants.push(Customer {
@@ -276,6 +314,7 @@ pub async fn tick(
         active: true,
         status: "msp".into(),
         can_write_ca: None,
+        direct: false,
     });
     let previous = store
         .fingerprints()

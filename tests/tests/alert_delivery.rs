@@ -305,6 +305,7 @@ async fn observe_reads_the_default_domain_that_names_the_tenant() {
         active: true,
         status: "active".into(),
         can_write_ca: Some(true),
+        direct: false,
     };
     let o = caguard::observe::customer(&client, &config, &c).await.unwrap();
     assert_eq!(o.default_domain.as_deref(), Some(customer.default_domain.as_str()));

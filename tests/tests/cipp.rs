@@ -48,6 +48,7 @@ async fn seed(rows: Vec<(String, String, Map<String, Value>)>) -> Fixture {
         access_ip_ranges: unique_table("AccessIPRanges"),
         logs: unique_table("CippLogs"),
         custom_roles: unique_table("CustomRoles"),
+        tenants: unique_table("Tenants"),
     };
     client.create_table(&tables.api_clients).await.unwrap();
     client.create_table(&tables.access_ip_ranges).await.unwrap();
@@ -190,6 +191,7 @@ async fn a_missing_table_and_a_storage_auth_failure_are_reported_not_fatal() {
         access_ip_ranges: unique_table("Nope"),
         logs: unique_table("Nope"),
         custom_roles: unique_table("Nope"),
+        tenants: unique_table("Nope"),
     };
     let report = cipp::run(&az.client(), &config("enforce"), &missing, true).await;
     assert_eq!(report.errors.len(), 2, "{report:?}");

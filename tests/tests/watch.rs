@@ -112,7 +112,7 @@ async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old
     let msp = estate.msp_tenant_id.clone();
     let pause = || tokio::time::sleep(std::time::Duration::from_millis(1100));
 
-    let first = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    let first = caguard::watch::tick(&client, &config, None, &store, 16, false).await.unwrap();
     assert!(first.rediscovered);
     let watched = first.baseline;
     // 22 active customers and the MSP tenant; two customers cannot be read (no consent, no permission).
@@ -121,7 +121,7 @@ async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old
 
     pause().await;
     sim.clear_journal();
-    let quiet = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    let quiet = caguard::watch::tick(&client, &config, None, &store, 16, false).await.unwrap();
     assert!(!quiet.rediscovered);
     assert_eq!((quiet.unchanged, quiet.changed.len(), quiet.errors.len()), (watched, 0, 2), "{quiet:?}");
     let journal = sim.journal();
@@ -148,21 +148,21 @@ async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old
     sim.upsert_relationship(json!({"id": "rel-newco", "displayName": "GDAP Newco", "status": "active",
         "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"},
         "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"}]}}));
-    let found = caguard::observe::discover(&client, &config).await.unwrap();
+    let found = caguard::observe::discover(&client, &config, None).await.unwrap();
     caguard::watch::remember_tenants(store.as_ref(), &found).await.unwrap();
     pause().await;
-    let with_newco = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    let with_newco = caguard::watch::tick(&client, &config, None, &store, 16, false).await.unwrap();
     assert!(!with_newco.rediscovered);
     assert_eq!((with_newco.baseline, with_newco.unchanged), (1, watched), "{with_newco:?}");
 
     // Terminated: dropped from the list at the next discovery, and no longer polled.
     sim.upsert_relationship(json!({"id": "rel-newco", "status": "terminated",
         "customer": {"tenantId": tenant.id, "displayName": "Newco Plumbing"}, "accessDetails": {"unifiedRoles": []}}));
-    let found = caguard::observe::discover(&client, &config).await.unwrap();
+    let found = caguard::observe::discover(&client, &config, None).await.unwrap();
     caguard::watch::remember_tenants(store.as_ref(), &found).await.unwrap();
     pause().await;
     sim.clear_journal();
-    let after = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    let after = caguard::watch::tick(&client, &config, None, &store, 16, false).await.unwrap();
     assert_eq!(after.unchanged, watched, "{after:?}");
     assert!(graph_requests(&sim.journal(), &tenant.id).is_empty(), "a terminated tenant is not polled");
 
@@ -171,7 +171,7 @@ async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old
     store.put_record("watch", "discovered", json!({"at": stale})).await.unwrap();
     pause().await;
     sim.clear_journal();
-    let old = caguard::watch::tick(&client, &config, &store, 16, false).await.unwrap();
+    let old = caguard::watch::tick(&client, &config, None, &store, 16, false).await.unwrap();
     assert!(old.rediscovered);
     assert!(graph_requests(&sim.journal(), &msp).iter().any(|r| r.contains("delegatedAdminRelationships")));
 }
@@ -275,6 +275,7 @@ async fn a_new_gdap_customer_is_found_by_the_next_ordinary_tick_and_reconciled()
             active: true,
             status: "active".into(),
             can_write_ca: Some(true),
+            direct: false,
         },
     )
     .await

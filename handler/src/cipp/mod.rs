@@ -11,6 +11,7 @@
 //! JSON array for several. A client with no ranges (or `Any`) can be used from any IP.
 
 pub mod roles;
+pub mod tenants;
 
 use crate::config::{Config, Control, ControlMode};
 use crate::storage::{Entity, TableClient, TableError};
@@ -321,6 +322,23 @@ pub struct Tables {
     pub logs: String,
     /// CIPP's custom roles (PartitionKey `CustomRoles`).
     pub custom_roles: String,
+    /// CIPP's tenant list, where direct tenants are marked ([`tenants`]).
+    pub tenants: String,
+}
+
+/// CIPP's storage as caguard reads it: the table client and the table names.
+#[derive(Clone, Debug)]
+pub struct Cipp {
+    pub client: TableClient,
+    pub tables: Tables,
+}
+
+impl Cipp {
+    /// CIPP's storage with CIPP's own table names, when it is configured
+    /// ([`table_client`]); an error names what is wrong with the setting.
+    pub fn from_config(config: &Config, connection_string: Option<&str>) -> Option<Result<Cipp, String>> {
+        Some(table_client(config, connection_string)?.map(|client| Cipp { client, tables: Tables::default() }))
+    }
 }
 
 impl Default for Tables {
@@ -330,6 +348,7 @@ impl Default for Tables {
             access_ip_ranges: ACCESS_IP_RANGES.into(),
             logs: CIPP_LOGS.into(),
             custom_roles: roles::CUSTOM_ROLES.into(),
+            tenants: tenants::TENANTS.into(),
         }
     }
 }

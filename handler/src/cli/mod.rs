@@ -238,6 +238,7 @@ async fn sweep_for(
         ledger: crate::sweep::Ledger(
             (!args.sim).then(|| Arc::new(crate::store::FileStore::new(&args.store)) as Arc<dyn crate::store::Store>),
         ),
+        cipp: None,
     };
     if args.sim {
         let estate = caguard_sim::sample_estate();
@@ -333,7 +334,12 @@ fn graph_client() -> Result<GraphClient, String> {
     if let Ok(u) = std::env::var("CAGUARD_LOGIN_URL") {
         graph.login_base = u;
     }
-    GraphClient::new(graph, Arc::new(StaticCredentials(env_credentials()?))).map_err(|e| e.to_string())
+    let source: Arc<dyn crate::graph::CredentialSource> = match std::env::var("CAGUARD_KEYVAULT_URL") {
+        // CIPP's vault: its secrets, direct tenants' refresh tokens included.
+        Ok(url) if !url.is_empty() => crate::secrets::from_env()?,
+        _ => Arc::new(crate::secrets::WithEnvTenantTokens(StaticCredentials(env_credentials()?))),
+    };
+    GraphClient::new(graph, source).map_err(|e| e.to_string())
 }
 
 async fn register_partner_center(url: &str, replace: bool, path: &std::path::Path) -> Result<i32, String> {
@@ -364,11 +370,18 @@ async fn register_partner_center(url: &str, replace: bool, path: &std::path::Pat
     Ok(EXIT_OK)
 }
 
+/// CIPP's storage from `CAGUARD_CIPP_CONNECTION_STRING` or `[cipp]`, when configured.
+fn cipp_from_env(cfg: &config::Config) -> Result<Option<crate::cipp::Cipp>, String> {
+    let cs = crate::cipp::connection_string_from_env();
+    crate::cipp::Cipp::from_config(cfg, cs.as_deref()).transpose()
+}
+
 /// `caguard doctor`: one line per gap, exit 1 when there is any.
 async fn doctor(path: &std::path::Path, json: bool, test_email: bool) -> Result<i32, String> {
     let (cfg, _) = config::load(path)?;
     let client = graph_client()?;
-    let report = crate::doctor::run(&client, &cfg, test_email).await;
+    let cipp = cipp_from_env(&cfg)?;
+    let report = crate::doctor::run(&client, &cfg, cipp.as_ref(), test_email).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     } else {
@@ -420,14 +433,15 @@ async fn watch_once(args: &WatchArgs, rediscover: bool) -> Result<i32, String> {
     let client = graph_client()?;
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::FileStore::new(&args.store));
     let started = std::time::Instant::now();
-    let report =
-        crate::watch::tick(&client, &cfg, &store, args.concurrency, rediscover).await.map_err(|e| e.to_string())?;
+    let report = crate::watch::tick(&client, &cfg, cipp_from_env(&cfg)?.as_ref(), &store, args.concurrency, rediscover)
+        .await
+        .map_err(|e| e.to_string())?;
     let stats = client.stats();
     if args.json {
         println!("{}", serde_json::json!({"tick": report, "stats": stats, "elapsedMs": started.elapsed().as_millis()}));
     } else {
         for c in &report.new_tenants {
-            println!("new GDAP customer: {} ({})", c.name, c.tenant_id);
+            println!("{}: {} ({})", c.arrival(), c.name, c.tenant_id);
         }
         for c in &report.changed {
             println!("changed: {} ({})", c.name, c.tenant_id);

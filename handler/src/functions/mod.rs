@@ -66,6 +66,9 @@ pub struct ReconcileMessage {
     /// From the GDAP relationship; looked up when absent.
     #[serde(default)]
     pub can_write_ca: Option<bool>,
+    /// A tenant CIPP manages directly ([`Customer::direct`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
     /// Tenants in the sweep that sent this, for the "% of tenants at once" limit.
     #[serde(default)]
     pub sweep_size: Option<usize>,
@@ -97,6 +100,20 @@ pub struct Ready {
     /// Verifies Partner Center's signatures.
     pub partner: Arc<crate::partner::Verifier>,
     pub settings: Settings,
+}
+
+impl Ready {
+    /// CIPP's storage, when configured (Part C, and the direct tenants CIPP lists).
+    pub fn cipp(&self) -> Result<Option<crate::cipp::Cipp>, String> {
+        crate::cipp::Cipp::from_config(&self.config, self.settings.cipp_connection_string.as_deref()).transpose()
+    }
+
+    /// Discovery as every function does it: GDAP relationships plus the direct
+    /// tenants of the config and of CIPP's `Tenants` table.
+    pub async fn discover(&self) -> Result<Vec<Customer>, String> {
+        let cipp = self.cipp()?;
+        observe::discover(&self.client, &self.config, cipp.as_ref()).await.map_err(|e| e.to_string())
+    }
 }
 
 /// The app: ready, or the reason it is not (answered to every invocation).

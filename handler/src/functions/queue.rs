@@ -134,13 +134,16 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
     let observed = if is_msp {
         observe::msp(&r.client, &r.config, Some(r.store.as_ref())).await
     } else {
+        let name = msg.tenant_name.clone().unwrap_or_else(|| msg.tenant_id.clone());
         let customer = match msg.can_write_ca {
+            _ if msg.direct => Customer::direct(&msg.tenant_id, &name),
             Some(_) => Customer {
                 tenant_id: msg.tenant_id.to_ascii_lowercase(),
-                name: msg.tenant_name.clone().unwrap_or_else(|| msg.tenant_id.clone()),
+                name,
                 active: true,
                 status: "active".into(),
                 can_write_ca: msg.can_write_ca,
+                direct: false,
             },
             None => lookup_customer(r, &msg.tenant_id).await?,
         };
@@ -254,10 +257,10 @@ pub(super) async fn load_pauses(r: &Ready) -> crate::pause::Pauses {
 }
 
 pub(super) async fn lookup_customer(r: &Ready, tenant: &str) -> Result<Customer, String> {
-    let all = observe::discover(&r.client, &r.config).await.map_err(|e| e.to_string())?;
+    let all = r.discover().await?;
     all.into_iter()
         .find(|c| c.tenant_id.eq_ignore_ascii_case(tenant))
-        .ok_or_else(|| format!("tenant {tenant} has no GDAP relationship with the MSP"))
+        .ok_or_else(|| format!("tenant {tenant} has no GDAP relationship with the MSP and is not a direct tenant"))
 }
 
 /// `ReconcilePoison`: a reconcile that failed `maxDequeueCount` times. It is
@@ -307,6 +310,7 @@ pub(super) async fn queue_msp_reconcile(r: &Ready, reason: &str) -> Result<(), S
         correlation_id: format!("{reason}-{}", chrono::Utc::now().timestamp_millis()),
         msp: true,
         can_write_ca: None,
+        direct: false,
         sweep_size: None,
     };
     queue.put(&r.settings.reconcile_queue, &serde_json::to_string(&msg).expect("json")).await

@@ -14,13 +14,13 @@ pub(super) async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Resul
         resp = resp.log("SweepTimer is past due (the app was idle or busy); sweeping now");
     }
     let correlation_id = correlation(request);
-    let customers = match observe::discover(&r.client, &r.config).await {
+    let customers = match r.discover().await {
         Ok(found) => {
             remember_for_watch(r, &found).await;
             found
         }
         Err(e) => {
-            resp = resp.log(discovery_failed(r, &e.to_string(), &correlation_id).await);
+            resp = resp.log(discovery_failed(r, &e, &correlation_id).await);
             vec![]
         }
     };
@@ -34,6 +34,7 @@ pub(super) async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Resul
         correlation_id: correlation_id.clone(),
         msp: true,
         can_write_ca: None,
+        direct: false,
         sweep_size: Some(size),
     }];
     messages.extend(enforced.iter().map(|c| ReconcileMessage {
@@ -43,6 +44,7 @@ pub(super) async fn sweep_timer(r: &Ready, request: &InvocationRequest) -> Resul
         correlation_id: correlation_id.clone(),
         msp: false,
         can_write_ca: c.can_write_ca,
+        direct: c.direct,
         sweep_size: Some(size),
     }));
     for c in inactive.iter().chain(active.iter().filter(|c| r.config.is_skipped(&c.tenant_id))) {
@@ -131,7 +133,8 @@ pub(super) async fn remember_for_watch(r: &Ready, customers: &[Customer]) {
 pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Result<InvocationResponse, Failure> {
     let timer = request.timer("timer")?;
     let correlation_id = correlation(request);
-    let tick = crate::watch::tick(&r.client, &r.config, &r.store, r.config.watch_concurrency, false)
+    let cipp = r.cipp().map_err(Failure::Retry)?;
+    let tick = crate::watch::tick(&r.client, &r.config, cipp.as_ref(), &r.store, r.config.watch_concurrency, false)
         .await
         .map_err(|e| Failure::Retry(format!("watch tick failed: {e}")))?;
     // The change budget ("at most N% of tenants at once") is counted per tick, in the
@@ -139,7 +142,7 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
     let estate = tick.changed.len() + tick.unchanged + tick.baseline + tick.errors.len();
     let drifted = tick.changed.iter().map(|c| (c, "drift"));
     let messages: Vec<Value> = drifted
-        .chain(tick.new_tenants.iter().map(|c| (c, "new GDAP customer")))
+        .chain(tick.new_tenants.iter().map(|c| (c, c.arrival())))
         .map(|(c, reason)| {
             serde_json::to_value(ReconcileMessage {
                 tenant_id: c.tenant_id.clone(),
@@ -148,6 +151,7 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
                 correlation_id: correlation_id.clone(),
                 msp: c.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id),
                 can_write_ca: c.can_write_ca,
+                direct: c.direct,
                 sweep_size: Some(estate),
             })
             .expect("serializable")
@@ -167,7 +171,7 @@ pub(super) async fn watch_timer(r: &Ready, request: &InvocationRequest) -> Resul
         if timer.is_past_due { " (past due)" } else { "" }
     ));
     for c in &tick.new_tenants {
-        resp = resp.log(format!("watch: new GDAP customer {} ({}): reconcile queued", c.name, c.tenant_id));
+        resp = resp.log(format!("watch: {} {} ({}): reconcile queued", c.arrival(), c.name, c.tenant_id));
     }
     for (tenant, e) in &tick.errors {
         resp = resp.log(format!("watch: tenant {tenant}: {e}"));

@@ -164,7 +164,7 @@ pub(super) async fn handle_partner_event(r: &Ready, event: &crate::partner::Even
         return Ok(format!("{}: nothing to do", event.event_name));
     }
     // The event names the relationship, not the customer: look it up (or, without an id, all of them).
-    let customers = observe::discover(&r.client, &r.config).await.map_err(|e| e.to_string())?;
+    let customers = r.discover().await?;
     // A new tenant is watched from the next tick; a terminated one stops being polled.
     remember_for_watch(r, &customers).await;
     let targets: Vec<Customer> = match event.relationship_id() {
@@ -199,6 +199,7 @@ pub(super) async fn handle_partner_event(r: &Ready, event: &crate::partner::Even
                     correlation_id: format!("pc-{}", chrono::Utc::now().timestamp_millis()),
                     msp: false,
                     can_write_ca: c.can_write_ca,
+                    direct: c.direct,
                     sweep_size: None,
                 };
                 let queue = r.queue.as_ref().ok_or("no queue configured (AzureWebJobsStorage)")?;

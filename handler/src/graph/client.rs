@@ -162,6 +162,12 @@ impl GraphClient {
         Ok(GraphClient { inner: Arc::new(Inner { http, cfg, tokens, pacer, counters: Counters::default() }) })
     }
 
+    /// Marks a tenant CIPP manages directly: with the refresh-token grant, its
+    /// tokens come from its own refresh token (see [`super::token`]).
+    pub async fn mark_direct(&self, tenant: &str) {
+        self.inner.tokens.mark_direct(tenant).await;
+    }
+
     /// caguard's own app id (once a token was fetched): its writes in audit logs are not drift.
     pub async fn app_id(&self) -> Option<String> {
         self.inner.tokens.client_id().await

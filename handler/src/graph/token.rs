@@ -7,6 +7,12 @@
 //! CIPP rotates its Key Vault secrets weekly, so on `invalid_client` or
 //! `invalid_grant` the credentials are re-read from their source once and the
 //! request is tried again before the error is reported.
+//!
+//! A *direct* tenant (one CIPP manages without GDAP) has a refresh token of its
+//! own: CIPP's `Get-GraphToken.ps1` uses the Key Vault secret named after the
+//! tenant's id for it, and `Start-UpdateTokensTimer.ps1` rotates it weekly. With
+//! the refresh-token grant, a tenant marked direct ([`TokenCache::mark_direct`])
+//! is asked with that token, re-read after `invalid_grant` like the others.
 
 use super::GraphError;
 use serde::Deserialize;
@@ -45,6 +51,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// `load` is called at first use and again after the token endpoint rejects them.
 pub trait CredentialSource: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Credentials, String>>;
+
+    /// The refresh token of a direct tenant, `None` when the source has none for
+    /// it. Called at the tenant's first token and again after `invalid_grant`.
+    fn load_tenant(&self, _tenant: &str) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Credentials fixed at start-up.
@@ -71,6 +83,8 @@ pub(crate) struct TokenCache {
     source: Arc<dyn CredentialSource>,
     creds: tokio::sync::Mutex<Option<Credentials>>,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Direct tenants (lower case) and the refresh token last read or rotated for each.
+    direct: tokio::sync::Mutex<HashMap<String, Option<String>>>,
     /// Renew this long before expiry.
     margin: Duration,
     scope: String,
@@ -107,6 +121,7 @@ impl TokenCache {
             source,
             creds: tokio::sync::Mutex::new(None),
             slots: Mutex::new(HashMap::new()),
+            direct: Default::default(),
             margin,
             scope,
             requests: Default::default(),
@@ -149,6 +164,59 @@ impl TokenCache {
         *self.slot(tenant).lock().await = None;
     }
 
+    /// Marks a tenant as direct: with the refresh-token grant it is asked with its
+    /// own refresh token from now on. Its cached token (the partner's) is dropped.
+    pub async fn mark_direct(&self, tenant: &str) {
+        let key = tenant.to_ascii_lowercase();
+        let newly = self.direct.lock().await.insert(key.clone(), None).is_none();
+        if !newly {
+            return;
+        }
+        self.invalidate(&key).await;
+    }
+
+    async fn is_direct(&self, tenant: &str) -> bool {
+        self.direct.lock().await.contains_key(&tenant.to_ascii_lowercase())
+    }
+
+    /// The credentials for `tenant`: the partner's, or for a direct tenant (refresh
+    /// grant) the same app with the tenant's own refresh token.
+    async fn credentials_for(&self, tenant: &str, reload: bool) -> Result<Credentials, GraphError> {
+        let creds = self.credentials(tenant, reload).await?;
+        let Credentials::RefreshToken { client_id, client_secret, .. } = &creds else { return Ok(creds) };
+        if !self.is_direct(tenant).await {
+            return Ok(creds);
+        }
+        let key = tenant.to_ascii_lowercase();
+        let known = self.direct.lock().await.get(&key).cloned().flatten();
+        let refresh_token = match known.filter(|_| !reload) {
+            Some(t) => t,
+            None => {
+                // Not under the lock: a Key Vault read must not hold up other tenants.
+                let loaded = self
+                    .source
+                    .load_tenant(&key)
+                    .await
+                    .map_err(|message| GraphError::Credentials { tenant: tenant.into(), message })?;
+                let Some(t) = loaded.filter(|t| !t.is_empty()) else {
+                    return Err(GraphError::Credentials {
+                        tenant: tenant.into(),
+                        message: format!(
+                            "direct tenant {key} has no refresh token: CIPP keeps one per direct tenant, as the Key Vault secret named '{key}'"
+                        ),
+                    });
+                };
+                self.direct.lock().await.insert(key, Some(t.clone()));
+                t
+            }
+        };
+        Ok(Credentials::RefreshToken {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            refresh_token,
+        })
+    }
+
     async fn credentials(&self, tenant: &str, reload: bool) -> Result<Credentials, GraphError> {
         let mut creds = self.creds.lock().await;
         if reload || creds.is_none() {
@@ -163,11 +231,11 @@ impl TokenCache {
     }
 
     async fn fetch(&self, tenant: &str) -> Result<Cached, GraphError> {
-        let creds = self.credentials(tenant, false).await?;
+        let creds = self.credentials_for(tenant, false).await?;
         match self.request(tenant, &creds).await {
             Err(GraphError::Token { code, .. }) if code == "invalid_client" || code == "invalid_grant" => {
                 tracing::warn!(tenant, code, "token endpoint rejected the credentials; re-reading them once");
-                let fresh = self.credentials(tenant, true).await?;
+                let fresh = self.credentials_for(tenant, true).await?;
                 self.request(tenant, &fresh).await
             }
             other => other,
@@ -235,7 +303,7 @@ impl TokenCache {
                     message: format!("token response: {e}"),
                 })?;
                 if let Some(rotated) = ok.refresh_token {
-                    self.remember_rotated(creds, rotated).await;
+                    self.remember_rotated(tenant, creds, rotated).await;
                 }
                 return Ok(Cached {
                     token: ok.access_token,
@@ -249,8 +317,19 @@ impl TokenCache {
         }
     }
 
-    /// Keeps the newest refresh token the endpoint handed back.
-    async fn remember_rotated(&self, used: &Credentials, rotated: String) {
+    /// Keeps the newest refresh token the endpoint handed back (the direct
+    /// tenant's own, or the partner's).
+    async fn remember_rotated(&self, tenant: &str, used: &Credentials, rotated: String) {
+        let Credentials::RefreshToken { refresh_token: used_token, .. } = used else { return };
+        {
+            let mut direct = self.direct.lock().await;
+            if let Some(slot) = direct.get_mut(&tenant.to_ascii_lowercase()) {
+                if slot.as_ref() == Some(used_token) {
+                    *slot = Some(rotated);
+                }
+                return;
+            }
+        }
         let mut creds = self.creds.lock().await;
         if let Some(Credentials::RefreshToken { refresh_token, .. }) = creds.as_mut()
             && matches!(used, Credentials::RefreshToken { refresh_token: r, .. } if r == refresh_token)

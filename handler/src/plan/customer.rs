@@ -30,11 +30,13 @@ pub(super) fn plan(config: &Config, o: &Observed) -> TenantPlan {
         ));
         return plan;
     }
-    match config.mode {
-        Mode::Gdap => plan_service_provider_exclusions(config, o, &mut plan),
-        Mode::Direct => plan_service_account_exclusions(config, o, &mut plan),
+    let direct = o.direct || config.mode == Mode::Direct;
+    if direct {
+        plan_service_account_exclusions(config, o, &mut plan);
+    } else {
+        plan_service_provider_exclusions(config, o, &mut plan);
     }
-    let control = if config.mode == Mode::Gdap { Control::D1 } else { Control::D2 };
+    let control = if direct { Control::D2 } else { Control::D1 };
     super::report_unreadable(&mut plan, control, o);
     plan
 }
@@ -241,9 +243,18 @@ fn applies_because(u: &UsersCondition) -> &'static str {
 
 /// D2 (direct mode): every policy excludes the service account user of this tenant.
 fn plan_service_account_exclusions(config: &Config, o: &Observed, plan: &mut TenantPlan) {
-    let configured = config.direct_service_accounts.get(&o.tenant_id).unwrap_or(&config.service_account);
+    let configured = config.direct_service_account(&o.tenant_id);
     let Some(id) = o.account(configured) else {
-        plan.block = Some(Block::Skip(format!("service account '{configured}' does not exist in this tenant")));
+        let why = if configured == crate::config::SIGNED_IN_ACCOUNT {
+            format!(
+                "direct tenant without a service account: caguard's token here has no signed-in user (app-only); \
+                 name the account in accounts.direct_service_accounts.\"{}\"",
+                o.tenant_id
+            )
+        } else {
+            format!("service account '{configured}' does not exist in this tenant")
+        };
+        plan.block = Some(Block::Skip(why));
         return;
     };
     for p in &o.policies {

@@ -53,6 +53,8 @@ pub struct Observed {
     pub owned: BTreeMap<String, String>,
     /// The tenant's default domain, where it could be read (it names the tenant in alerts).
     pub default_domain: Option<String>,
+    /// CIPP manages it directly: D2 (its service account excluded) instead of D1.
+    pub direct: bool,
 }
 
 /// A policy that did not fit the models (for example `"locations": []`).
