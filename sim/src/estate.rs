@@ -41,6 +41,11 @@ pub struct RefreshTokenSpec {
     pub user_id: String,
     #[serde(default)]
     pub user_principal_name: String,
+    /// The one tenant a direct tenant's token reaches (CIPP keeps such tokens as a Key
+    /// Vault secret named after the tenant). None: the partner's token, which reaches the
+    /// MSP tenant and every customer with an active GDAP relationship.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 fn yes() -> bool {

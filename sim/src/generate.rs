@@ -116,6 +116,7 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
             client_id: APP_ID.into(),
             user_id: service["id"].as_str().unwrap_or_default().into(),
             user_principal_name: "cipp-svc@msp.example".into(),
+            tenant_id: None,
         }],
         relationships,
         tenants: specs,

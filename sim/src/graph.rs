@@ -218,6 +218,7 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             hit.cloned().map_or_else(|| not_found(segs[1]), |u| Resp::new(200, Some(u)))
         }
         ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
+        ("GET", ["me"]) => me(state, &req),
         ("GET", ["groups"]) => {
             let items = tenant(state, &req).spec.groups.iter().map(without_members).collect();
             list(items, &req, "groups")
@@ -547,4 +548,15 @@ pub(crate) fn insert_subscription(
     let mut body = json!({"@odata.context": format!("{base}/$metadata#subscriptions/$entity")});
     merge(&mut body, &sub);
     Resp::new(201, Some(body))
+}
+
+/// `GET /me`: the signed-in user; app-only tokens have none, and Graph answers 400.
+fn me(state: &mut State, req: &Req) -> Resp {
+    let Actor::User { id, display_name, user_principal_name } = req.actor else {
+        return error(400, "BadRequest", "/me request is only valid with delegated authentication flow.");
+    };
+    let stored = tenant(state, req).spec.users.iter().find(|u| u["id"].as_str() == Some(id)).cloned();
+    let user = stored
+        .unwrap_or_else(|| json!({"id": id, "displayName": display_name, "userPrincipalName": user_principal_name}));
+    Resp::new(200, Some(user))
 }

@@ -280,17 +280,8 @@ fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> 
                     "The provided grant is invalid or expired.",
                 );
             };
-            let reachable = tenant == st.msp_tenant_id
-                || st.relationships.iter().any(|r| {
-                    r.pointer("/customer/tenantId").and_then(Value::as_str) == Some(tenant) && r["status"] == "active"
-                });
-            if !reachable {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    50020,
-                    &format!("User account does not have access to tenant '{tenant}' (no active GDAP relationship)."),
-                );
+            if let Some(err) = refresh_token_reach(st, &rt, tenant) {
+                return err;
             }
             let rotated = crate::estate::RefreshTokenSpec { token: format!("rt-{}", new_guid()), ..rt.clone() };
             st.refresh_tokens.push(rotated.clone());
@@ -325,6 +316,26 @@ fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> 
         body["scope"] = json!("https://graph.microsoft.com/.default");
     }
     (StatusCode::OK, Json(body)).into_response()
+}
+
+/// Refuses a refresh token outside the tenants its user can reach: a direct tenant's
+/// token only its own tenant, the partner's token the MSP tenant and active GDAP customers.
+fn refresh_token_reach(st: &State, rt: &crate::estate::RefreshTokenSpec, tenant: &str) -> Option<Response> {
+    let refusal = match rt.tenant_id.as_deref() {
+        Some(home) if home == tenant => return None,
+        Some(home) => format!("User account from tenant '{home}' does not exist in tenant '{tenant}'."),
+        None => {
+            let reachable = tenant == st.msp_tenant_id
+                || st.relationships.iter().any(|r| {
+                    r.pointer("/customer/tenantId").and_then(Value::as_str) == Some(tenant) && r["status"] == "active"
+                });
+            if reachable {
+                return None;
+            }
+            format!("User account does not have access to tenant '{tenant}' (no active GDAP relationship).")
+        }
+    };
+    Some(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", 50020, &refusal))
 }
 
 // ---------- Graph ----------
