@@ -214,3 +214,18 @@ async fn the_partner_token_is_refused_in_a_direct_tenant_and_the_error_names_the
     let err = client.get::<Value>(&direct[0].0, "/organization").await.unwrap_err().to_string();
     assert!(err.contains(&format!("Key Vault secret named '{}'", direct[0].0)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cipp_without_a_tenants_table_has_no_direct_tenants_and_a_table_it_cannot_read_fails_discovery() {
+    let az = Azurite::start();
+    let estate = caguard_sim::sample_estate();
+    let config = caguard::demo::sample_config(&estate);
+    let mut cipp = cipp_with_direct(&az, &[]).await;
+    cipp.tables.tenants = unique_table("NoSuchTable");
+    let found = caguard::observe::direct_customers(&config, Some(&cipp)).await.unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    // A name Table Storage refuses is an error, never "no direct tenants".
+    cipp.tables.tenants = "bad-name!".into();
+    let err = caguard::observe::direct_customers(&config, Some(&cipp)).await.unwrap_err().to_string();
+    assert!(err.contains("bad-name!"), "{err}");
+}

@@ -26,7 +26,15 @@ pub struct DirectTenant {
 /// A row whose `customerId` is not a GUID is skipped with a warning: it would go
 /// into token and Graph URLs.
 pub async fn direct_tenants(client: &TableClient, table: &str) -> Result<Vec<DirectTenant>, String> {
-    let rows = client.query(table, Some(DIRECT_FILTER)).await.map_err(|e| format!("CIPP table {table}: {e}"))?;
+    let rows = match client.query(table, Some(DIRECT_FILTER)).await {
+        Ok(rows) => rows,
+        // CIPP creates the table with its first tenant list: none yet means no direct tenants.
+        Err(e) if e.is_table_missing() => {
+            tracing::warn!("CIPP table {table} does not exist: no direct tenants");
+            return Ok(vec![]);
+        }
+        Err(e) => return Err(format!("CIPP table {table}: {e}")),
+    };
     Ok(rows.iter().filter_map(direct_tenant).collect())
 }
 

@@ -229,7 +229,7 @@ async fn sweep_for(
     apply: bool,
     yes: bool,
 ) -> Result<(SweepReport, Option<crate::cipp::CippReport>), String> {
-    let opts = SweepOptions {
+    let mut opts = SweepOptions {
         apply,
         confirmed: yes,
         concurrency: args.concurrency,
@@ -256,6 +256,8 @@ async fn sweep_for(
         eprintln!("warning: {}:{w}", args.config.display());
     }
     let client = graph_client()?;
+    // CIPP's Tenants table, when its storage is configured, says which tenants are direct.
+    opts.cipp = cipp_from_env(&cfg)?;
     let report = sweep::run(&client, &cfg, &opts).await.map_err(|e| e.to_string())?;
     let cs = crate::cipp::connection_string_from_env();
     let cipp = match crate::cipp::table_client(&cfg, cs.as_deref()) {
