@@ -23,6 +23,8 @@ pub struct Revert<'a> {
     pub control: &'a str,
     pub actor: &'a str,
     pub by_cipp: bool,
+    /// What in CIPP made the change, when its audit record says.
+    pub cipp_source: Option<&'a crate::audit::CippSource>,
 }
 
 /// Records a revert; returns the tug-of-war alert when this is the third (or later)
@@ -53,11 +55,17 @@ pub async fn revert(store: &dyn Store, r: &Revert<'_>) -> Option<Alert> {
 }
 
 fn alert(r: &Revert<'_>, count: usize) -> Alert {
+    use crate::audit::CippSource;
+    let template = match r.cipp_source {
+        Some(CippSource::Standard { template_id }) => format!(" (the one standards template {template_id} deploys)"),
+        _ => String::new(),
+    };
     let remedy = match (r.by_cipp, r.control) {
-        (true, "D1") => "add the service-provider exclusion (guest type serviceProvider, the MSP's tenant id) to the \
-                         CIPP Conditional Access template its standard deploys here, or take this tenant out of \
-                         that standard's remediation"
-            .to_string(),
+        (true, "D1") => format!(
+            "add the service-provider exclusion (guest type serviceProvider, the MSP's tenant id) to the CIPP \
+             Conditional Access template its standard deploys here{template}, or take this tenant out of that \
+             standard's remediation"
+        ),
         (true, _) => "change the CIPP standard or template that deploys this object so it matches what caguard \
                       enforces, or take this tenant out of that standard's remediation"
             .to_string(),

@@ -21,6 +21,8 @@ pub(crate) struct Req<'a> {
     pub base: &'a str,
     pub tenant: &'a str,
     pub actor: &'a Actor,
+    /// The request's `User-Agent`, which directory audits keep in `additionalDetails`.
+    pub user_agent: Option<&'a str>,
     /// Largest page a list answers with.
     pub page_size: usize,
     /// When the request arrived (replication lag is measured from it).

@@ -3,7 +3,7 @@
 //! audited with who made it.
 
 use crate::graph::{Req, Resp, error, merge, not_found, tenant};
-use crate::state::{Actor, State, new_guid, now_stamp};
+use crate::state::{State, new_guid, now_stamp};
 use crate::validate;
 use serde_json::{Value, json};
 
@@ -162,7 +162,7 @@ fn insert(state: &mut State, req: &Req, kind: Kind, mut obj: Value, context: &st
     obj["id"] = json!(id);
     obj["createdDateTime"] = json!(stamp);
     obj["modifiedDateTime"] = if kind == Kind::Policy { Value::Null } else { json!(stamp) };
-    audit(state, req.tenant, req.actor, kind, "Add", &id, None, Some(&obj));
+    audit(state, req, kind, "Add", &id, None, Some(&obj));
     let lag = state.faults.replication_lag_ms;
     let t = tenant(state, req);
     t.wrote(lag, &id, None, req.at);
@@ -227,7 +227,7 @@ pub(crate) fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp
             let t = tenant(state, req);
             t.wrote(lag, id, Some(before.clone()), req.at);
             kind.items(t)[idx] = after.clone();
-            audit(state, req.tenant, req.actor, kind, "Update", id, Some(&before), Some(&after));
+            audit(state, req, kind, "Update", id, Some(&before), Some(&after));
             Resp::new(204, None)
         }
         "DELETE" => {
@@ -242,7 +242,7 @@ pub(crate) fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp
             let t = tenant(state, req);
             let removed = kind.items(t).remove(idx);
             t.wrote(lag, id, Some(removed.clone()), req.at);
-            audit(state, req.tenant, req.actor, kind, "Delete", id, Some(&removed), None);
+            audit(state, req, kind, "Delete", id, Some(&removed), None);
             Resp::new(204, None)
         }
         _ => error(405, "BadRequest", "Method not allowed."),
@@ -279,11 +279,9 @@ fn normalize_policy(p: &mut Value) {
     *p = filled;
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn audit(
     state: &mut State,
-    tenant_id: &str,
-    actor: &Actor,
+    req: &Req,
     kind: Kind,
     verb: &str,
     id: &str,
@@ -302,14 +300,14 @@ pub(crate) fn audit(
         "activityDateTime": now_stamp(),
         "loggedByService": "Conditional Access",
         "operationType": verb,
-        "initiatedBy": actor.initiated_by(),
+        "initiatedBy": req.actor.initiated_by(),
         "targetResources": [{
             "id": id, "displayName": name, "type": "Policy",
             "modifiedProperties": [{"displayName": kind.property(), "oldValue": text(before), "newValue": text(after)}]
         }],
-        "additionalDetails": []
+        "additionalDetails": req.user_agent.map_or(json!([]), |ua| json!([{"key": "User-Agent", "value": ua}]))
     });
-    if let Some(t) = state.tenants.get_mut(tenant_id) {
+    if let Some(t) = state.tenants.get_mut(req.tenant) {
         t.spec.audits.push(record);
     }
 }

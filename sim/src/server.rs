@@ -123,7 +123,21 @@ impl SimHandle {
         body: Option<Value>,
     ) -> (u16, Option<Value>) {
         let mut st = lock(&self.state);
-        portal_edit(&mut st, &self.base_url, tenant, actor, method, path, body)
+        portal_edit(&mut st, &self.base_url, tenant, actor, None, method, path, body)
+    }
+    /// The same change made by a tool that sends `user_agent` (CIPP names its
+    /// standard or task there), which the audit record keeps.
+    pub fn tool_edit(
+        &self,
+        tenant: &str,
+        actor: &Actor,
+        user_agent: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Option<Value>) {
+        let mut st = lock(&self.state);
+        portal_edit(&mut st, &self.base_url, tenant, actor, Some(user_agent), method, path, body)
     }
 }
 
@@ -138,11 +152,13 @@ fn upsert_relationship(st: &mut State, mut rel: Value) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn portal_edit(
     st: &mut State,
     base: &str,
     tenant: &str,
     actor: &Actor,
+    user_agent: Option<&str>,
     method: &str,
     path: &str,
     body: Option<Value>,
@@ -153,9 +169,14 @@ fn portal_edit(
     let query = HashMap::new();
     let page_size = st.page_size;
     let base = format!("{base}/v1.0");
-    let req = Req { method, path, query: &query, body, base: &base, tenant, actor, page_size, at: Instant::now() };
+    let at = Instant::now();
+    let req = Req { method, path, query: &query, body, base: &base, tenant, actor, user_agent, page_size, at };
     let r = graph::route(st, req);
     (r.status, r.body)
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
 fn router(state: Shared) -> Router {
@@ -397,6 +418,7 @@ async fn process(
     s: &Shared,
     tenant: &str,
     actor: &Actor,
+    user_agent: Option<&str>,
     method: &str,
     path: &str,
     query: &HashMap<String, String>,
@@ -410,7 +432,7 @@ async fn process(
     }
     let mut st = lock(s);
     let page_size = st.page_size;
-    let req = Req { method, path, query, body, base, tenant, actor, page_size, at: Instant::now() };
+    let req = Req { method, path, query, body, base, tenant, actor, user_agent, page_size, at: Instant::now() };
     graph::handle(&mut st, req, arrived)
 }
 
@@ -436,7 +458,10 @@ async fn graph_request(
             let parsed = if body.is_empty() { Ok(None) } else { serde_json::from_slice::<Value>(&body).map(Some) };
             let resp = match parsed {
                 Err(e) => graph::error(400, "BadRequest", &format!("Unable to read JSON request payload: {e}")),
-                Ok(json) => process(&s, &tenant, &actor, method.as_str(), &rest, &query, json, &base, arrived).await,
+                Ok(json) => {
+                    let ua = user_agent(&headers);
+                    process(&s, &tenant, &actor, ua, method.as_str(), &rest, &query, json, &base, arrived).await
+                }
             };
             (Some(tenant), resp)
         }
@@ -513,6 +538,7 @@ async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> 
             &s,
             &tenant,
             &actor,
+            user_agent(&headers),
             &item.method.to_ascii_uppercase(),
             path,
             &query,
@@ -683,6 +709,9 @@ async fn admin_upsert_relationship(AxState(s): AxState<Shared>, Json(rel): Json<
 #[derive(Deserialize)]
 struct PortalEdit {
     actor: Actor,
+    /// The `User-Agent` of the tool that made the change, kept by the audit record.
+    #[serde(default, rename = "userAgent")]
+    user_agent: Option<String>,
     method: String,
     path: String,
     #[serde(default)]
@@ -696,8 +725,16 @@ async fn admin_edit(
     Json(e): Json<PortalEdit>,
 ) -> Response {
     let base = host_base(&headers, "").trim_end_matches('/').to_string();
-    let (status, body) =
-        portal_edit(&mut lock(&s), &base, &tenant, &e.actor, &e.method.to_ascii_uppercase(), &e.path, e.body);
+    let (status, body) = portal_edit(
+        &mut lock(&s),
+        &base,
+        &tenant,
+        &e.actor,
+        e.user_agent.as_deref(),
+        &e.method.to_ascii_uppercase(),
+        &e.path,
+        e.body,
+    );
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match body {
         Some(b) => (status, Json(b)).into_response(),

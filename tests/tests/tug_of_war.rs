@@ -2,6 +2,9 @@
 //! app caguard signs in with, or delegated as the same service account) reverts
 //! caguard's D1 exclusion three times: each drift record names CIPP, caguard's own
 //! writes are never reported as drift, and one tug-of-war alert names the remedy.
+//! In app mode CIPP's standard sends its `User-Agent` (`CIPP/<v> (standard:<id>)`),
+//! which the audit record keeps: the records and the alert name that template.
+//! Delegated, no `User-Agent` is kept: CIPP is named from the identity alone.
 
 use caguard::alert::{Alerter, Schema};
 use caguard::graph::Credentials;
@@ -51,10 +54,19 @@ async fn tug_of_war(delegated: bool) {
     let path = format!("identity/conditionalAccess/policies/{id}");
     assert_eq!(reconcile().await["outcome"], "compliant", "caguard's own write is not drift");
 
-    for round in 1..=3 {
+    let template = "0c6b1f0e-7a1e-4a47-9d8c-2f1e3d4c5b6a";
+    let cipp_revert = || {
         // CIPP's standard rewrites the policy whole, without the exclusion.
         let revert = json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": null}}});
-        assert_eq!(sim.portal_edit(&tenant.id, &cipp, "PATCH", &path, Some(revert)).0, 204, "round {round}");
+        if delegated {
+            sim.portal_edit(&tenant.id, &cipp, "PATCH", &path, Some(revert)).0
+        } else {
+            let ua = format!("CIPP/8.2.0 (standard:{template})");
+            sim.tool_edit(&tenant.id, &cipp, &ua, "PATCH", &path, Some(revert)).0
+        }
+    };
+    for round in 1..=3 {
+        assert_eq!(cipp_revert(), 204, "round {round}");
         assert_eq!(reconcile().await["outcome"], "fixed", "round {round}");
         assert_eq!(reconcile().await["outcome"], "compliant", "round {round}: caguard's fix is not drift");
     }
@@ -62,8 +74,15 @@ async fn tug_of_war(delegated: bool) {
     let records = store.drift_records(Some(&tenant.id)).await.unwrap();
     let of_policy: Vec<_> = records.iter().filter(|r| r.object_id == id).collect();
     assert_eq!(of_policy.len(), 4, "the rollout and one per revert, none for caguard's own writes: {of_policy:#?}");
+    let named = format!("CIPP standards template {template}");
     for r in &of_policy[..3] {
         assert!(r.changed_by.starts_with("CIPP ("), "attributed to CIPP: {}", r.changed_by);
+        assert_eq!(
+            r.changed_by.contains(&named),
+            !delegated,
+            "the template only where the record has it: {}",
+            r.changed_by
+        );
     }
     assert!(!of_policy[3].changed_by.starts_with("CIPP ("), "the rollout's record is not CIPP's revert");
     let alerts = inbox.lock().unwrap().clone();
@@ -74,10 +93,10 @@ async fn tug_of_war(delegated: bool) {
         text.contains("3 times") && text.contains("CIPP (") && text.contains("CIPP Conditional Access template"),
         "{text}"
     );
+    assert_eq!(text.contains(&format!("the one standards template {template} deploys")), !delegated, "{text}");
 
     // A fourth revert the same day: restored, no second tug-of-war alert.
-    let revert = json!({"conditions": {"users": {"excludeGuestsOrExternalUsers": null}}});
-    sim.portal_edit(&tenant.id, &cipp, "PATCH", &path, Some(revert));
+    cipp_revert();
     assert_eq!(reconcile().await["outcome"], "fixed");
     let tugs = inbox.lock().unwrap().iter().filter(|a| a["kind"] == "tug-of-war").count();
     assert_eq!(tugs, 1, "at most once a day for that pair");

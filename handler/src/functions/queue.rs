@@ -72,6 +72,7 @@ pub(super) async fn report_drift(
             crate::audit::who_changed(&r.client, &result.tenant_id, &object_id, &own).await.ok().flatten()
         };
         let by_cipp = change.as_ref().is_some_and(|c| c.by_cipp);
+        let cipp_source = change.as_ref().and_then(|c| c.cipp_source.clone());
         let (changed_by, changed_at) = change.map_or(("unknown".to_string(), None), |c| (c.who, Some(c.when)));
         let revert = crate::tug::Revert {
             tenant_id: &result.tenant_id,
@@ -81,6 +82,7 @@ pub(super) async fn report_drift(
             control: &action.control.to_string(),
             actor: &changed_by,
             by_cipp,
+            cipp_source: cipp_source.as_ref(),
         };
         if !object_id.is_empty()
             && let Some(tug) = crate::tug::revert(r.store.as_ref(), &revert).await
