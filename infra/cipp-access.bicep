@@ -13,6 +13,9 @@ param useRbac bool
 @description('CIPP\'s storage account, in this resource group; empty to skip Part C.')
 param storageAccountName string = ''
 
+@description('CIPP\'s App Service, in this resource group; empty to skip C1\'s check of its authentication settings.')
+param siteName string = ''
+
 // Storage Table Data Contributor: read and update table rows.
 var tableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
@@ -58,5 +61,31 @@ resource tableAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', tableDataContributor)
+  }
+}
+
+resource cippSite 'Microsoft.Web/sites@2023-12-01' existing = if (!empty(siteName)) {
+  name: empty(siteName) ? 'unused' : siteName
+}
+
+// Read the site's authentication settings (POST config/authsettingsV2/list), nothing else.
+resource authSettingsReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(siteName)) {
+  name: guid(resourceGroup().id, 'caguard-cipp-auth-settings-reader')
+  properties: {
+    roleName: 'caguard CIPP auth settings reader (${resourceGroup().name})'
+    description: 'Lets caguard read which API clients CIPP\'s App Service authentication admits.'
+    type: 'CustomRole'
+    permissions: [ { actions: [ 'Microsoft.Web/sites/config/list/Action' ], notActions: [] } ]
+    assignableScopes: [ resourceGroup().id ]
+  }
+}
+
+resource siteAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(siteName)) {
+  name: guid(cippSite.id, principalId, 'caguard-cipp-auth-settings-reader')
+  scope: cippSite
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: authSettingsReader.id
   }
 }

@@ -34,6 +34,9 @@ param cippKeyVaultUsesRbac bool = false
 @description('CIPP\'s storage account (same resource group as the vault) for Part C; empty to skip it.')
 param cippStorageAccountName string = ''
 
+@description('CIPP\'s App Service (same resource group as its Key Vault); empty to skip C1\'s check of its authentication settings. Set [cipp] site_id in caguardConfig to match.')
+param cippSiteName string = ''
+
 @description('NCRONTAB schedule of the minute-level change check.')
 param watchSchedule string = '0 */1 * * * *'
 
@@ -347,6 +350,7 @@ module cippAccess 'cipp-access.bicep' = {
     principalId: identity.properties.principalId
     useRbac: cippKeyVaultUsesRbac
     storageAccountName: cippStorageAccountName
+    siteName: cippSiteName
   }
 }
 

@@ -191,7 +191,15 @@ impl Default for AlertsConfig {
 pub struct CippStorage {
     /// `https://<account>.table.core.windows.net`.
     pub table_endpoint: String,
+    /// CIPP's App Service (its resource id), whose authentication settings say
+    /// which API clients can call CIPP-API ([`crate::cipp::auth`]); `None`: not checked.
+    pub site_id: Option<String>,
+    /// ARM's endpoint (`https://management.azure.com`).
+    pub arm_endpoint: String,
 }
+
+/// ARM, where CIPP's site settings are read.
+pub const ARM_ENDPOINT: &str = "https://management.azure.com";
 
 /// How the account of a direct tenant that has none configured is named: the
 /// user caguard signs in as there (`GET /me`), whose refresh token CIPP keeps.
@@ -335,6 +343,8 @@ struct RawAlerts {
 struct RawCipp {
     storage_account: Option<Spanned<String>>,
     table_endpoint: Option<Spanned<String>>,
+    site_id: Option<Spanned<String>>,
+    arm_endpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +438,36 @@ impl Lines<'_> {
 }
 
 /// A GUID in its 8-4-4-4-12 form (tenant and object ids).
+/// `[cipp]`: where CIPP's tables are, and optionally its site.
+fn cipp_storage(c: &RawCipp, lines: &Lines, err: &mut impl FnMut(&str, usize, String)) -> Option<CippStorage> {
+    let table_endpoint = match (&c.table_endpoint, &c.storage_account) {
+        (Some(e), _) => e.get_ref().trim_end_matches('/').to_string(),
+        (None, Some(a)) => {
+            let name = a.get_ref().trim();
+            if name.len() < 3 || name.len() > 24 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            {
+                err(
+                    "cipp.storage_account",
+                    lines.at(a.span().start),
+                    format!("'{name}' is not a storage account name (3-24 lower-case letters and digits)"),
+                );
+            }
+            format!("https://{name}.table.core.windows.net")
+        }
+        (None, None) => {
+            err("cipp", lines.of_key("storage_account"), "set storage_account (or table_endpoint)".into());
+            return None;
+        }
+    };
+    let site_id = c.site_id.as_ref().and_then(|s| {
+        crate::cipp::auth::parse_resource_id(s.get_ref())
+            .map_err(|e| err("cipp.site_id", lines.at(s.span().start), e))
+            .ok()
+    });
+    let arm_endpoint = c.arm_endpoint.clone().unwrap_or_else(|| ARM_ENDPOINT.into()).trim_end_matches('/').to_string();
+    Some(CippStorage { table_endpoint, site_id, arm_endpoint })
+}
+
 pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
@@ -723,28 +763,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     };
 
-    let cipp = match &raw.cipp {
-        None => None,
-        Some(RawCipp { table_endpoint: Some(e), .. }) => {
-            Some(CippStorage { table_endpoint: e.get_ref().trim_end_matches('/').to_string() })
-        }
-        Some(RawCipp { storage_account: Some(a), .. }) => {
-            let name = a.get_ref().trim();
-            if name.len() < 3 || name.len() > 24 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            {
-                err(
-                    "cipp.storage_account",
-                    lines.at(a.span().start),
-                    format!("'{name}' is not a storage account name (3-24 lower-case letters and digits)"),
-                );
-            }
-            Some(CippStorage { table_endpoint: format!("https://{name}.table.core.windows.net") })
-        }
-        Some(_) => {
-            err("cipp", lines.of_key("storage_account"), "set storage_account (or table_endpoint)".into());
-            None
-        }
-    };
+    let cipp = raw.cipp.as_ref().and_then(|c| cipp_storage(c, &lines, &mut err));
 
     let mut alerts = AlertsConfig::default();
     if let Some(a) = &raw.alerts {

@@ -21,6 +21,22 @@ pub struct Estate {
     pub relationships: Vec<Value>,
     #[serde(default)]
     pub tenants: Vec<TenantSpec>,
+    /// CIPP's App Service sites, as ARM answers about them ([`crate::arm`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cipp_sites: Vec<CippSite>,
+}
+
+/// A CIPP site: its authentication settings, readable through ARM with `reader_token`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CippSite {
+    /// `/subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.Web/sites/{name}`.
+    pub resource_id: String,
+    /// The `properties` of `authsettingsV2`, as `config/authsettingsV2/list` returns them.
+    pub auth_settings: Value,
+    /// The bearer token of an identity allowed `Microsoft.Web/sites/config/list/Action`
+    /// on the site; any other token is refused with 403 `AuthorizationFailed`.
+    pub reader_token: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

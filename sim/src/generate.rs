@@ -120,6 +120,7 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
         }],
         relationships,
         tenants: specs,
+        cipp_sites: vec![],
     }
 }
 

@@ -13,6 +13,7 @@
 //! Every request is journalled so tests can assert on traffic, and faults
 //! (latency, error rate, 429 storms, token failures) can be set at start or at run time.
 
+mod arm;
 pub mod chat;
 mod estate;
 mod filter;
@@ -23,7 +24,7 @@ mod server;
 mod state;
 mod validate;
 
-pub use estate::{App, Estate, RefreshTokenSpec, TenantSpec};
+pub use estate::{App, CippSite, Estate, RefreshTokenSpec, TenantSpec};
 pub use server::{SimHandle, SimOptions, start};
 pub use state::{Actor, Faults, JournalEntry, TokenFailure};
 

@@ -41,7 +41,7 @@ impl Default for SimOptions {
     }
 }
 
-type Shared = Arc<Mutex<State>>;
+pub(crate) type Shared = Arc<Mutex<State>>;
 
 /// A running simulator. Dropping it stops the server.
 pub struct SimHandle {
@@ -77,7 +77,7 @@ impl Drop for SimHandle {
     }
 }
 
-fn lock(s: &Shared) -> MutexGuard<'_, State> {
+pub(crate) fn lock(s: &Shared) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -104,6 +104,13 @@ impl SimHandle {
     /// Mails sent through `sendMail`.
     pub fn outbox(&self) -> Vec<Value> {
         lock(&self.state).outbox.clone()
+    }
+    /// Replaces a CIPP site's authentication settings (as CIPP's `Set-CippApiAuth` does).
+    pub fn set_cipp_auth_settings(&self, resource_id: &str, settings: Value) {
+        let mut st = lock(&self.state);
+        if let Some(site) = st.cipp_sites.iter_mut().find(|s| s.resource_id.eq_ignore_ascii_case(resource_id)) {
+            site.auth_settings = settings;
+        }
     }
     pub fn add_tenant(&self, spec: TenantSpec) {
         lock(&self.state).tenants.insert(spec.id.clone(), crate::state::Tenant::new(spec));
@@ -187,6 +194,7 @@ fn router(state: Shared) -> Router {
         .route("/v1.0/{*rest}", any(graph_request))
         .route("/beta/{*rest}", any(graph_request))
         .route("/webhooks/v1/registration", get(pc_registration).post(pc_registration).put(pc_registration))
+        .route("/subscriptions/{*rest}", any(crate::arm::request))
         .route("/_sim/journal", get(admin_journal).delete(admin_clear_journal))
         .route("/_sim/faults", get(admin_faults).put(admin_set_faults))
         .route("/_sim/estate", get(admin_estate))

@@ -176,6 +176,7 @@ pub(crate) struct State {
     pub refresh_tokens: Vec<crate::estate::RefreshTokenSpec>,
     pub relationships: Vec<Value>,
     pub tenants: BTreeMap<String, Tenant>,
+    pub cipp_sites: Vec<crate::estate::CippSite>,
     pub tokens: HashMap<String, TokenInfo>,
     pub journal: Vec<JournalEntry>,
     pub faults: Faults,
@@ -198,6 +199,7 @@ impl State {
             refresh_tokens: estate.refresh_tokens,
             relationships: estate.relationships,
             tenants,
+            cipp_sites: estate.cipp_sites,
             tokens: HashMap::new(),
             journal: Vec::new(),
             storm_started: (faults.storm_ms > 0).then(Instant::now),
@@ -217,6 +219,7 @@ impl State {
             refresh_tokens: self.refresh_tokens.clone(),
             relationships: self.relationships.clone(),
             tenants: self.tenants.values().map(|t| t.spec.clone()).collect(),
+            cipp_sites: self.cipp_sites.clone(),
         }
     }
 

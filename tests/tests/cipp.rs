@@ -73,7 +73,7 @@ async fn a_client_with_no_ranges_gets_the_trusted_ranges_and_nothing_else_change
     let f = seed(vec![client_row("c-empty", "RMM", "", true), fixture_row("ApiClients-row-iprange-empty.json")]).await;
     let before = f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap();
 
-    let report = cipp::run(&f.client, &config("report"), &f.tables, true).await;
+    let report = cipp::run(&f.client, &config("report"), &f.tables, None, true).await;
     assert!(matches!(outcome(&report, "c-empty"), RowOutcome::Reported(d) if d.contains("any IP")), "{report:?}");
     assert_eq!(
         f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap().etag,
@@ -81,7 +81,7 @@ async fn a_client_with_no_ranges_gets_the_trusted_ranges_and_nothing_else_change
         "report mode writes nothing"
     );
 
-    let report = cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    let report = cipp::run(&f.client, &config("enforce"), &f.tables, None, true).await;
     assert!(matches!(outcome(&report, "c-empty"), RowOutcome::Fixed(_)), "{report:?}");
     let after = f.client.get(&f.tables.api_clients, "ApiClients", "c-empty").await.unwrap().unwrap();
     let raw = after.str("IPRange").unwrap();
@@ -109,7 +109,7 @@ async fn a_partly_trusted_client_is_reported_and_only_enforce_removes_the_foreig
         fixture_row("ApiClients-row-iprange-multiple.json"),
     ])
     .await;
-    let report = cipp::run(&f.client, &config("report"), &f.tables, true).await;
+    let report = cipp::run(&f.client, &config("report"), &f.tables, None, true).await;
     assert!(
         matches!(outcome(&report, "c-mixed"), RowOutcome::Reported(d) if d.contains("192.0.2.44/32")),
         "{report:?}"
@@ -117,7 +117,7 @@ async fn a_partly_trusted_client_is_reported_and_only_enforce_removes_the_foreig
     let unchanged = f.client.get(&f.tables.api_clients, "ApiClients", "c-mixed").await.unwrap().unwrap();
     assert_eq!(unchanged.str("IPRange"), Some(r#"["203.0.113.10","192.0.2.44/32"]"#));
 
-    cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    cipp::run(&f.client, &config("enforce"), &f.tables, None, true).await;
     let fixed = f.client.get(&f.tables.api_clients, "ApiClients", "c-mixed").await.unwrap().unwrap();
     assert_eq!(fixed.str("IPRange"), Some(r#""203.0.113.10""#), "one range: a bare JSON string, as written");
     assert_eq!(decode_ranges(fixed.str("IPRange").unwrap()).unwrap(), vec!["203.0.113.10"]);
@@ -138,7 +138,7 @@ async fn a_partly_trusted_client_is_reported_and_only_enforce_removes_the_foreig
 #[tokio::test]
 async fn a_role_range_outside_the_trusted_set_is_drift() {
     let f = seed(vec![fixture_row("AccessIPRanges-row-multiple.json")]).await;
-    let report = cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    let report = cipp::run(&f.client, &config("enforce"), &f.tables, None, true).await;
     assert!(matches!(outcome(&report, "editor"), RowOutcome::Fixed(d) if d.contains("10.0.0.0/8")), "{report:?}");
     let row = f.client.get(&f.tables.access_ip_ranges, "AccessIPRanges", "editor").await.unwrap().unwrap();
     // 192.0.2.15 is outside too, so nothing trusted is left: the whole trusted set.
@@ -156,7 +156,7 @@ async fn a_row_changed_between_read_and_write_is_re_read_and_re_planned() {
     f.client.merge(&f.tables.api_clients, "ApiClients", "c-race", &edit, &stale.etag).await.unwrap();
 
     let target = &f.tables.targets()[0];
-    let outcome = cipp::reconcile_row(&f.client, target, &cipp::trusted(&config("enforce")), stale, true).await;
+    let outcome = cipp::reconcile_row(&f.client, target, &cipp::trusted(&config("enforce")), stale, true, false).await;
     assert!(
         matches!(&outcome, RowOutcome::Fixed(d) if d.contains("198.51.100.10")),
         "planned on the fresh row: {outcome:?}"
@@ -176,7 +176,7 @@ async fn malformed_rows_are_reported_with_their_key_and_the_pass_goes_on() {
         client_row("good", "E", r#""203.0.113.5""#, true),
     ])
     .await;
-    let report = cipp::run(&f.client, &config("enforce"), &f.tables, true).await;
+    let report = cipp::run(&f.client, &config("enforce"), &f.tables, None, true).await;
     for key in ["bad-json", "bad-type", "bad-item", "bad-cidr"] {
         assert!(matches!(outcome(&report, key), RowOutcome::Failed(d) if d.contains(key)), "{key}: {report:?}");
     }
@@ -193,13 +193,13 @@ async fn a_missing_table_and_a_storage_auth_failure_are_reported_not_fatal() {
         custom_roles: unique_table("Nope"),
         tenants: unique_table("Nope"),
     };
-    let report = cipp::run(&az.client(), &config("enforce"), &missing, true).await;
+    let report = cipp::run(&az.client(), &config("enforce"), &missing, None, true).await;
     assert_eq!(report.errors.len(), 2, "{report:?}");
     assert!(report.errors.iter().all(|e| e.contains("does not exist")), "{report:?}");
 
     let wrong =
         TableClient::new(&az.endpoint, Auth::SharedKey { account: "devstoreaccount1".into(), key: b"wrong".to_vec() });
-    let report = cipp::run(&wrong, &config("enforce"), &Tables::default(), true).await;
+    let report = cipp::run(&wrong, &config("enforce"), &Tables::default(), None, true).await;
     assert!(
         report.errors.iter().all(|e| e.contains("authentication failed")) && report.errors.len() == 2,
         "{report:?}"
@@ -243,7 +243,7 @@ async fn drift_names_the_cipp_user_who_saved_the_row() {
         fixture_row("AccessIPRanges-row-multiple.json"),
     ])
     .await;
-    let report = cipp::run(&f.client, &config("report"), &f.tables, false).await;
+    let report = cipp::run(&f.client, &config("report"), &f.tables, None, false).await;
     let row = |k: &str| report.rows.iter().find(|r| r.row_key == k).unwrap();
     assert_eq!(row("c-alice").changed_by.as_deref(), Some("alice@msp.example"), "{report:?}");
     assert_eq!(row("c-direct").changed_by, None);
@@ -262,7 +262,7 @@ async fn drift_names_the_cipp_user_who_saved_the_row() {
 async fn a_missing_log_table_leaves_who_unknown_and_nothing_else() {
     let mut f = seed(vec![client_row("c-open", "Open", "", true)]).await;
     f.tables.logs = unique_table("NoLogs");
-    let report = cipp::run(&f.client, &config("report"), &f.tables, false).await;
+    let report = cipp::run(&f.client, &config("report"), &f.tables, None, false).await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert!(matches!(outcome(&report, "c-open"), RowOutcome::Reported(_)));
     assert_eq!(report.rows[0].changed_by, None);
@@ -297,7 +297,7 @@ async fn every_cipp_role_gets_a_row_in_the_form_cipps_save_accepts() {
     f.client.insert(&f.tables.custom_roles, "CustomRoles", "helpdesk", &role).await.unwrap();
 
     let cfg = ipv6_only_config();
-    let report = cipp::run(&f.client, &cfg, &f.tables, true).await;
+    let report = cipp::run(&f.client, &cfg, &f.tables, None, true).await;
     for missing in ["readonly", "admin", "helpdesk"] {
         assert!(
             matches!(outcome(&report, missing), RowOutcome::Fixed(d) if d.contains("no AccessIPRanges row")),
@@ -312,13 +312,13 @@ async fn every_cipp_role_gets_a_row_in_the_form_cipps_save_accepts() {
         assert_eq!(raw, r#""2001:db8:10:0:0:0:0:0/48""#, "{role}");
         cipp_regex_accepts_all(raw);
     }
-    let again = cipp::run(&f.client, &cfg, &f.tables, true).await;
+    let again = cipp::run(&f.client, &cfg, &f.tables, None, true).await;
     assert_eq!(again.drifted(), 0, "restored: {again:?}");
 
     // Clearing helpdesk's ranges in CIPP deletes its row: the next pass restores it.
     let row = f.client.get(&f.tables.access_ip_ranges, "AccessIPRanges", "helpdesk").await.unwrap().unwrap();
     f.client.delete(&f.tables.access_ip_ranges, "AccessIPRanges", "helpdesk", &row.etag).await.unwrap();
-    let restored = cipp::run(&f.client, &cfg, &f.tables, true).await;
+    let restored = cipp::run(&f.client, &cfg, &f.tables, None, true).await;
     assert!(matches!(outcome(&restored, "helpdesk"), RowOutcome::Fixed(_)), "{restored:?}");
     cipp_regex_accepts_all(
         f.client

@@ -10,6 +10,7 @@
 //! encoding depends on the count: `""` for none, a bare JSON string for one, a
 //! JSON array for several. A client with no ranges (or `Any`) can be used from any IP.
 
+pub mod auth;
 pub mod roles;
 pub mod tenants;
 
@@ -375,11 +376,24 @@ impl Tables {
     }
 }
 
-/// Checks (and in enforce mode fixes) both tables. Never fails as a whole: each
+/// Checks (and in enforce mode fixes) both tables, and with `site` which API
+/// clients CIPP's front door lets in ([`auth`]). Never fails as a whole: each
 /// problem is reported with its table and row.
-pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: bool) -> CippReport {
+pub async fn run(
+    client: &TableClient,
+    config: &Config,
+    tables: &Tables,
+    site: Option<&auth::Site>,
+    apply: bool,
+) -> CippReport {
     let trusted = trusted(config);
     let mut report = CippReport::default();
+    let allowed = match site.filter(|_| config.control(Control::C1) != ControlMode::Off) {
+        Some(site) => {
+            auth::read(&reqwest::Client::new(), site).await.map_err(|e| report.errors.push(auth::unread(&e))).ok()
+        }
+        None => None,
+    };
     for t in &tables.targets() {
         let mode = config.control(t.control);
         if mode == ControlMode::Off {
@@ -394,7 +408,10 @@ pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: 
         };
         let keys: Vec<String> = rows.iter().map(|r| r.row_key.clone()).collect();
         for row in rows {
-            let outcome = reconcile_row(client, t, &trusted, row.clone(), apply && mode == ControlMode::Enforce).await;
+            let live = t.control == Control::C1 && auth::disabled_but_allowed(allowed.as_ref(), &row);
+            let write = apply && mode == ControlMode::Enforce;
+            let outcome = reconcile_row(client, t, &trusted, row.clone(), write, live).await;
+            let outcome = if live { auth::with_note(outcome) } else { outcome };
             let name = row.str("AppName").unwrap_or(&row.row_key).to_string();
             let after = match &outcome {
                 RowOutcome::Fixed(_) => client
@@ -422,9 +439,24 @@ pub async fn run(client: &TableClient, config: &Config, tables: &Tables, apply: 
             let write = apply && mode == ControlMode::Enforce;
             missing_role_rows(client, t, tables, &trusted, &keys, write, &mut report).await;
         }
+        if t.control == Control::C1 {
+            report.rows.extend(auth::clients_without_rows(allowed.as_ref(), &t.table, &keys));
+        }
     }
     if report.drifted() > 0 {
         attribute(client, tables, &mut report).await;
+    }
+    report
+}
+
+/// [`run`] on CIPP's own tables and, when `[cipp] site_id` is set, its site
+/// (read with caguard's managed identity).
+pub async fn run_configured(client: &TableClient, config: &Config, apply: bool) -> CippReport {
+    let site = auth::configured(config);
+    let ok = site.as_ref().and_then(|s| s.as_ref().ok());
+    let mut report = run(client, config, &Tables::default(), ok, apply).await;
+    if let Some(Err(e)) = site {
+        report.errors.push(auth::unread(&e));
     }
     report
 }
@@ -553,6 +585,7 @@ pub async fn reconcile_row(
     trusted: &[IpNet],
     mut row: Entity,
     write: bool,
+    still_allowed: bool,
 ) -> RowOutcome {
     for _attempt in 0..3 {
         let plan = match plan_row(t.control, trusted, &t.table, t.column, &row) {
@@ -560,7 +593,8 @@ pub async fn reconcile_row(
             Err(e) => return RowOutcome::Failed(format!("row {}: {e}", row.row_key)),
         };
         let Some(drift) = plan.drift.clone() else { return RowOutcome::Compliant };
-        if !plan.enabled {
+        // A disabled client CIPP's front door still lets in is live: restricted like an enabled one.
+        if !plan.enabled && !still_allowed {
             return RowOutcome::Reported(format!("{drift} (client disabled: reported, not changed)"));
         }
         let (Some(value), true) = (plan.write.clone(), write) else { return RowOutcome::Reported(drift) };

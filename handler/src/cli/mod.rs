@@ -272,7 +272,7 @@ async fn sweep_for(
                 }
                 None => {
                     let cfg = pauses.effective(&cfg, "cipp");
-                    Some(crate::cipp::run(&client?, &cfg, &crate::cipp::Tables::default(), apply).await)
+                    Some(crate::cipp::run_configured(&client?, &cfg, apply).await)
                 }
             }
         }

@@ -87,7 +87,7 @@ pub(super) async fn run_cipp(r: &Ready) -> Option<String> {
         return Some(format!("CIPP-API: {}", p.describe()));
     }
     let config = pauses.effective(&r.config, "cipp");
-    let report = crate::cipp::run(&client, &config, &crate::cipp::Tables::default(), true).await;
+    let report = crate::cipp::run_configured(&client, &config, true).await;
     let correlation_id = format!("cipp-{}", chrono::Utc::now().timestamp_millis());
     for d in crate::cipp::drift_records(&report, &correlation_id) {
         if let Err(e) = r.store.record_drift(d).await {
