@@ -23,6 +23,12 @@ pub fn sample_config_toml(estate: &Estate) -> String {
             .expect("user")
             .to_string()
     };
+    // Direct tenants: each refresh token bound to one tenant, and the account it belongs to.
+    let direct: Vec<(&str, &str)> = estate
+        .refresh_tokens
+        .iter()
+        .filter_map(|t| Some((t.tenant_id.as_deref()?, t.user_principal_name.as_str())))
+        .collect();
     format!(
         r#"msp_tenant_id = "{msp}"
 mode = "gdap"
@@ -34,6 +40,10 @@ mode = "gdap"
 technician_groups = ["{group}"]
 break_glass = ["{bg1}", "{bg2}"]
 service_account = "{svc}"
+direct_service_accounts = {{ {direct_accounts} }}
+
+[scope]
+direct_tenants = [{direct_tenants}]
 
 [rollout]
 block_policy = "reportOnly"
@@ -43,6 +53,8 @@ block_policy = "reportOnly"
         bg1 = upn("Break Glass 1"),
         bg2 = upn("Break Glass 2"),
         svc = upn("CIPP Service Account"),
+        direct_accounts = direct.iter().map(|(t, u)| format!("\"{t}\" = \"{u}\"")).collect::<Vec<_>>().join(", "),
+        direct_tenants = direct.iter().map(|(t, _)| format!("\"{t}\"")).collect::<Vec<_>>().join(", "),
     )
 }
 

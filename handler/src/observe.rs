@@ -18,7 +18,7 @@ pub const LOCATIONS: &str = "/identity/conditionalAccess/namedLocations";
 const SECURITY_DEFAULTS: &str = "/policies/identitySecurityDefaultsEnforcementPolicy";
 const SKUS: &str = "/subscribedSkus?$select=skuPartNumber,capabilityStatus,servicePlans";
 /// The default domain, which CIPP names tenants by (its alerts, its tables).
-const ORGANIZATION: &str = "/organization?$select=id,verifiedDomains";
+const ORGANIZATION: &str = "/organization?$select=id,displayName,verifiedDomains";
 /// The user caguard signs in as: a direct tenant's service account when none is configured.
 const SIGNED_IN: &str = "/me?$select=id,userPrincipalName";
 
@@ -317,6 +317,11 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "2")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "3")?;
     let default_domain = default_domain(t, &responses, "4");
+    // A tenant listed only by id (`scope.direct_tenants`) is named by its organization.
+    let tenant_name = match organization_name(t, &responses, "4") {
+        Some(name) if c.name.eq_ignore_ascii_case(t) => name,
+        _ => c.name.clone(),
+    };
     let mut accounts = BTreeMap::new();
     match account {
         Some(crate::config::SIGNED_IN_ACCOUNT) => {
@@ -336,7 +341,7 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
     let (policies, unreadable) = all_policies(client, t, first).await?;
     Ok(Observed {
         tenant_id: t.clone(),
-        tenant_name: c.name.clone(),
+        tenant_name,
         policies,
         unreadable,
         owned: BTreeMap::new(),
@@ -360,6 +365,11 @@ fn default_domain(t: &str, responses: &[crate::model::BatchResponseItem], id: &s
     let domains = orgs.value.first()?.get("verifiedDomains")?.as_array()?.clone();
     let default = domains.iter().find(|d| d["isDefault"] == true).or(domains.first())?;
     default["name"].as_str().map(str::to_string)
+}
+
+fn organization_name(t: &str, responses: &[crate::model::BatchResponseItem], id: &str) -> Option<String> {
+    let orgs: Collection<serde_json::Value> = answer(t, ORGANIZATION, responses, id).ok()?;
+    orgs.value.first()?.get("displayName")?.as_str().filter(|n| !n.is_empty()).map(str::to_string)
 }
 
 /// Reads the MSP tenant: policies, named locations (two CA requests, paced),

@@ -209,11 +209,35 @@ large = customer("Datum Corporation", "datumcorp", [
     for i in range(130)
 ])
 
+# Direct tenants (CIPP's "Add tenant", no GDAP): no relationship; CIPP keeps one refresh
+# token per tenant, for the account it signed in with there, which reaches only that tenant.
+direct_tokens = []
+
+
+def direct_customer(name, domain, policies):
+    account = user("CIPP direct account", f"cipp@{domain}.onmicrosoft.com")
+    tid = guid()
+    customers.append({"id": tid, "displayName": name, "defaultDomain": f"{domain}.onmicrosoft.com",
+                      "securityDefaults": False, "p1": True, "consented": True,
+                      "users": [user("Admin", f"admin@{domain}.onmicrosoft.com"), account],
+                      "groups": [], "policies": list(policies), "namedLocations": []})
+    direct_tokens.append({"token": f"sim-refresh-token-{domain}", "clientId": APP_ID, "userId": account["id"],
+                          "userPrincipalName": account["userPrincipalName"], "tenantId": tid})
+
+
+direct_customer("Munson's Pickles (direct)", "munsonspickles", [
+    policy("Require MFA for all users"),
+    policy("Block legacy authentication", grant=("block",), users={"includeUsers": ["All"]}),
+])
+direct_customer("Southridge Video (direct)", "southridgevideo", [
+    policy("Require MFA for all users", users={"includeUsers": ["All"], "excludeUsers": []}),
+])
+
 estate = {
     "mspTenantId": MSP,
     "apps": [{"clientId": APP_ID, "clientSecret": APP_SECRET, "displayName": "CIPP-SAM"}],
     "refreshTokens": [{"token": "sim-refresh-token-cipp", "clientId": APP_ID, "userId": service["id"],
-                       "userPrincipalName": service["userPrincipalName"]}],
+                       "userPrincipalName": service["userPrincipalName"]}] + direct_tokens,
     "relationships": relationships,
     "tenants": [msp] + customers,
 }
