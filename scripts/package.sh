@@ -23,14 +23,24 @@ if ! command -v cargo-zigbuild >/dev/null 2>&1; then
     || cargo install --quiet --locked cargo-zigbuild
 fi
 
-cargo zigbuild --release --quiet -p caguard --target "${TARGET}.${GLIBC}"
-BIN="target/${TARGET}/release/caguard"
+# CAGUARD_PACKAGE_PROFILE=package-check (the package test) builds the same package
+# unoptimised, in a fraction of the time, as dist/caguard-functions-package-check.zip;
+# what you deploy is the default, release.
+PROFILE="${CAGUARD_PACKAGE_PROFILE:-release}"
+case "$PROFILE" in
+  release) OUT=dist/caguard-functions.zip ;;
+  package-check) OUT=dist/caguard-functions-package-check.zip ;;
+  *) echo "package.sh: CAGUARD_PACKAGE_PROFILE must be release or package-check, not '$PROFILE'" >&2; exit 64 ;;
+esac
 
-python3 - "$BIN" <<'PY'
+cargo zigbuild --profile "$PROFILE" --quiet -p caguard --target "${TARGET}.${GLIBC}"
+BIN="target/${TARGET}/${PROFILE}/caguard"
+
+python3 - "$BIN" "$OUT" <<'PY'
 import json, os, sys, zipfile
 binary = sys.argv[1]
 os.makedirs("dist", exist_ok=True)
-out = "dist/caguard-functions.zip"
+out = sys.argv[2]
 host = json.load(open("host.json"))
 exe = host["customHandler"]["description"]["defaultExecutablePath"]
 

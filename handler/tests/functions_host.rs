@@ -107,7 +107,13 @@ async fn the_host_fans_out_a_sweep_through_the_queue_and_the_estate_ends_complia
     let body: Value = resp.json().await.unwrap();
     let messages = body["Outputs"]["reconcile"].as_array().expect("queue output").clone();
     let active = estate.relationships.iter().filter(|r| r["status"] == "active").count();
-    assert_eq!(messages.len(), active + 1, "one message per active tenant plus the MSP tenant");
+    let direct = estate.refresh_tokens.iter().filter(|t| t.tenant_id.is_some()).count();
+    assert_eq!(direct, 2, "the sample estate has two direct tenants");
+    assert_eq!(
+        messages.len(),
+        active + direct + 1,
+        "one message per active GDAP tenant and direct tenant plus the MSP tenant"
+    );
     assert!(messages.iter().all(|m| m.is_object() && m["correlationId"] == "3d3c7a8e-1111-4a4a-9c9c-0123456789ab"));
 
     let mut tasks = Vec::new();

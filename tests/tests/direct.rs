@@ -223,7 +223,9 @@ async fn a_cipp_without_a_tenants_table_has_no_direct_tenants_and_a_table_it_can
     let mut cipp = cipp_with_direct(&az, &[]).await;
     cipp.tables.tenants = unique_table("NoSuchTable");
     let found = caguard::observe::direct_customers(&config, Some(&cipp)).await.unwrap();
-    assert!(found.is_empty(), "{found:?}");
+    let ids: Vec<&str> = found.iter().map(|c| c.tenant_id.as_str()).collect();
+    assert_eq!(ids.len(), config.direct_tenants.len(), "only the configured ones: {found:?}");
+    assert!(config.direct_tenants.iter().all(|t| ids.contains(&t.as_str())), "{found:?}");
     // A name Table Storage refuses is an error, never "no direct tenants".
     cipp.tables.tenants = "bad-name!".into();
     let err = caguard::observe::direct_customers(&config, Some(&cipp)).await.unwrap_err().to_string();

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 struct RolledOut {
+    /// Kept alive: without a shared Azurite (`CAGUARD_AZURITE_TABLE`), dropping it stops the emulator.
+    _az: Azurite,
     sim: SimHandle,
     estate: Estate,
     store: Arc<dyn Store>,
@@ -50,7 +52,7 @@ async fn rolled_out(estate: Estate) -> RolledOut {
     let client = caguard::demo::sample_client(&sim, &estate);
     let r = sweep::run(&client, &config, &opts).await.unwrap();
     assert_eq!(r.tenants[0].result.as_ref().unwrap().outcome.label(), "fixed", "{:?}", r.tenants[0].result);
-    RolledOut { sim, estate, store, base, inbox, msp }
+    RolledOut { _az: az, sim, estate, store, base, inbox, msp }
 }
 
 impl RolledOut {
