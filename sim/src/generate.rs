@@ -104,8 +104,9 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
             "customer": {"tenantId": id, "displayName": format!("Customer {t:05}")},
             "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"}]},
             "status": "active",
-            // Graph always sets it (read-only, stamped on every change).
-            "lastModifiedDateTime": "2025-01-10T11:26:44.9941884Z"
+            // Graph always sets it (read-only, stamped on every change); customers were
+            // onboarded one after another, a minute apart, not all in the same instant.
+            "lastModifiedDateTime": onboarded(t)
         }));
     }
     Estate {
@@ -122,6 +123,12 @@ pub fn generate(tenants: usize, seed: u64, drift: f64) -> Estate {
         tenants: specs,
         cipp_sites: vec![],
     }
+}
+
+/// When customer `t` was onboarded: a minute after the one before it.
+fn onboarded(t: usize) -> String {
+    let start = chrono::DateTime::parse_from_rfc3339("2025-01-10T11:26:44.9941884Z").expect("a valid stamp");
+    (start + chrono::Duration::minutes(t as i64)).to_utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]
