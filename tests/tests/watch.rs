@@ -115,9 +115,10 @@ async fn a_tick_lists_each_tenant_once_and_rediscovers_only_when_its_list_is_old
     let first = caguard::watch::tick(&client, &config, None, &store, 16, false).await.unwrap();
     assert!(first.rediscovered);
     let watched = first.baseline;
-    // 22 active customers and the MSP tenant; two customers cannot be read (no consent, no permission).
-    assert_eq!((watched, first.errors.len()), (21, 2), "{first:?}");
-    assert_eq!(store.records("watch-tenant").await.unwrap().len(), 24, "every GDAP customer is remembered");
+    // 22 active GDAP customers, 2 direct ones and the MSP tenant; two GDAP customers cannot
+    // be read (no consent, no permission).
+    assert_eq!((watched, first.errors.len()), (23, 2), "{first:?}");
+    assert_eq!(store.records("watch-tenant").await.unwrap().len(), 26, "every GDAP and direct customer is remembered");
 
     pause().await;
     sim.clear_journal();
@@ -181,7 +182,7 @@ async fn first_watched_customers(store: &Arc<dyn Store>, msp: &str) -> Vec<Strin
     let list = store.records("watch-tenant").await.unwrap();
     let out: Vec<String> =
         list.iter().filter(|(k, v)| v["active"] == true && k != msp).map(|(k, _)| k.clone()).collect();
-    assert_eq!(out.len(), 22);
+    assert_eq!(out.len(), 24, "22 active GDAP customers and 2 direct ones");
     out
 }
 
