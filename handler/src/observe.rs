@@ -316,9 +316,9 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
     let first: Collection<serde_json::Value> = answer(t, POLICIES, &responses, "1")?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "2")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "3")?;
-    let default_domain = default_domain(t, &responses, "4");
+    let (default_domain, org_name) = organization(t, &responses, "4");
     // A tenant listed only by id (`scope.direct_tenants`) is named by its organization.
-    let tenant_name = match organization_name(t, &responses, "4") {
+    let tenant_name = match org_name {
         Some(name) if c.name.eq_ignore_ascii_case(t) => name,
         _ => c.name.clone(),
     };
@@ -358,18 +358,15 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
     })
 }
 
-/// The default verified domain from a batch answer; `None` (not an error) when it
-/// could not be read: it only names the tenant in alerts.
-fn default_domain(t: &str, responses: &[crate::model::BatchResponseItem], id: &str) -> Option<String> {
-    let orgs: Collection<serde_json::Value> = answer(t, ORGANIZATION, responses, id).ok()?;
-    let domains = orgs.value.first()?.get("verifiedDomains")?.as_array()?.clone();
-    let default = domains.iter().find(|d| d["isDefault"] == true).or(domains.first())?;
-    default["name"].as_str().map(str::to_string)
-}
-
-fn organization_name(t: &str, responses: &[crate::model::BatchResponseItem], id: &str) -> Option<String> {
-    let orgs: Collection<serde_json::Value> = answer(t, ORGANIZATION, responses, id).ok()?;
-    orgs.value.first()?.get("displayName")?.as_str().filter(|n| !n.is_empty()).map(str::to_string)
+/// The organization from a batch answer: its default verified domain and its
+/// name. Both `None` (not an error) when it could not be read: they only name the tenant.
+fn organization(t: &str, responses: &[crate::model::BatchResponseItem], id: &str) -> (Option<String>, Option<String>) {
+    let Ok(orgs) = answer::<Collection<serde_json::Value>>(t, ORGANIZATION, responses, id) else { return (None, None) };
+    let Some(org) = orgs.value.first() else { return (None, None) };
+    let domains = org.get("verifiedDomains").and_then(serde_json::Value::as_array);
+    let default = domains.and_then(|d| d.iter().find(|d| d["isDefault"] == true).or(d.first()));
+    let name = org.get("displayName").and_then(serde_json::Value::as_str).filter(|n| !n.is_empty());
+    (default.and_then(|d| d["name"].as_str()).map(str::to_string), name.map(str::to_string))
 }
 
 /// Reads the MSP tenant: policies, named locations (two CA requests, paced),
@@ -388,7 +385,7 @@ pub async fn msp(
         client.batch(t, vec![item("1", SECURITY_DEFAULTS), item("2", SKUS), item("3", ORGANIZATION)]).await?;
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "1")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "2")?;
-    let default_domain = default_domain(t, &responses, "3");
+    let (default_domain, _) = organization(t, &responses, "3");
     let mut wanted: Vec<String> = config.break_glass.clone();
     wanted.push(config.service_account.clone());
     wanted.extend(config.technician_users.iter().filter(|u| !u.eq_ignore_ascii_case("All")).cloned());
