@@ -190,14 +190,14 @@ fn out_of_band_changes(sim: &SimHandle, estate: &Estate, config: &Config) -> Vec
     }
     if let Some(msp) = sim.tenant(&estate.msp_tenant_id) {
         let blair = msp.users.iter().find(|u| u["displayName"] == "Blair Tech");
-        let block = msp.policies.iter().find(|p| p["displayName"].as_str() == Some(config.block_policy_name.as_str()));
+        let block = msp.policies.iter().find(|p| p["displayName"].as_str() == Some(config.lockdowns[0].name.as_str()));
         if let (Some(blair), Some(block)) = (blair, block) {
             out.push((
                 msp.id.clone(),
                 user_actor(blair),
                 format!("identity/conditionalAccess/policies/{}", block["id"].as_str().unwrap_or_default()),
                 json!({"state": "disabled"}),
-                format!("turns off \"{}\" in the MSP tenant", config.block_policy_name),
+                format!("turns off \"{}\" in the MSP tenant", config.lockdowns[0].name),
             ));
         }
     }

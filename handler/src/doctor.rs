@@ -44,7 +44,8 @@ const CA_FIX: &str = "grant the app Policy.Read.All and Policy.ReadWrite.Conditi
                       consent; in delegated mode the service account needs Conditional Access Administrator";
 
 fn msp_probes(config: &Config) -> Vec<Probe> {
-    let user = url::form_urlencoded::byte_serialize(config.service_account.as_bytes()).collect::<String>();
+    let cipp = &config.cipp_service_account().account;
+    let user = url::form_urlencoded::byte_serialize(cipp.as_bytes()).collect::<String>();
     let mut p = vec![
         Probe { feature: "A2/B1/B2 Conditional Access policies", path: format!("{POLICIES}?$select=id"), fix: CA_FIX },
         Probe { feature: "A1 named locations", path: format!("{LOCATIONS}?$select=id"), fix: CA_FIX },
@@ -175,7 +176,8 @@ async fn assignments(
     report: &mut Report,
 ) {
     let msp = &config.msp_tenant_id;
-    let user = url::form_urlencoded::byte_serialize(config.service_account.as_bytes()).collect::<String>();
+    let cipp = &config.cipp_service_account().account;
+    let user = url::form_urlencoded::byte_serialize(cipp.as_bytes()).collect::<String>();
     let Ok(svc) = client.get::<User>(msp, &format!("/users/{user}?$select=id")).await else { return };
     let svc_id = svc.id.into_option().unwrap_or_default().to_ascii_lowercase();
     let Ok(rels) = crate::observe::discover_relationships(client, config).await else { return };
@@ -232,12 +234,12 @@ async fn assignments(
                 problem: format!(
                     "the relationship grants a role that can write Conditional Access, but no active access assignment \
                      gives it to a security group {} is a member of",
-                    config.service_account
+                    cipp
                 ),
                 fix: format!(
                     "assign Conditional Access Administrator on the relationship to a security group (CIPP names it \
                      'M365 GDAP Conditional Access Administrator') and add {} to that group",
-                    config.service_account
+                    cipp
                 ),
             });
         }

@@ -11,7 +11,7 @@ use crate::audit::Change;
 use crate::config::{Config, Control, ControlMode};
 use crate::graph::GraphClient;
 use crate::pause::{Pause, Scope};
-use crate::plan::{Observed, Op, TenantPlan, owned_key};
+use crate::plan::{Observed, Op, TenantPlan};
 use crate::store::Store;
 use std::collections::BTreeMap;
 
@@ -61,10 +61,14 @@ pub struct Override {
 
 /// The object an action would revert: the id it updates, or for a create the id
 /// caguard recorded for the object that was deleted.
-fn reverted_object(action: &crate::plan::Action, o: &Observed) -> Option<String> {
+fn reverted_object(action: &crate::plan::Action, plan: &TenantPlan, o: &Observed) -> Option<String> {
     match &action.op {
         Op::UpdatePolicy { id } | Op::UpdateLocation { id } => Some(id.clone()),
-        Op::CreatePolicy => o.owned.get(&owned_key(action.control, None)).cloned(),
+        Op::CreatePolicy => {
+            let placeholder = format!("policy:{}", action.target);
+            let key = plan.owns.iter().find(|(_, v)| **v == placeholder).map(|(k, _)| k.clone())?;
+            o.owned.get(&key).cloned()
+        }
         Op::CreateLocation => None,
     }
 }
@@ -89,7 +93,7 @@ pub async fn overrides(
         if out.iter().any(|x| x.control == action.control) {
             continue;
         }
-        let Some(id) = reverted_object(action, o) else { continue };
+        let Some(id) = reverted_object(action, plan, o) else { continue };
         let own = crate::own::identity(client, config, store, &plan.tenant_id, &id).await;
         let change = match crate::audit::who_changed(client, &plan.tenant_id, &id, &own).await {
             Ok(Some(c)) => c,

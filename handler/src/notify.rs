@@ -51,8 +51,9 @@ fn expiry(from: chrono::DateTime<chrono::Utc>) -> String {
 /// The resources to watch: each technician group, each break-glass account and the service account.
 pub async fn wanted(client: &GraphClient, config: &Config) -> Result<Vec<(String, &'static str)>, GraphError> {
     let mut out: Vec<(String, &'static str)> =
-        config.technician_groups.iter().map(|g| (format!("groups/{g}"), "updated")).collect();
-    for u in config.break_glass.iter().chain(std::iter::once(&config.service_account)) {
+        config.technician_groups().into_iter().map(|g| (format!("groups/{g}"), "updated")).collect();
+    let services = config.service_accounts.iter().map(|s| &s.account);
+    for u in config.break_glass.iter().chain(services) {
         let path =
             format!("/users/{}?$select=id", url::form_urlencoded::byte_serialize(u.as_bytes()).collect::<String>());
         let user: User = client.get(&config.msp_tenant_id, &path).await?;

@@ -307,9 +307,10 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
     if direct {
         client.mark_direct(t).await;
     }
-    let account = direct.then(|| config.direct_service_account(t));
+    let wanted = if direct { config.direct_service_accounts(t) } else { vec![] };
+    let signed_in = wanted.contains(&crate::config::SIGNED_IN_ACCOUNT);
     let mut items = vec![item("1", POLICIES), item("2", SECURITY_DEFAULTS), item("3", SKUS), item("4", ORGANIZATION)];
-    if account == Some(crate::config::SIGNED_IN_ACCOUNT) {
+    if signed_in {
         items.push(item("5", SIGNED_IN));
     }
     let responses = client.batch(t, items).await?;
@@ -323,20 +324,18 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
         _ => c.name.clone(),
     };
     let mut accounts = BTreeMap::new();
-    match account {
-        Some(crate::config::SIGNED_IN_ACCOUNT) => {
-            // App-only tokens have no signed-in user: Graph answers 400, and D2 says
-            // which setting names the account instead.
-            if let Ok(me) = answer::<User>(t, SIGNED_IN, &responses, "5")
-                && let Some(id) = me.id.into_option()
-            {
-                accounts.insert(crate::config::SIGNED_IN_ACCOUNT.to_string(), id);
-            }
-        }
-        Some(configured) => {
-            resolve_users(client, t, &[configured.to_string()], &mut accounts, &mut BTreeMap::new()).await?
-        }
-        None => {}
+    // App-only tokens have no signed-in user: Graph answers 400, and D2 says
+    // which setting names the account instead.
+    if signed_in
+        && let Ok(me) = answer::<User>(t, SIGNED_IN, &responses, "5")
+        && let Some(id) = me.id.into_option()
+    {
+        accounts.insert(crate::config::SIGNED_IN_ACCOUNT.to_string(), id);
+    }
+    let named: Vec<String> =
+        wanted.iter().filter(|a| **a != crate::config::SIGNED_IN_ACCOUNT).map(|a| a.to_string()).collect();
+    if !named.is_empty() {
+        resolve_users(client, t, &named, &mut accounts, &mut BTreeMap::new()).await?;
     }
     let (policies, unreadable) = all_policies(client, t, first).await?;
     Ok(Observed {
@@ -386,9 +385,7 @@ pub async fn msp(
     let defaults: SecurityDefaultsPolicy = answer(t, SECURITY_DEFAULTS, &responses, "1")?;
     let skus: Collection<SubscribedSku> = answer(t, SKUS, &responses, "2")?;
     let (default_domain, _) = organization(t, &responses, "3");
-    let mut wanted: Vec<String> = config.break_glass.clone();
-    wanted.push(config.service_account.clone());
-    wanted.extend(config.technician_users.iter().filter(|u| !u.eq_ignore_ascii_case("All")).cloned());
+    let wanted: Vec<String> = config.msp_accounts().into_iter().map(|(_, a)| a.to_string()).collect();
     let mut accounts = BTreeMap::new();
     let mut upns = BTreeMap::new();
     resolve_users(client, t, &wanted, &mut accounts, &mut upns).await?;
@@ -427,8 +424,7 @@ fn owned_policy_groups(
         .iter()
         .filter(|p| {
             owned.values().any(|id| id.eq_ignore_ascii_case(p.id()))
-                || p.name().eq_ignore_ascii_case(&config.block_policy_name)
-                || p.name().eq_ignore_ascii_case(&config.service_policy_name)
+                || config.owned_policy_names().iter().any(|n| p.name().eq_ignore_ascii_case(n))
         })
         .filter_map(|p| p.users())
         .flat_map(|u| crate::model::list(&u.exclude_groups).iter().map(|g| g.to_ascii_lowercase()))

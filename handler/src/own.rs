@@ -73,7 +73,7 @@ pub async fn identity(
 ) -> crate::audit::Own {
     crate::audit::Own {
         app_id: client.app_id().await.unwrap_or_default(),
-        user: Some(config.service_account.clone()),
+        user: Some(config.cipp_service_account().account.clone()),
         writes: Some(writes(store, tenant, object).await),
     }
 }

@@ -161,11 +161,12 @@ pub async fn plan(client: &GraphClient, config: &crate::config::Config, store: &
 async fn plan_owned(client: &GraphClient, msp: &str, store: &dyn Store, out: &mut Plan) -> Result<(), String> {
     let mut owned = store.records(crate::owned::KIND).await.map_err(|e| e.to_string())?;
     owned.retain(|(k, _)| !k.starts_with("user:"));
-    // Policies (A2 first, then B1) before locations (A1:<site>).
+    // Block policies first (A2…), then the other policies, then the locations
+    // (A1:<site>) the block policies reference.
     owned.sort_by_key(|(k, _)| match k.as_str() {
-        "A2" => 0,
-        "B1" => 1,
-        _ => 2,
+        k if k == "A2" || k.starts_with("A2:") => 0,
+        k if k.starts_with("A1:") => 2,
+        _ => 1,
     });
     for (key, r) in owned {
         let id = r["id"].as_str().unwrap_or_default();

@@ -33,9 +33,9 @@ fn fails(src: &str, key: &str, line: usize, needle: &str) {
 fn the_base_config_is_valid_with_the_documented_defaults() {
     let (c, warnings) = parse(BASE).unwrap();
     assert_eq!(c.mode, Mode::Gdap);
-    assert_eq!(c.rollout, Rollout::ReportOnly);
-    assert_eq!(c.protected_apps, vec!["All"]);
-    assert_eq!(c.block_policy_name, "Block CIPP Access - Outside Trusted IPs");
+    assert_eq!(c.lockdowns[0].rollout, Rollout::ReportOnly);
+    assert_eq!(c.lockdowns[0].apps, vec!["All"]);
+    assert_eq!(c.lockdowns[0].name, "Block CIPP Access - Outside Trusted IPs");
     assert_eq!(c.location_name(&c.sites[0]), "Trusted - MSP Office");
     assert_eq!(c.control(Control::D1), ControlMode::Enforce);
     assert_eq!(warnings.len(), 1, "203.0.113.0/24 is a documentation range: {warnings:?}");
@@ -201,7 +201,7 @@ fn more_than_2000_ranges_in_a_site_are_refused() {
 #[test]
 fn block_and_service_policy_names_must_differ_ignoring_case() {
     let src = format!("{BASE}\n[names]\nblock_policy = \"Lockdown\"\nservice_account_policy = \"LOCKDOWN\"\n");
-    fails(&src, "names.service_account_policy", 14, "also the block policy's name");
+    fails(&src, "names.service_account_policy", 14, "also the name set by names.block_policy");
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn all_users_as_technicians_needs_an_acknowledgement() {
     fails(&all, "accounts.technician_users", 8, "all_users_are_technicians");
     let acknowledged = all.replace("[accounts]\n", "[accounts]\nall_users_are_technicians = true\n");
     let (c, _) = parse(&acknowledged).unwrap();
-    assert_eq!(c.technician_users, vec!["All"]);
+    assert_eq!(c.lockdowns[0].technician_users, vec!["All"]);
 }
 
 #[test]

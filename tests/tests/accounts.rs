@@ -97,7 +97,7 @@ async fn a_same_named_policy_caguard_did_not_create_is_held_unless_adoption_is_c
     let config = caguard::demo::sample_config(&estate);
     let mut theirs = estate.tenants[0].policies[0].clone(); // "Require MFA for all users"
     theirs["id"] = json!("a11a11a1-0000-4000-8000-000000000001");
-    theirs["displayName"] = json!(config.service_policy_name);
+    theirs["displayName"] = json!(config.service_accounts[0].policy_name);
     estate.tenants[0].policies.push(theirs);
     let toml = sample_config_toml(&estate);
     let (outcome, _, writes) = apply_msp(&estate, &toml, &store("adopt")).await;

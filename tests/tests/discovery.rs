@@ -53,7 +53,7 @@ async fn a_failed_discovery_still_enforces_the_msp_and_reports_every_known_custo
     assert_eq!(msp.outcome.label(), "fixed", "{:?}", msp.outcome);
     let stored = sim.tenant(&config.msp_tenant_id).unwrap();
     let block = stored.policies.iter().find(|p| p["id"] == a2.as_str()).unwrap();
-    assert_eq!(block["displayName"], config.block_policy_name.as_str(), "the MSP drift was restored");
+    assert_eq!(block["displayName"], config.lockdowns[0].name.as_str(), "the MSP drift was restored");
 
     assert_eq!(r.tenants.len(), customers + 1, "every known customer has a result line");
     assert_eq!(r.count("unknown"), customers);

@@ -219,7 +219,7 @@ async fn an_edit_made_between_observe_and_write_survives() {
     let stored = sim.tenant(&msp).unwrap();
     let after = stored.policies.iter().find(|p| p["id"] == id.as_str()).unwrap();
     let excluded = after["conditions"]["users"]["excludeUsers"].to_string();
-    let svc = observed.account(&config.service_account).unwrap();
+    let svc = observed.account(&config.service_accounts[0].account).unwrap();
     assert!(excluded.contains(other), "the concurrent edit survives: {excluded}");
     assert!(excluded.contains(svc), "and caguard's exclusion is there: {excluded}");
 }
@@ -263,13 +263,13 @@ async fn a_failed_write_and_an_unreadable_policy_stop_nothing_else() {
     assert!(why.contains("Injected fault") && why.contains("not attempted"), "{why}");
     let stored = sim.tenant(&config.msp_tenant_id).unwrap();
     let names: Vec<&str> = stored.policies.iter().filter_map(|p| p["displayName"].as_str()).collect();
-    assert!(names.contains(&config.service_policy_name.as_str()), "B1 landed: {names:?}");
-    assert!(!names.contains(&config.block_policy_name.as_str()), "A2 was not attempted: {names:?}");
+    assert!(names.contains(&config.service_accounts[0].policy_name.as_str()), "B1 landed: {names:?}");
+    assert!(!names.contains(&config.lockdowns[0].name.as_str()), "A2 was not attempted: {names:?}");
     let svc = estate.tenants[0].users.iter().find(|u| u["displayName"] == "CIPP Service Account").unwrap();
     let b2_done = stored
         .policies
         .iter()
-        .filter(|p| p["displayName"] != config.service_policy_name.as_str())
+        .filter(|p| p["displayName"] != config.service_accounts[0].policy_name.as_str())
         .all(|p| p["conditions"]["users"]["excludeUsers"].to_string().contains(svc["id"].as_str().unwrap()));
     assert!(b2_done, "every B2 exclusion landed");
 }
@@ -307,7 +307,7 @@ async fn a_renamed_owned_policy_is_found_by_id_and_its_name_restored() {
     sweep::run(&client, &config, &SweepOptions { only: vec![msp.clone()], ..with_ledger(true) }).await.unwrap();
     let stored = sim.tenant(&msp).unwrap();
     let named: Vec<&Value> =
-        stored.policies.iter().filter(|p| p["displayName"] == config.block_policy_name.as_str()).collect();
+        stored.policies.iter().filter(|p| p["displayName"] == config.lockdowns[0].name.as_str()).collect();
     assert_eq!(named.len(), 1);
     assert_eq!(named[0]["id"], a2, "the same object, renamed back");
 }
@@ -329,7 +329,7 @@ async fn a_same_named_country_location_is_never_trusted() {
     assert!(matches!(t.result.as_ref().unwrap().outcome, Outcome::Fixed), "{:?}", t.result);
     assert!(t.plan.notes.iter().any(|n| n.message.contains("is not an IP named location")), "{:?}", t.plan.notes);
     let stored = sim.tenant(&msp).unwrap();
-    let block = policy(&stored, &config.block_policy_name);
+    let block = policy(&stored, &config.lockdowns[0].name);
     let excluded = block["conditions"]["locations"]["excludeLocations"].as_array().unwrap();
     assert!(!excluded.contains(&json!(country_id)), "the country location is not trusted");
     for id in excluded {
@@ -342,7 +342,7 @@ async fn a_same_named_country_location_is_never_trusted() {
     let observed = observe::msp(&client, &config, None).await.unwrap();
     let mut bad = block.clone();
     bad["conditions"]["locations"]["excludeLocations"] = json!([country_id]);
-    let err = plan::safety::check_block_policy(&config, &observed, &bad, &[]).unwrap_err();
+    let err = plan::safety::check_block_policy(&config, &config.lockdowns[0], &observed, &bad, &[]).unwrap_err();
     assert!(err.contains("not an IP location"), "{err}");
 }
 
@@ -397,5 +397,5 @@ async fn a_reference_to_a_location_graph_has_not_replicated_is_retried() {
         sim.journal().iter().filter(|e| e.method == "POST" && e.path.ends_with("/policies") && e.status == 400).count();
     assert!(refused >= 1, "Graph refused the reference at first (1040) and caguard retried");
     let stored = sim.tenant(&msp).unwrap();
-    assert_eq!(stored.policies.iter().filter(|p| p["displayName"] == config.block_policy_name.as_str()).count(), 1);
+    assert_eq!(stored.policies.iter().filter(|p| p["displayName"] == config.lockdowns[0].name.as_str()).count(), 1);
 }

@@ -21,7 +21,7 @@ fn rogue_block(name: &str) -> serde_json::Value {
 async fn a_second_all_users_block_policy_gets_the_break_glass_exclusions() {
     let mut estate = sample_estate();
     let config = sample_config(&estate);
-    estate.tenants[0].policies.push(rogue_block(&config.block_policy_name));
+    estate.tenants[0].policies.push(rogue_block(&config.lockdowns[0].name));
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();

@@ -124,7 +124,7 @@ fn empty(v: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_technician_group_excluded_from_the_block_policy_is_removed() {
-    let group = caguard::demo::sample_config(&sample_estate()).technician_groups[0].clone();
+    let group = caguard::demo::sample_config(&sample_estate()).lockdowns[0].technician_groups[0].clone();
     let patch = json!({"conditions": {"users": {"excludeGroups": [group]}}});
     drift_is_restored_and_alerted("A2", patch, "excludeGroups", |p| empty(&p["conditions"]["users"]["excludeGroups"]))
         .await;
@@ -199,7 +199,7 @@ async fn a_cipp_vacation_group_and_an_allowed_exclusion_are_kept_and_reported() 
     let vacation = "7ac47e3b-0000-4000-8000-00000000000a";
     estate.tenants[0]
         .groups
-        .push(json!({"id": vacation, "displayName": format!("Vacation Exclusion - {}", config.block_policy_name),
+        .push(json!({"id": vacation, "displayName": format!("Vacation Exclusion - {}", config.lockdowns[0].name),
         "securityEnabled": true, "mailEnabled": false, "members": []}));
     let s = rolled_out(estate).await;
     let dana = s.user_id("Dana Office");

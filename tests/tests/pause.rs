@@ -51,7 +51,7 @@ async fn a_paused_control_is_planned_not_written_until_resumed() {
     let r = sweep::run(&client, &config, &opts).await.unwrap();
     assert_eq!(r.tenants[0].result.as_ref().unwrap().outcome.label(), "fixed");
     let block = sim.tenant(&msp).unwrap().policies.into_iter().find(|p| p["id"] == a2).unwrap();
-    assert_eq!(block["displayName"], config.block_policy_name.as_str(), "restored once resumed");
+    assert_eq!(block["displayName"], config.lockdowns[0].name.as_str(), "restored once resumed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

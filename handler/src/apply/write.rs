@@ -146,9 +146,13 @@ fn safe(ctx: &Context<'_>, observed: &Observed, action: &Action) -> Result<(), S
     };
     let after = crate::plan::resulting(&current.unwrap_or(Value::Null), &action.body);
     if action.control != Control::A2 || !safety::is_block(&after) {
-        return Ok(()); // only the technician block policy can lock anyone out
+        return Ok(()); // only a technician block policy can lock anyone out
     }
-    safety::check_block_policy(ctx.config, observed, &after, &ctx.plan.actions).map_err(Stop::Held)
+    let name = after["displayName"].as_str().unwrap_or(&action.target);
+    let Some(lockdown) = ctx.config.lockdowns.iter().find(|l| l.name.eq_ignore_ascii_case(name)) else {
+        return Err(Stop::Held(format!("\"{name}\" blocks but is not a configured lockdown policy")));
+    };
+    safety::check_block_policy(ctx.config, lockdown, observed, &after, &ctx.plan.actions).map_err(Stop::Held)
 }
 
 /// Reads the policy back until it shows `body`.

@@ -16,12 +16,7 @@ pub fn account_key(configured: &str) -> String {
 /// (so the store keeps the object id, and its UPN, from the first resolution).
 /// The error is the reason the MSP tenant is held.
 pub(super) fn check(config: &Config, o: &Observed, plan: &mut TenantPlan) -> Result<(), String> {
-    let roles = config
-        .break_glass
-        .iter()
-        .map(|a| ("break-glass account", a))
-        .chain(std::iter::once(("service account", &config.service_account)))
-        .chain(config.technician_users.iter().filter(|u| !u.eq_ignore_ascii_case("All")).map(|u| ("technician", u)));
+    let roles = config.msp_accounts();
     let mut problems = Vec::new();
     for (role, configured) in roles {
         let key = account_key(configured);

@@ -2,7 +2,7 @@
 //! policy that can apply to them (D1), or in direct mode the service account
 //! user (D2). Only exclusions are ever added; nothing else is touched.
 
-use super::{Action, Block, Observed, Op, TenantPlan, Withheld, exclude_user, to_value, union};
+use super::{Action, Block, Observed, Op, TenantPlan, Withheld, exclude_users, to_value, union};
 use crate::config::{Config, Control, ControlMode, Mode};
 use crate::model::{
     ENUMERATED_EXTERNAL_TENANTS, ExternalTenants, GuestOrExternalUserType, GuestTypes, GuestsOrExternalUsers, Maybe,
@@ -241,26 +241,43 @@ fn applies_because(u: &UsersCondition) -> &'static str {
     }
 }
 
-/// D2 (direct mode): every policy excludes the service account user of this tenant.
+/// D2 (direct mode): every policy excludes each service account's user in this
+/// tenant, in one write per policy. CIPP's account must resolve (caguard works
+/// through it); another tool's account that does not is noted and left out.
 fn plan_service_account_exclusions(config: &Config, o: &Observed, plan: &mut TenantPlan) {
-    let configured = config.direct_service_account(&o.tenant_id);
-    let Some(id) = o.account(configured) else {
-        let why = if configured == crate::config::SIGNED_IN_ACCOUNT {
-            format!(
-                "direct tenant without a service account: caguard's token here has no signed-in user (app-only); \
-                 name the account in accounts.direct_service_accounts.\"{}\"",
-                o.tenant_id
-            )
-        } else {
-            format!("service account '{configured}' does not exist in this tenant")
-        };
-        plan.block = Some(Block::Skip(why));
+    let mut ids = Vec::new();
+    for (n, configured) in config.direct_service_accounts(&o.tenant_id).into_iter().enumerate() {
+        match o.account(configured) {
+            Some(id) => ids.push(id.to_string()),
+            None if n > 0 => plan.note(
+                Control::D2,
+                format!("service account '{configured}' does not exist in this tenant, so it is not excluded here"),
+            ),
+            None => {
+                plan.block = Some(Block::Skip(missing_account(configured, &o.tenant_id)));
+                return;
+            }
+        }
+    }
+    if ids.is_empty() {
         return;
-    };
+    }
     for p in &o.policies {
-        if let Some(action) = exclude_user(Control::D2, p, id, "direct mode: the service account user is not excluded")
+        if let Some(action) =
+            exclude_users(Control::D2, p, &ids, "direct mode: the service account user is not excluded")
         {
             plan.push(config, action);
         }
+    }
+}
+
+fn missing_account(configured: &str, tenant: &str) -> String {
+    if configured == crate::config::SIGNED_IN_ACCOUNT {
+        format!(
+            "direct tenant without a service account: caguard's token here has no signed-in user (app-only); \
+             name the account in the CIPP service account's direct accounts (accounts.direct_service_accounts.\"{tenant}\")"
+        )
+    } else {
+        format!("service account '{configured}' does not exist in this tenant")
     }
 }

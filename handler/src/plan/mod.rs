@@ -12,10 +12,11 @@ mod msp;
 pub mod safety;
 pub mod whole;
 
+mod policies;
 pub use customer::{
     D1Change, can_apply_to_service_providers, d1_change, excludes_service_provider, merge_service_provider_exclusion,
 };
-pub use msp::resulting;
+pub use policies::resulting;
 
 use crate::config::{Config, Control, ControlMode};
 use crate::model::{ConditionalAccessPolicy, NamedLocation};
@@ -202,13 +203,17 @@ impl TenantPlan {
         self.actions.iter().filter(|a| a.mode == ControlMode::Enforce)
     }
 
-    fn note(&mut self, control: Control, message: impl Into<String>) {
+    pub(crate) fn note(&mut self, control: Control, message: impl Into<String>) {
         self.notes.push(Note { control, message: message.into() });
     }
 
     /// Adds an action unless its control is off.
     fn push(&mut self, config: &Config, action: Action) {
-        let mode = config.control(action.control);
+        self.push_as(config, config.control(action.control), action);
+    }
+
+    /// Adds an action in `mode` (a control set per object, like S4), unless off.
+    fn push_as(&mut self, _config: &Config, mode: ControlMode, action: Action) {
         if mode != ControlMode::Off {
             self.actions.push(Action { mode, ..action });
         }
@@ -236,7 +241,7 @@ fn labelled(mut plan: TenantPlan, config: &Config, o: &Observed) -> TenantPlan {
     for (id, name) in &o.group_names {
         known.insert(id.clone(), format!("group \"{name}\""));
     }
-    for g in &config.technician_groups {
+    for g in config.technician_groups() {
         known.entry(g.to_ascii_lowercase()).or_insert_with(|| "technician group".into());
     }
     for l in &o.locations {
@@ -399,16 +404,17 @@ pub fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("models serialize")
 }
 
-/// An update adding `user_id` to a policy's `excludeUsers`, or `None` when it is already there.
-/// Used for the service account in the MSP tenant (B2) and in direct-mode customers (D2).
-pub(crate) fn exclude_user(
+/// An update adding `user_ids` to a policy's `excludeUsers` (one write however
+/// many), or `None` when they are all there already. Used for the service
+/// accounts in the MSP tenant (B2) and in direct-mode customers (D2).
+pub(crate) fn exclude_users(
     control: Control,
     p: &ConditionalAccessPolicy,
-    user_id: &str,
+    user_ids: &[String],
     reason: &str,
 ) -> Option<Action> {
     let excl = strings(&to_value(p), "/conditions/users/excludeUsers");
-    if excl.iter().any(|u| u.eq_ignore_ascii_case(user_id)) {
+    if user_ids.iter().all(|id| excl.iter().any(|u| u.eq_ignore_ascii_case(id))) {
         return None;
     }
     Some(Action {
@@ -417,23 +423,39 @@ pub(crate) fn exclude_user(
         op: Op::UpdatePolicy { id: p.id().to_string() },
         target: p.name().to_string(),
         reason: reason.to_string(),
-        body: serde_json::json!({"conditions": {"users": {"excludeUsers": union(&excl, &[user_id.to_string()])}}}),
+        body: serde_json::json!({"conditions": {"users": {"excludeUsers": union(&excl, user_ids)}}}),
         before: serde_json::json!({"conditions": {"users": {"excludeUsers": excl}}}),
     })
 }
 
-/// The policy caguard owns for `control`: by the id in its store first (a rename
-/// is then drift, and restored), else by name, adopted with a note. `None` inside
+/// The store key of one of several owned policies of a control: the first
+/// configured keeps the bare control (`A2`), as when caguard owned one; the
+/// others are `A2:<name>` (lower case).
+pub fn policy_key(control: Control, index: usize, name: &str) -> String {
+    if index == 0 { control.to_string() } else { format!("{control}:{}", name.to_ascii_lowercase()) }
+}
+
+/// Which owned policy `find_owned_policy` looks for: its control, store key and
+/// name, and the names of the other policies of the same control (so a store
+/// record that now belongs to a reordered sibling is not taken for this one).
+pub(crate) struct Wanted<'a> {
+    pub control: Control,
+    pub key: String,
+    pub name: &'a str,
+    pub siblings: Vec<&'a str>,
+}
+
+/// The policy caguard owns for `w`: by the id in its store first (a rename is
+/// then drift, and restored), else by name, adopted with a note. `None` inside
 /// `Ok` means it does not exist yet; the flag says it was found by name, with no
 /// record that caguard made it. `Err(())` when a policy with that id or name
 /// could not be read: caguard then neither rewrites nor duplicates it (withheld).
 pub(crate) fn find_owned_policy<'a>(
     o: &'a Observed,
-    control: Control,
-    name: &str,
+    w: &Wanted<'_>,
     plan: &mut TenantPlan,
 ) -> Result<(Option<&'a ConditionalAccessPolicy>, bool), ()> {
-    let key = owned_key(control, None);
+    let (control, key, name) = (w.control, w.key.clone(), w.name);
     let recorded = o.owned.get(&key);
     let unreadable = o
         .unreadable
@@ -444,12 +466,29 @@ pub(crate) fn find_owned_policy<'a>(
         plan.withheld.push(u.withheld(control, why));
         return Err(());
     }
-    if let Some(id) = recorded {
-        if let Some(p) = o.policies.iter().find(|p| p.id().eq_ignore_ascii_case(id)) {
-            plan.owns.insert(key, p.id().to_string());
-            return Ok((Some(p), false));
-        }
-        plan.note(control, format!("the policy caguard created for {control} ({id}) was deleted"));
+    let by_id = |id: &String| o.policies.iter().find(|p| p.id().eq_ignore_ascii_case(id));
+    let sibling_named = |p: &ConditionalAccessPolicy| {
+        !p.name().eq_ignore_ascii_case(name) && w.siblings.iter().any(|s| p.name().eq_ignore_ascii_case(s))
+    };
+    if let Some(p) = recorded.and_then(by_id).filter(|p| !sibling_named(p)) {
+        plan.owns.insert(key, p.id().to_string());
+        return Ok((Some(p), false));
+    }
+    // Another record of this control whose policy carries this name: the entries
+    // were reordered, or the short form became the list form.
+    let prefix = format!("{control}:");
+    let moved = o
+        .owned
+        .iter()
+        .filter(|(k, _)| **k != key && (k.as_str() == control.to_string() || k.starts_with(&prefix)))
+        .filter_map(|(_, id)| by_id(id))
+        .find(|p| p.name().eq_ignore_ascii_case(name));
+    if let Some(p) = moved {
+        plan.owns.insert(key, p.id().to_string());
+        return Ok((Some(p), false));
+    }
+    if let Some(id) = recorded.filter(|id| by_id(id).is_none()) {
+        plan.note(control, format!("the policy caguard created for \"{name}\" ({id}) was deleted"));
     }
     let hits: Vec<_> = o.policies.iter().filter(|p| p.name().eq_ignore_ascii_case(name)).collect();
     if hits.len() > 1 {
@@ -483,7 +522,12 @@ pub(crate) fn report_unreadable(plan: &mut TenantPlan, control: Control, o: &Obs
     }
 }
 
-/// Ids of the policies caguard owns in this plan (A2, B1), for skipping them elsewhere.
+/// Ids of the policies caguard owns in this plan (every key but the
+/// locations' and the accounts'), for skipping them elsewhere.
 pub(crate) fn owned_policy_ids(plan: &TenantPlan) -> Vec<String> {
-    [Control::A2, Control::B1].iter().filter_map(|c| plan.owns.get(&owned_key(*c, None))).cloned().collect()
+    plan.owns
+        .iter()
+        .filter(|(k, id)| !k.starts_with("A1:") && !k.starts_with("user:") && !id.starts_with("policy:"))
+        .map(|(_, id)| id.clone())
+        .collect()
 }

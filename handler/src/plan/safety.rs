@@ -1,7 +1,7 @@
 //! Lockout safety for the technician block policy. Checked by the planner and
 //! re-checked by apply just before every write of a block policy.
 
-use crate::config::{Config, ControlMode};
+use crate::config::{Config, ControlMode, Lockdown};
 use crate::model::{NamedLocation, NamedLocationKind};
 use crate::plan::{Action, Observed, Op, merge_patch, strings, to_value};
 use serde_json::Value;
@@ -17,9 +17,11 @@ pub fn is_block(policy: &Value) -> bool {
 /// - the trusted set is not empty, and every location it excludes is, by id, an IP
 ///   location marked trusted that holds exactly one site's configured ranges, as
 ///   observed or as the enforced location writes in `actions` will leave it;
-/// - it targets no users beyond the configured technicians.
+/// - it targets no users beyond the lockdown's configured technicians (All users
+///   only where that lockdown is configured so, with every service account excluded).
 pub fn check_block_policy(
     config: &Config,
+    lockdown: &Lockdown,
     observed: &Observed,
     policy: &Value,
     actions: &[Action],
@@ -39,15 +41,22 @@ pub fn check_block_policy(
     for id in &trusted {
         check_trusted_location(config, observed, id, actions)?;
     }
+    let excluded = strings(policy, "/conditions/users/excludeUsers");
+    for sa in &config.service_accounts {
+        let id = observed.account(&sa.account).unwrap_or(sa.account.as_str());
+        if !excluded.iter().any(|u| u.eq_ignore_ascii_case(id)) {
+            return Err(format!("service account '{}' ({id}) is not excluded", sa.account));
+        }
+    }
     let allowed_users: Vec<&str> =
-        config.technician_users.iter().map(|u| observed.account(u).unwrap_or(u.as_str())).collect();
+        lockdown.technician_users.iter().map(|u| observed.account(u).unwrap_or(u.as_str())).collect();
     for u in strings(policy, "/conditions/users/includeUsers") {
         if !allowed_users.iter().any(|a| a.eq_ignore_ascii_case(&u)) {
             return Err(format!("it would target '{u}', who is not a configured technician"));
         }
     }
     for g in strings(policy, "/conditions/users/includeGroups") {
-        if !config.technician_groups.iter().any(|a| a.eq_ignore_ascii_case(&g)) {
+        if !lockdown.technician_groups.iter().any(|a| a.eq_ignore_ascii_case(&g)) {
             return Err(format!("it would target group '{g}', which is not a configured technician group"));
         }
     }

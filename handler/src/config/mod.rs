@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use toml::Spanned;
 
+mod policies;
+pub use policies::{
+    AppMfa, DEFAULT_APP_POLICY, DEFAULT_BLOCK_POLICY, DEFAULT_SERVICE_POLICY, DEFAULT_SESSION_HOURS,
+    DEFAULT_SYNCRO_BLOCK_POLICY, DEFAULT_SYNCRO_SERVICE_POLICY, Lockdown, ServiceAccount, Session,
+};
+
 /// How caguard reaches customer tenants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -33,6 +39,8 @@ pub enum ControlMode {
 pub enum Control {
     A1,
     A2,
+    /// MFA on the app CIPP signs in with (CIPP's FAQ).
+    A3,
     /// Break-glass accounts excluded from every MSP policy (Microsoft's emergency-access guidance).
     A4,
     B1,
@@ -41,12 +49,15 @@ pub enum Control {
     C2,
     D1,
     D2,
+    /// Sessions that do not outlive a change of network (sign-in frequency, CAE strict location).
+    S4,
 }
 
 impl Control {
-    pub const ALL: [Control; 9] = [
+    pub const ALL: [Control; 11] = [
         Control::A1,
         Control::A2,
+        Control::A3,
         Control::A4,
         Control::B1,
         Control::B2,
@@ -54,6 +65,7 @@ impl Control {
         Control::C2,
         Control::D1,
         Control::D2,
+        Control::S4,
     ];
 
     pub fn parse(s: &str) -> Option<Control> {
@@ -87,22 +99,18 @@ pub struct Config {
     pub msp_tenant_id: String,
     pub mode: Mode,
     pub sites: Vec<Site>,
-    pub technician_groups: Vec<String>,
-    pub technician_users: Vec<String>,
+    /// The technician block policies (A2), at least one.
+    pub lockdowns: Vec<Lockdown>,
     /// Object ids or UPNs.
     pub break_glass: Vec<String>,
-    /// Object id or UPN.
-    pub service_account: String,
-    /// In direct mode: tenant id → the service account user there (id or UPN).
-    pub direct_service_accounts: BTreeMap<String, String>,
-    /// `All`, or app ids.
+    /// The service accounts (B1), at least one; exactly one is CIPP's.
+    pub service_accounts: Vec<ServiceAccount>,
+    /// A3: MFA on the app CIPP signs in with, when configured.
+    pub cipp_app: Option<AppMfa>,
     /// Exclusions an MSP makes on purpose in caguard's own policies (object ids,
     /// lower case): kept and reported, never removed as drift.
     pub allowed_exclusions: Vec<String>,
-    pub protected_apps: Vec<String>,
     pub location_prefix: String,
-    pub block_policy_name: String,
-    pub service_policy_name: String,
     /// `names.adopt_existing`: a same-named policy with no record in the store is
     /// adopted instead of held.
     pub adopt_existing: bool,
@@ -110,7 +118,6 @@ pub struct Config {
     pub emergency_group: Option<String>,
     /// `emergency.pause_hours`: how long an emergency change pauses its control (24 by default).
     pub emergency_pause_hours: i64,
-    pub rollout: Rollout,
     pub skip_tenants: Vec<String>,
     /// `[scope] accept_widening`: write D1 even where the existing guest exclusion
     /// makes it exclude more than the MSP's service-provider users (all tenants).
@@ -206,15 +213,74 @@ pub const ARM_ENDPOINT: &str = "https://management.azure.com";
 pub const SIGNED_IN_ACCOUNT: &str = "me";
 
 impl Config {
-    /// The account a direct tenant's policies exclude (D2), as configured:
-    /// `accounts.direct_service_accounts`, else in direct mode `accounts.service_account`,
-    /// else (a direct tenant in a GDAP estate) [`SIGNED_IN_ACCOUNT`].
-    pub fn direct_service_account(&self, tenant: &str) -> &str {
-        match self.direct_service_accounts.get(&tenant.to_ascii_lowercase()) {
-            Some(a) => a,
-            None if self.mode == Mode::Direct => &self.service_account,
-            None => SIGNED_IN_ACCOUNT,
+    /// The accounts a direct tenant's policies exclude (D2), as configured: each
+    /// service account's `direct_accounts` entry for the tenant; else, in direct
+    /// mode, the account itself; else for CIPP's account (a direct tenant in a
+    /// GDAP estate) [`SIGNED_IN_ACCOUNT`]. Another tool's account with no entry
+    /// for the tenant is not there.
+    pub fn direct_service_accounts(&self, tenant: &str) -> Vec<&str> {
+        let t = tenant.to_ascii_lowercase();
+        let mut out: Vec<&str> = Vec::new();
+        for s in &self.service_accounts {
+            let a = match s.direct_accounts.get(&t) {
+                Some(a) => a.as_str(),
+                None if self.mode == Mode::Direct => s.account.as_str(),
+                None if s.cipp => SIGNED_IN_ACCOUNT,
+                None => continue,
+            };
+            if !out.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                out.push(a);
+            }
         }
+        out
+    }
+
+    /// CIPP's service account: caguard signs in with its refresh token.
+    pub fn cipp_service_account(&self) -> &ServiceAccount {
+        self.service_accounts.iter().find(|s| s.cipp).unwrap_or(&self.service_accounts[0])
+    }
+
+    /// Every technician group of every lockdown policy.
+    pub fn technician_groups(&self) -> Vec<&str> {
+        let mut out: Vec<&str> =
+            self.lockdowns.iter().flat_map(|l| l.technician_groups.iter().map(String::as_str)).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every account caguard must resolve in the MSP tenant: break-glass, service
+    /// accounts and the technicians named one by one, with the role each plays.
+    pub fn msp_accounts(&self) -> Vec<(&'static str, &str)> {
+        let mut out: Vec<(&'static str, &str)> =
+            self.break_glass.iter().map(|a| ("break-glass account", a.as_str())).collect();
+        out.extend(self.service_accounts.iter().map(|s| ("service account", s.account.as_str())));
+        for l in &self.lockdowns {
+            for u in l.technician_users.iter().filter(|u| !u.eq_ignore_ascii_case("All")) {
+                if !out.iter().any(|(_, a)| a.eq_ignore_ascii_case(u)) {
+                    out.push(("technician", u.as_str()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The names of every policy caguard owns in the MSP tenant.
+    pub fn owned_policy_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for l in &self.lockdowns {
+            out.push(&l.name);
+            out.push(&l.session.policy_name);
+        }
+        out.extend(self.service_accounts.iter().map(|s| s.policy_name.as_str()));
+        out.extend(self.cipp_app.iter().map(|a| a.policy_name.as_str()));
+        out
+    }
+
+    /// S4's mode for one lockdown: its own setting, made more cautious by
+    /// `[controls] S4` (and by a pause, which sets that to report).
+    pub fn session_mode(&self, l: &Lockdown) -> ControlMode {
+        l.session.mode.max(self.control(Control::S4))
     }
 
     pub fn control(&self, c: Control) -> ControlMode {
@@ -311,6 +377,14 @@ struct Raw {
     watch: RawWatch,
     #[serde(default)]
     emergency: RawEmergency,
+    #[serde(default)]
+    lockdown: Vec<Spanned<policies::RawLockdown>>,
+    #[serde(default)]
+    service_account: Vec<Spanned<policies::RawServiceAccount>>,
+    #[serde(default)]
+    session: policies::RawSession,
+    #[serde(default)]
+    cipp_app: Option<Spanned<policies::RawCippApp>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -356,7 +430,7 @@ struct RawAccounts {
     technician_users: Vec<String>,
     #[serde(default)]
     break_glass: Vec<String>,
-    service_account: Spanned<String>,
+    service_account: Option<Spanned<String>>,
     #[serde(default)]
     direct_service_accounts: BTreeMap<String, String>,
     /// The acknowledgement `technician_users = ["All"]` needs.
@@ -411,10 +485,8 @@ struct RawSafety {
     max_tenant_fraction: Option<Spanned<f64>>,
 }
 
-/// Policy names from the source documents.
+/// The named locations' prefix from the source documents ("Trusted - MSP Office").
 pub const DEFAULT_LOCATION_PREFIX: &str = "Trusted - ";
-pub const DEFAULT_BLOCK_POLICY: &str = "Block CIPP Access - Outside Trusted IPs";
-pub const DEFAULT_SERVICE_POLICY: &str = "CIPP Service Account Conditional Access Policy";
 
 struct Lines<'a>(&'a str);
 
@@ -637,42 +709,6 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     if break_glass.is_empty() {
         err("accounts.break_glass", lines.of_key("break_glass").max(accounts_line), "at least one break-glass account is required; it is excluded from every block policy so the MSP can never be locked out".into());
     }
-    let service = accounts.service_account.get_ref().trim().to_string();
-    let service_line = lines.at(accounts.service_account.span().start);
-    if service.is_empty() {
-        err("accounts.service_account", service_line, "the service account (object id or UPN) is required".into());
-    }
-    let same = |a: &str| a.eq_ignore_ascii_case(&service);
-    if !service.is_empty() && accounts.technician_users.iter().any(|u| same(u.trim())) {
-        err(
-            "accounts.service_account",
-            service_line,
-            format!(
-                "'{service}' is also listed in accounts.technician_users; the service account must not be blocked with technicians"
-            ),
-        );
-    }
-    if !service.is_empty() && break_glass.iter().any(|u| same(u)) {
-        err(
-            "accounts.service_account",
-            service_line,
-            format!("'{service}' is also listed in accounts.break_glass; break-glass accounts must be separate"),
-        );
-    }
-    let technician_groups = clean(&accounts.technician_groups);
-    let technician_users = clean(&accounts.technician_users);
-    if technician_users.iter().any(|u| u.eq_ignore_ascii_case("All")) && !accounts.all_users_are_technicians {
-        err(
-            "accounts.technician_users",
-            lines.of_key("technician_users"),
-            "\"All\" makes every user in the MSP tenant a technician the block policy applies to; if that is meant, \
-             also set accounts.all_users_are_technicians = true"
-                .into(),
-        );
-    }
-    if technician_groups.is_empty() && technician_users.is_empty() {
-        err("accounts", accounts_line, "name the technicians: technician_groups and/or technician_users".into());
-    }
     let allowed_exclusions = clean(&accounts.allowed_exclusions);
     for a in &allowed_exclusions {
         if !is_guid(a) {
@@ -683,45 +719,28 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
             );
         }
     }
-    for g in &technician_groups {
-        if !is_guid(g) {
-            err(
-                "accounts.technician_groups",
-                lines.of_key("technician_groups"),
-                format!("'{g}' is not a group object id"),
-            );
-        }
-    }
-
-    let protected_apps = match &raw.apps.protected {
-        None => vec!["All".to_string()],
-        Some(p) if p.get_ref().is_empty() => {
-            err("apps.protected", lines.at(p.span().start), "list \"All\" or at least one app id".into());
-            vec![]
-        }
-        Some(p) => {
-            let apps = clean(p.get_ref());
-            for a in &apps {
-                if !a.eq_ignore_ascii_case("All") && !is_guid(a) {
-                    err("apps.protected", lines.at(p.span().start), format!("'{a}' is neither \"All\" nor an app id"));
-                }
-            }
-            if apps.iter().any(|a| a.eq_ignore_ascii_case("All")) { vec!["All".to_string()] } else { apps }
-        }
+    let short = policies::Short {
+        technician_groups: &accounts.technician_groups,
+        technician_users: &accounts.technician_users,
+        all_users_are_technicians: accounts.all_users_are_technicians,
+        apps: raw.apps.protected.as_ref(),
+        block_name: raw.names.block_policy.as_deref(),
+        rollout: raw.rollout.block_policy.as_ref(),
+        service_account: accounts.service_account.as_ref(),
+        service_name: raw.names.service_account_policy.as_deref(),
+        direct_accounts: &accounts.direct_service_accounts,
     };
-
-    let rollout = match raw.rollout.block_policy.as_ref().map(|r| (r.get_ref().as_str(), r.span().start)) {
-        None | Some(("reportOnly", _)) => Rollout::ReportOnly,
-        Some(("enabled", _)) => Rollout::Enabled,
-        Some((other, at)) => {
-            err(
-                "rollout.block_policy",
-                lines.at(at),
-                format!("unknown rollout '{other}'; expected \"reportOnly\" or \"enabled\""),
-            );
-            Rollout::ReportOnly
-        }
+    let input = policies::Input {
+        short,
+        lockdowns: &raw.lockdown,
+        service_accounts: &raw.service_account,
+        session: &raw.session,
+        cipp_app: raw.cipp_app.as_ref(),
+        sites: &sites,
+        break_glass: &break_glass,
+        accounts_line,
     };
+    let owned = policies::parse(&input, &lines, &mut err);
 
     let mut controls = BTreeMap::new();
     for (name, value) in &raw.controls {
@@ -730,7 +749,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
             err(
                 &format!("controls.{name}"),
                 line,
-                format!("unknown control '{name}'; expected one of A1, A2, B1, B2, C1, C2, D1, D2"),
+                format!("unknown control '{name}'; expected one of A1, A2, A3, A4, B1, B2, C1, C2, D1, D2, S4"),
             );
             continue;
         };
@@ -837,15 +856,6 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
             err(key, lines.of_key(short), format!("'{shown}' is not a tenant id (a GUID)"));
         }
     }
-    for t in accounts.direct_service_accounts.keys().filter(|t| !is_guid(t.trim())) {
-        let shown: String = t.chars().take(60).collect();
-        err(
-            "accounts.direct_service_accounts",
-            lines.of_key("direct_service_accounts"),
-            format!("'{shown}' is not a tenant id (a GUID)"),
-        );
-    }
-
     let emergency_group = raw.emergency.operators_group.as_ref().map(|g| {
         let id = g.get_ref().trim().to_ascii_lowercase();
         if !is_guid(&id) {
@@ -863,18 +873,6 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     };
 
-    let block_policy_name = raw.names.block_policy.clone().unwrap_or_else(|| DEFAULT_BLOCK_POLICY.into());
-    let service_policy_name = raw.names.service_account_policy.clone().unwrap_or_else(|| DEFAULT_SERVICE_POLICY.into());
-    if block_policy_name.trim().eq_ignore_ascii_case(service_policy_name.trim()) {
-        err(
-            "names.service_account_policy",
-            lines.of_key("service_account_policy").max(lines.of_key("block_policy")),
-            format!(
-                "\"{service_policy_name}\" is also the block policy's name (ignoring case); the two policies would overwrite each other"
-            ),
-        );
-    }
-
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -882,20 +880,15 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         msp_tenant_id: tenant,
         mode,
         sites,
-        technician_groups,
-        technician_users,
+        lockdowns: owned.lockdowns,
         break_glass,
-        service_account: service,
-        direct_service_accounts: accounts.direct_service_accounts.clone(),
+        service_accounts: owned.service_accounts,
+        cipp_app: owned.cipp_app,
         allowed_exclusions: allowed_exclusions.iter().map(|a| a.to_ascii_lowercase()).collect(),
-        protected_apps,
         location_prefix: raw.names.location_prefix.clone().unwrap_or_else(|| DEFAULT_LOCATION_PREFIX.into()),
-        block_policy_name,
-        service_policy_name,
         adopt_existing: raw.names.adopt_existing,
         emergency_group,
         emergency_pause_hours,
-        rollout,
         skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         accept_widening: raw.scope.accept_widening,
         accept_widening_tenants,
