@@ -29,6 +29,16 @@ pub fn sample_config_toml(estate: &Estate) -> String {
         .iter()
         .filter_map(|t| Some((t.tenant_id.as_deref()?, t.user_principal_name.as_str())))
         .collect();
+    let app = |name: &str| {
+        msp.service_principals
+            .iter()
+            .find(|a| a["displayName"] == name)
+            .and_then(|a| a["appId"].as_str())
+            .expect("application")
+            .to_string()
+    };
+    // A CIPP-plus-Syncro MSP: the source documents' two block policies, two
+    // service accounts, MFA on the CIPP app, and sessions that follow the network.
     format!(
         r#"msp_tenant_id = "{msp}"
 mode = "gdap"
@@ -37,22 +47,44 @@ mode = "gdap"
 "MSP Office" = ["203.0.113.10/32", "2001:db8:10::/48"]
 
 [accounts]
-technician_groups = ["{group}"]
 break_glass = ["{bg1}", "{bg2}"]
-service_account = "{svc}"
-direct_service_accounts = {{ {direct_accounts} }}
+
+[[lockdown]]
+tool = "cipp"
+technician_groups = ["{group}"]
+
+[[lockdown]]
+tool = "syncro"
+technician_users = ["All"]
+all_users_are_technicians = true
+apps = ["{syncro_app}"]
+
+[[service_account]]
+tool = "cipp"
+account = "{svc}"
+direct_accounts = {{ {direct_accounts} }}
+
+[[service_account]]
+tool = "syncro"
+account = "{syncro_svc}"
+
+[cipp_app]
+app_id = "{cipp_app}"
+
+[session]
+mode = "enforce"
 
 [scope]
 direct_tenants = [{direct_tenants}]
-
-[rollout]
-block_policy = "reportOnly"
 "#,
         msp = estate.msp_tenant_id,
         group = group["id"].as_str().unwrap_or_default(),
         bg1 = upn("Break Glass 1"),
         bg2 = upn("Break Glass 2"),
         svc = upn("CIPP Service Account"),
+        syncro_svc = upn("Syncro Service Account"),
+        syncro_app = app("Syncro"),
+        cipp_app = app("CIPP-SSO"),
         direct_accounts = direct.iter().map(|(t, u)| format!("\"{t}\" = \"{u}\"")).collect::<Vec<_>>().join(", "),
         direct_tenants = direct.iter().map(|(t, _)| format!("\"{t}\"")).collect::<Vec<_>>().join(", "),
     )

@@ -111,6 +111,7 @@ pub async fn run(client: &GraphClient, config: &Config, cipp: Option<&crate::cip
         probe(client, msp, &msp_name, &p, &mut report).await;
     }
     email(client, config, test_email, &msp_name, &mut report).await;
+    cipp_app(client, config, &msp_name, &mut report).await;
     let customers = match crate::observe::discover(client, config, cipp).await {
         Ok(c) => c,
         Err(_) => return report, // the GDAP probe above already names the gap
@@ -160,6 +161,30 @@ async fn email(client: &GraphClient, config: &Config, test_email: bool, msp_name
                 .into(),
         });
     }
+}
+
+/// A3: the configured CIPP sign-in app is an application (a service principal)
+/// in the MSP tenant; a policy on an app id that is not there protects nothing.
+async fn cipp_app(client: &GraphClient, config: &Config, msp_name: &str, report: &mut Report) {
+    let Some(app) = &config.cipp_app else { return };
+    report.checks += 1;
+    let path = format!("/servicePrincipals?$filter=appId eq '{}'&$select=id,appId,displayName", app.app_id);
+    let problem = match client.get::<Collection<Value>>(&config.msp_tenant_id, &path).await {
+        Ok(list) if !list.value.is_empty() => return,
+        Ok(_) => format!(
+            "cipp_app.app_id {} is not an application in the MSP tenant, so \"{}\" would protect nothing",
+            app.app_id, app.policy_name
+        ),
+        Err(e) => format!("could not look up cipp_app.app_id {}: {}", app.app_id, describe(&e)),
+    };
+    report.gaps.push(Gap {
+        tenant: msp_name.into(),
+        feature: "A3 MFA on the CIPP app".into(),
+        problem,
+        fix: "set cipp_app.app_id to the Application (client) ID of the app CIPP signs in with: CIPP-SSO (App registrations) \
+              for self-hosted CIPP, or the \"Azure Static Web Apps\" enterprise application for classic CIPP; reading it needs Application.Read.All"
+            .into(),
+    });
 }
 
 fn can_write_ca(role: &str) -> bool {

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod apply;
 pub mod approval;
 pub mod audit;
+pub mod beta;
 pub mod cipp;
 pub mod cli;
 pub mod config;

@@ -378,7 +378,11 @@ pub async fn msp(
     ledger: Option<&dyn crate::store::Store>,
 ) -> Result<Observed, GraphError> {
     let t = &config.msp_tenant_id;
-    let (policies, unreadable) = read_policies(client.list::<serde_json::Value>(t, POLICIES).await?);
+    let mut raw = client.list::<serde_json::Value>(t, POLICIES).await?;
+    if crate::beta::needed(config) {
+        crate::beta::overlay(client, t, &mut raw).await?;
+    }
+    let (policies, unreadable) = read_policies(raw);
     let locations = client.list::<NamedLocation>(t, LOCATIONS).await?;
     let responses =
         client.batch(t, vec![item("1", SECURITY_DEFAULTS), item("2", SKUS), item("3", ORGANIZATION)]).await?;

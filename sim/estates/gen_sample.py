@@ -75,13 +75,16 @@ STD_ROLES = [CA_ADMIN, SEC_ADMIN, USER_ADMIN, HELPDESK, EXCHANGE_ADMIN, INTUNE_A
 techs = [user(n, f"{n.split()[0].lower()}@contosomsp.onmicrosoft.com") for n in ["Alex Tech", "Blair Tech", "Casey Tech"]]
 breakglass = [user("Break Glass 1", "bg1@contosomsp.onmicrosoft.com"), user("Break Glass 2", "bg2@contosomsp.onmicrosoft.com")]
 service = user("CIPP Service Account", "cipp-svc@contosomsp.onmicrosoft.com")
+# The Syncro article's Part B: Syncro's CSP integration signs in as its own account.
+syncro_service = {"id": "5b1e9a77-3c2d-4e8f-9a10-6c7d8e9f0a21", "displayName": "Syncro Service Account",
+                  "userPrincipalName": "syncro-svc@contosomsp.onmicrosoft.com", "userType": "Member"}
 staff = [user("Dana Office", "dana@contosomsp.onmicrosoft.com"), user("Eli Sales", "eli@contosomsp.onmicrosoft.com")]
 tech_group = {"id": guid(), "displayName": "CIPP Technicians", "members": [t["id"] for t in techs]}
 staff_group = {"id": guid(), "displayName": "All Staff", "members": [u["id"] for u in techs + staff]}
 msp = {
     "id": MSP, "displayName": "Contoso MSP", "defaultDomain": "contosomsp.onmicrosoft.com",
     "securityDefaults": False, "p1": True, "consented": True,
-    "users": techs + breakglass + [service] + staff,
+    "users": techs + breakglass + [service] + staff + [syncro_service],
     "groups": [tech_group, staff_group],
     "policies": [
         policy("Require MFA for all users", users={"includeUsers": ["All"], "excludeUsers": [b["id"] for b in breakglass]}),
@@ -89,6 +92,12 @@ msp = {
                users={"includeUsers": ["All"], "excludeUsers": [breakglass[0]["id"]]}),
         policy("Require compliant device for staff", state="enabledForReportingButNotEnforced",
                users={"includeGroups": [staff_group["id"]]}, grant=("compliantDevice",)),
+    ],
+    # The apps technicians sign in to: CIPP (self-hosted, through its CIPP-SSO app
+    # registration) and Syncro (its OIDC app registration).
+    "servicePrincipals": [
+        {"id": "0d6f3a52-8b1c-4e27-9f40-1a2b3c4d5e60", "appId": "7e3b9c41-2d5a-4f68-8b19-0c1d2e3f4a5b", "displayName": "CIPP-SSO"},
+        {"id": "2a7c4e61-9d3b-4f18-a250-3b4c5d6e7f80", "appId": "c4d2e8f1-6a3b-4c59-9e70-1f2a3b4c5d6e", "displayName": "Syncro"},
     ],
     "namedLocations": [{
         "@odata.type": "#microsoft.graph.countryNamedLocation", "id": guid(), "displayName": "Head office country",

@@ -112,6 +112,9 @@ pub struct TenantSpec {
     pub groups: Vec<Value>,
     #[serde(default)]
     pub policies: Vec<Value>,
+    /// Enterprise applications (`servicePrincipal`): id, appId, displayName.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_principals: Vec<Value>,
     #[serde(default)]
     pub named_locations: Vec<Value>,
     #[serde(default)]

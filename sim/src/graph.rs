@@ -27,6 +27,11 @@ pub(crate) struct Req<'a> {
     pub page_size: usize,
     /// When the request arrived (replication lag is measured from it).
     pub at: Instant,
+    /// Sent to `/beta` (else v1.0): beta-only properties are read and written there.
+    pub beta: bool,
+    /// `Prefer: include-unknown-enum-members`: evolvable enum members past
+    /// `unknownFutureValue` are answered as themselves, not as `unknownFutureValue`.
+    pub unknown_enums: bool,
 }
 
 #[derive(Debug)]
@@ -221,6 +226,10 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
         }
         ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
         ("GET", ["me"]) => me(state, &req),
+        ("GET", ["serviceprincipals"]) => {
+            let items = tenant(state, &req).spec.service_principals.clone();
+            list(items, &req, "servicePrincipals")
+        }
         ("GET", ["groups"]) => {
             let items = tenant(state, &req).spec.groups.iter().map(without_members).collect();
             list(items, &req, "groups")

@@ -15,7 +15,31 @@ pub(crate) fn read_items(state: &mut State, req: &Req, kind: Kind) -> Vec<Value>
         Kind::Policy => &t.spec.policies,
         Kind::Location => &t.spec.named_locations,
     };
-    t.as_read(lag, items, req.at)
+    let mut read = t.as_read(lag, items, req.at);
+    if kind == Kind::Policy {
+        read.iter_mut().for_each(|p| as_version(p, req));
+    }
+    read
+}
+
+/// A policy as the request's version shows it. `sessionControls.continuousAccessEvaluation`
+/// exists in beta only (v1.0's `conditionalAccessSessionControls` has no such
+/// property, so a v1.0 read omits it, and keeps it stored). Its `strictLocation`
+/// mode comes after `unknownFutureValue` in the evolvable enum: without
+/// `Prefer: include-unknown-enum-members` a beta read answers `unknownFutureValue`
+/// (learn.microsoft.com, continuousAccessEvaluationSessionControl, beta).
+pub(crate) fn as_version(p: &mut Value, req: &Req) {
+    let Some(session) = p.get_mut("sessionControls").and_then(Value::as_object_mut) else { return };
+    if !req.beta {
+        session.remove("continuousAccessEvaluation");
+        return;
+    }
+    if let Some(mode) = session.get_mut("continuousAccessEvaluation").and_then(|c| c.get_mut("mode"))
+        && mode == "strictLocation"
+        && !req.unknown_enums
+    {
+        *mode = json!("unknownFutureValue");
+    }
 }
 
 /// The injected refusal of a write to an object named in `refuseWritesTo`.
@@ -188,10 +212,17 @@ pub(crate) fn object(state: &mut State, req: &Req, kind: Kind, id: &str) -> Resp
         "GET" => {
             let current = kind.items(tenant(state, req))[idx].clone();
             let lag = state.faults.replication_lag_ms;
-            match tenant(state, req).replicating(lag, id, req.at) {
-                Some(r) => r.before.clone().map_or_else(|| not_found(id), |b| Resp::new(200, Some(b))),
-                None => Resp::new(200, Some(current)),
+            let mut read = match tenant(state, req).replicating(lag, id, req.at) {
+                Some(r) => match r.before.clone() {
+                    Some(b) => b,
+                    None => return not_found(id),
+                },
+                None => current,
+            };
+            if kind == Kind::Policy {
+                as_version(&mut read, req);
             }
+            Resp::new(200, Some(read))
         }
         "PATCH" => {
             let Some(patch) = req.body.clone().filter(Value::is_object) else {

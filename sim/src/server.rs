@@ -177,7 +177,20 @@ fn portal_edit(
     let page_size = st.page_size;
     let base = format!("{base}/v1.0");
     let at = Instant::now();
-    let req = Req { method, path, query: &query, body, base: &base, tenant, actor, user_agent, page_size, at };
+    let req = Req {
+        method,
+        path,
+        query: &query,
+        body,
+        base: &base,
+        tenant,
+        actor,
+        user_agent,
+        page_size,
+        at,
+        beta: false,
+        unknown_enums: false,
+    };
     let r = graph::route(st, req);
     (r.status, r.body)
 }
@@ -433,6 +446,7 @@ async fn process(
     body: Option<Value>,
     base: &str,
     arrived: Instant,
+    version: (bool, bool),
 ) -> Resp {
     let is_sub_create = method == "POST" && path.trim_matches('/').eq_ignore_ascii_case("subscriptions");
     if is_sub_create {
@@ -440,20 +454,27 @@ async fn process(
     }
     let mut st = lock(s);
     let page_size = st.page_size;
-    let req = Req { method, path, query, body, base, tenant, actor, user_agent, page_size, at: Instant::now() };
+    let (beta, unknown_enums) = version;
+    let at = Instant::now();
+    let req = Req { method, path, query, body, base, tenant, actor, user_agent, page_size, at, beta, unknown_enums };
     graph::handle(&mut st, req, arrived)
 }
 
 async fn graph_request(
     AxState(s): AxState<Shared>,
     method: Method,
+    uri: axum::http::Uri,
     Path(rest): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let arrived = Instant::now();
-    let version = if headers.get("x-sim-version").is_some() { "beta" } else { "v1.0" };
+    let beta = uri.path().starts_with("/beta/");
+    let version = if beta { "beta" } else { "v1.0" };
+    let prefer = headers.get("prefer").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let unknown_enums =
+        prefer.as_deref().is_some_and(|p| p.to_ascii_lowercase().contains("include-unknown-enum-members"));
     let base = host_base(&headers, version);
     let query = parse_query(raw.as_deref());
     let full_path = format!("/{version}/{rest}");
@@ -468,7 +489,9 @@ async fn graph_request(
                 Err(e) => graph::error(400, "BadRequest", &format!("Unable to read JSON request payload: {e}")),
                 Ok(json) => {
                     let ua = user_agent(&headers);
-                    process(&s, &tenant, &actor, ua, method.as_str(), &rest, &query, json, &base, arrived).await
+                    let version = (beta, unknown_enums);
+                    process(&s, &tenant, &actor, ua, method.as_str(), &rest, &query, json, &base, arrived, version)
+                        .await
                 }
             };
             (Some(tenant), resp)
@@ -485,6 +508,9 @@ async fn graph_request(
         false,
         "graph",
     );
+    if let Some(last) = st.journal.last_mut() {
+        last.prefer = prefer;
+    }
     let malformed = method == Method::GET && resp.status == 200 && st.faults.malformed_responses > 0;
     if malformed {
         st.faults.malformed_responses -= 1;
@@ -553,6 +579,7 @@ async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> 
             item.body,
             &base,
             sub_arrived,
+            (false, false),
         )
         .await;
         lock(&s).record(

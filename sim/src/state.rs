@@ -96,6 +96,9 @@ pub struct JournalEntry {
     pub in_batch: bool,
     /// `graph` (a Graph request, alone or inside a batch), `batch` (the `$batch` POST itself) or `token`.
     pub kind: String,
+    /// The request's `Prefer` header, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<String>,
 }
 
 impl JournalEntry {
@@ -251,6 +254,7 @@ impl State {
             ca: is_ca_path(path),
             in_batch,
             kind: kind.to_string(),
+            prefer: None,
         };
         self.journal.push(entry);
     }

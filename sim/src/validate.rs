@@ -152,7 +152,11 @@ const SESSION_CONTROLS: Ty = Ty::Obj(&[
         ]),
     ),
     ("disableResilienceDefaults", Ty::Bool),
+    // Beta only (v1.0 stores it verbatim, as any property its schema lacks).
+    ("continuousAccessEvaluation", Ty::Obj(&[("mode", Ty::Enum(CAE_MODES))])),
 ]);
+/// `continuousAccessEvaluationMode` (beta); `strictLocation` is an evolvable member.
+const CAE_MODES: &[&str] = &["strictEnforcement", "disabled", "unknownFutureValue", "strictLocation"];
 /// `conditionalAccessPolicy` (v1.0).
 pub const POLICY: Ty = Ty::Obj(&[
     ("id", Ty::Str),

@@ -92,8 +92,15 @@ async fn create_policy(ctx: &Context<'_>, action: &Action) -> Result<Done, Stop>
     let body = resolve_locations(&action.body, ctx.created);
     let body_ref = &body;
     let sent = chrono::Utc::now();
-    let p: ConditionalAccessPolicy =
-        replicated(ctx, move || async move { client.post(tenant, POLICIES, body_ref).await }).await?;
+    let beta = crate::beta::writes_beta(&body);
+    let p: ConditionalAccessPolicy = replicated(ctx, move || async move {
+        if beta {
+            client.post_beta(tenant, POLICIES, body_ref).await
+        } else {
+            client.post(tenant, POLICIES, body_ref).await
+        }
+    })
+    .await?;
     let span = (sent, chrono::Utc::now());
     let id = p.id().to_string();
     visible(ctx, &id, &action.target, &body).await?;
@@ -102,7 +109,7 @@ async fn create_policy(ctx: &Context<'_>, action: &Action) -> Result<Done, Stop>
 
 async fn update_policy(ctx: &Context<'_>, action: &Action, id: &str) -> Result<Done, Stop> {
     let (client, tenant) = (ctx.client, ctx.plan.tenant_id.as_str());
-    let fresh = observe::policy(client, tenant, id)
+    let fresh = read_policy(ctx, action.control, id)
         .await
         .map_err(failed)?
         .ok_or_else(|| Stop::Failed("the policy was deleted after caguard read it".into()))?;
@@ -112,7 +119,15 @@ async fn update_policy(ctx: &Context<'_>, action: &Action, id: &str) -> Result<D
     let (path, body_ref) = (format!("{POLICIES}/{id}"), &body);
     let path_ref = path.as_str();
     let sent = chrono::Utc::now();
-    replicated(ctx, move || async move { client.patch(tenant, path_ref, body_ref).await }).await?;
+    let beta = crate::beta::writes_beta(&body);
+    replicated(ctx, move || async move {
+        if beta {
+            client.patch_beta(tenant, path_ref, body_ref).await
+        } else {
+            client.patch(tenant, path_ref, body_ref).await
+        }
+    })
+    .await?;
     let span = (sent, chrono::Utc::now());
     visible(ctx, id, &action.target, &body).await?;
     Ok(Done::Written(None, span))
@@ -155,11 +170,31 @@ fn safe(ctx: &Context<'_>, observed: &Observed, action: &Action) -> Result<(), S
     safety::check_block_policy(ctx.config, lockdown, observed, &after, &ctx.plan.actions).map_err(Stop::Held)
 }
 
-/// Reads the policy back until it shows `body`.
+/// A policy as caguard planned it: S4's from v1.0 with its beta session property laid over.
+async fn read_policy(
+    ctx: &Context<'_>,
+    control: Control,
+    id: &str,
+) -> Result<Option<ConditionalAccessPolicy>, GraphError> {
+    let (client, tenant) = (ctx.client, ctx.plan.tenant_id.as_str());
+    if control == Control::S4 && crate::beta::needed(ctx.config) {
+        crate::beta::policy(client, tenant, id).await
+    } else {
+        observe::policy(client, tenant, id).await
+    }
+}
+
+/// Reads the policy back until it shows `body` (from beta too when the body set a beta property).
 async fn visible(ctx: &Context<'_>, id: &str, name: &str, body: &Value) -> Result<(), Stop> {
     let (client, tenant) = (ctx.client, ctx.plan.tenant_id.as_str());
+    let beta = crate::beta::writes_beta(body);
     eventually(ctx, &format!("the write to \"{name}\""), move || async move {
-        Ok(observe::policy(client, tenant, id).await?.is_some_and(|p| contains(&to_value(&p), body)))
+        let p = if beta {
+            crate::beta::policy(client, tenant, id).await?
+        } else {
+            observe::policy(client, tenant, id).await?
+        };
+        Ok(p.is_some_and(|p| contains(&to_value(&p), body)))
     })
     .await
 }

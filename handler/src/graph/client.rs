@@ -113,6 +113,10 @@ struct Inner {
     counters: Counters,
 }
 
+/// The header that makes Graph answer evolvable enum members past
+/// `unknownFutureValue` as themselves (Graph's "evolvable enumerations").
+pub const PREFER_UNKNOWN_ENUMS: &str = "include-unknown-enum-members";
+
 /// A Graph client shared by every task of a sweep (cheap to clone).
 #[derive(Clone)]
 pub struct GraphClient {
@@ -198,9 +202,26 @@ impl GraphClient {
         format!("{base}/{}/{}", self.inner.cfg.version, path.trim_start_matches('/'))
     }
 
+    /// `path` below the beta root: for the few properties v1.0 lacks (S4's
+    /// `continuousAccessEvaluation`). Always sent with [`PREFER_UNKNOWN_ENUMS`].
+    fn beta_url(&self, path: &str) -> String {
+        let base = self.inner.cfg.graph_base.trim_end_matches('/');
+        format!("{base}/beta/{}", path.trim_start_matches('/'))
+    }
+
     /// Sends one request with pacing, token handling and bounded retries.
     async fn send(&self, tenant: &str, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, GraphError> {
-        let url = self.url(path);
+        self.send_to(tenant, method, self.url(path), body, false).await
+    }
+
+    async fn send_to(
+        &self,
+        tenant: &str,
+        method: Method,
+        url: String,
+        body: Option<&Value>,
+        prefer_unknown_enums: bool,
+    ) -> Result<Answer, GraphError> {
         let ca = is_ca_url(&url);
         let c = &self.inner.counters;
         let mut retries = 0u32;
@@ -215,6 +236,9 @@ impl GraphClient {
             let counter = if method == Method::GET { &c.reads } else { &c.writes };
             counter.fetch_add(1, Ordering::Relaxed);
             let mut req = self.inner.http.request(method.clone(), &url).bearer_auth(&token);
+            if prefer_unknown_enums {
+                req = req.header("Prefer", PREFER_UNKNOWN_ENUMS);
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -326,6 +350,31 @@ impl GraphClient {
     /// PATCH: only the properties in `body` change.
     pub async fn patch(&self, tenant: &str, path: &str, body: &Value) -> Result<(), GraphError> {
         self.send(tenant, Method::PATCH, path, Some(body)).await.map(|_| ())
+    }
+
+    /// GET from beta, with `Prefer: include-unknown-enum-members` (evolvable enum
+    /// members such as CAE's `strictLocation` are otherwise `unknownFutureValue`).
+    pub async fn get_beta<T: DeserializeOwned>(&self, tenant: &str, path: &str) -> Result<T, GraphError> {
+        let url = self.beta_url(path);
+        let a = self.send_to(tenant, Method::GET, url.clone(), None, true).await?;
+        Self::decode(tenant, &url, &a)
+    }
+
+    /// POST to beta (with the Prefer header), decoding the created object.
+    pub async fn post_beta<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, GraphError> {
+        let url = self.beta_url(path);
+        let a = self.send_to(tenant, Method::POST, url.clone(), Some(body), true).await?;
+        Self::decode(tenant, &url, &a)
+    }
+
+    /// PATCH to beta (with the Prefer header).
+    pub async fn patch_beta(&self, tenant: &str, path: &str, body: &Value) -> Result<(), GraphError> {
+        self.send_to(tenant, Method::PATCH, self.beta_url(path), Some(body), true).await.map(|_| ())
     }
 
     pub async fn delete(&self, tenant: &str, path: &str) -> Result<(), GraphError> {

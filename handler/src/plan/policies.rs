@@ -360,7 +360,9 @@ fn owned_policy_action(
         None => {
             let mut body = json!({"displayName": name});
             for (ptr, v) in fields {
-                if !v.is_null() {
+                // A top-level null is said (S4's `grantControls: null`: Graph would
+                // otherwise fill in empty grant controls); deeper ones are left out.
+                if !v.is_null() || ptr.matches('/').count() == 1 {
                     super::put(&mut body, &ptr, v);
                 }
             }
