@@ -39,3 +39,4 @@ pub mod telemetry;
 pub mod tug;
 pub mod uninstall;
 pub mod watch;
+pub mod whatif;

@@ -449,28 +449,31 @@ fn send_mail(state: &mut State, req: &Req) -> Resp {
     Resp::new(202, None)
 }
 
-/// A simplified What If: a policy applies when the signing-in user is in its
-/// user scope and not excluded. Enough for the shapes; not the full evaluator.
+/// What If (`POST /identity/conditionalAccess/evaluate`), answered by caguard's
+/// own evaluator over the tenant's policies and named locations. Group
+/// membership comes from the estate's groups; directory roles are not simulated.
 fn evaluate(state: &mut State, req: &Req) -> Resp {
-    let user = req
-        .body
-        .as_ref()
-        .and_then(|b| b.pointer("/signInIdentity/userId"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let policies = tenant(state, req).spec.policies.clone();
-    let value: Vec<Value> = policies
-        .into_iter()
-        .map(|mut p| {
-            let users = &p["conditions"]["users"];
-            let has = |k: &str, v: &str| users[k].as_array().is_some_and(|a| a.iter().any(|x| x == v));
-            let applies = (has("includeUsers", "All") || has("includeUsers", &user)) && !has("excludeUsers", &user);
-            p["policyApplies"] = json!(applies);
-            p["analysisReasons"] = json!(if applies { "notSet" } else { "users" });
-            p
-        })
-        .collect();
+    let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
+    let t = tenant(state, req);
+    let groups = t.spec.groups.clone();
+    let member_of = |user: &str| {
+        let of = |g: &&Value| {
+            g["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(user))))
+        };
+        let ids = groups.iter().filter(of).filter_map(|g| g["id"].as_str()).map(str::to_ascii_lowercase).collect();
+        (ids, vec![])
+    };
+    let sign_in = match crate::eval::parse_request(&body, &member_of) {
+        Ok(s) => s,
+        Err(e) => return error(400, "BadRequest", &e),
+    };
+    let mut policies = t.spec.policies.clone();
+    policies.iter_mut().for_each(|p| crate::objects::as_version(p, req));
+    let answers = crate::eval::evaluate(&policies, &t.spec.named_locations, &sign_in);
+    let applied_only = body["appliedPoliciesOnly"] == json!(true);
+    let value = crate::eval::response_value(&policies, &answers, applied_only);
     Resp::new(
         200,
         Some(

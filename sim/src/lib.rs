@@ -16,6 +16,12 @@
 mod arm;
 pub mod chat;
 mod estate;
+/// caguard's Conditional Access evaluator: the product crate owns it, and the
+/// simulator compiles the same file for `conditionalAccess/evaluate`, so the
+/// simulator and caguard can never evaluate differently.
+#[path = "../../handler/src/whatif/eval.rs"]
+#[allow(dead_code)]
+mod eval;
 mod filter;
 pub mod generate;
 mod graph;

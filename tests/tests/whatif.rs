@@ -1,0 +1,162 @@
+//! #15 item 1: caguard's evaluator agrees with every What If example in
+//! Microsoft's reference (request → response), and the simulator's
+//! `conditionalAccess/evaluate` answers with the same evaluator.
+
+use caguard::whatif::{self, Reason};
+use caguard_e2e::fixtures_dir;
+use caguard_sim::{Actor, TenantSpec, sample_estate};
+use serde_json::{Value, json};
+
+/// (request, response) pairs of the evaluate examples.
+const PAIRS: [(&str, &str); 4] = [
+    ("01-request.json", "02-response.json"),
+    ("03-request.json", "04-response.json"),
+    ("07-request.json", "08-response.json"),
+    ("09-request.json", "10-response.json"),
+];
+
+fn read(name: &str) -> Value {
+    let path = fixtures_dir().join("graph/conditionalaccessroot-evaluate").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The tenant's policies behind a response: each result without its What If fields.
+fn policies_of(response: &Value) -> Vec<Value> {
+    response["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            let o = p.as_object_mut().unwrap();
+            o.remove("policyApplies");
+            o.remove("analysisReasons");
+            p
+        })
+        .collect()
+}
+
+fn no_groups(_: &str) -> (Vec<String>, Vec<String>) {
+    (vec![], vec![])
+}
+
+#[test]
+fn the_evaluator_agrees_with_every_example_in_the_reference() {
+    for (req, resp) in PAIRS {
+        let (request, response) = (read(req), read(resp));
+        let policies = policies_of(&response);
+        let sign_in = whatif::parse_request(&request, &no_groups).unwrap();
+        let answers = whatif::evaluate(&policies, &[], &sign_in);
+        for (want, got) in response["value"].as_array().unwrap().iter().zip(&answers) {
+            assert_eq!(json!(got.applies), want["policyApplies"], "{resp}: {}", got.name);
+            assert_eq!(got.reason.as_str(), want["analysisReasons"], "{resp}: {}", got.name);
+        }
+        let applied_only = request["appliedPoliciesOnly"] == json!(true);
+        let value = whatif::response_value(&policies, &answers, applied_only);
+        assert_eq!(value, response["value"].as_array().unwrap().clone(), "{resp}: the whole answer");
+    }
+}
+
+#[test]
+fn what_the_examples_do_not_match_they_say_why() {
+    // The first example's policies, asked for a user the first one excludes, on
+    // another app, from another platform: each reason is the first unmet condition.
+    let policies = policies_of(&read("02-response.json"));
+    let mut request = read("01-request.json");
+    request["signInIdentity"]["userId"] = json!("f7ca74b0-8562-4083-b66c-0476f942cfd0");
+    let answers = whatif::evaluate(&policies, &[], &whatif::parse_request(&request, &no_groups).unwrap());
+    assert!(answers.iter().all(|a| !a.applies && a.reason == Reason::Users), "{answers:?}");
+    let mut request = read("01-request.json");
+    request["signInContext"]["includeApplications"] = json!(["797f4846-ba00-4fd7-ba43-dac1f8f63013"]);
+    request["signInConditions"]["userRiskLevel"] = json!("low");
+    let answers = whatif::evaluate(&policies, &[], &whatif::parse_request(&request, &no_groups).unwrap());
+    assert_eq!((answers[0].applies, answers[0].reason), (false, Reason::Application), "Office 365 does not hold ARM");
+    assert_eq!((answers[1].applies, answers[1].reason), (false, Reason::UserRisk));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_answers_what_the_reference_does() {
+    for (req, resp) in PAIRS {
+        let (request, response) = (read(req), read(resp));
+        let mut estate = sample_estate();
+        let tenant = "0e2f7d4c-9a61-4c3b-8d5e-6f7a8b9c0d1e".to_string();
+        estate.tenants.push(TenantSpec {
+            id: tenant.clone(),
+            display_name: "What If".into(),
+            p1: true,
+            consented: true,
+            policies: policies_of(&response),
+            ..Default::default()
+        });
+        let sim = caguard_sim::start(estate, Default::default()).await.unwrap();
+        let admin =
+            Actor::App { app_id: "11111111-2222-4333-8444-555555555555".into(), display_name: "What If".into() };
+        let (status, body) =
+            sim.portal_edit(&tenant, &admin, "POST", "identity/conditionalAccess/evaluate", Some(request));
+        assert_eq!(status, 200, "{body:?}");
+        // The simulator answers as v1.0 (the beta examples carry beta-only nulls): compare the What If part.
+        let what_if = |v: &Value| -> Vec<(Value, Value, Value)> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["id"].clone(), p["policyApplies"].clone(), p["analysisReasons"].clone()))
+                .collect()
+        };
+        assert_eq!(what_if(&body.unwrap()["value"]), what_if(&response["value"]), "{resp}");
+    }
+}
+
+/// The sample MSP tenant, after caguard's rollout: the simulator's answer and
+/// caguard's own evaluation agree for a technician, inside and outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_and_the_evaluator_agree_on_the_rolled_out_msp() {
+    let estate = sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let config = caguard::demo::sample_config(&estate);
+    let msp = config.msp_tenant_id.clone();
+    let client = caguard::demo::sample_client(&sim, &estate);
+    let (store, _dir) = caguard_e2e::temp_store("whatif");
+    caguard::sweep::run(&client, &config, &caguard_e2e::apply_msp_only(&msp, &store)).await.unwrap();
+    let stored = sim.tenant(&msp).unwrap();
+    let alex =
+        stored.users.iter().find(|u| u["displayName"] == "Alex Tech").unwrap()["id"].as_str().unwrap().to_string();
+    let groups: Vec<String> = stored
+        .groups
+        .iter()
+        .filter(|g| g["members"].as_array().is_some_and(|m| m.iter().any(|x| x == alex.as_str())))
+        .map(|g| g["id"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    let admin = Actor::App { app_id: "11111111-2222-4333-8444-555555555555".into(), display_name: "What If".into() };
+    for ip in ["203.0.113.10", "198.51.100.77"] {
+        let request = json!({
+            "signInIdentity": {"@odata.type": "#microsoft.graph.userSignIn", "userId": alex},
+            "signInContext": {"@odata.type": "#microsoft.graph.applicationContext", "includeApplications": ["c4d2e8f1-6a3b-4c59-9e70-1f2a3b4c5d6e"]},
+            "signInConditions": {"devicePlatform": "windows", "clientAppType": "browser", "ipAddress": ip},
+            "appliedPoliciesOnly": false
+        });
+        let (status, body) =
+            sim.portal_edit(&msp, &admin, "POST", "identity/conditionalAccess/evaluate", Some(request.clone()));
+        assert_eq!(status, 200);
+        let sim_answer = body.unwrap()["value"].clone();
+        let member_of = |_: &str| (groups.clone(), vec![]);
+        let mine = whatif::evaluate(
+            &stored.policies,
+            &stored.named_locations,
+            &whatif::parse_request(&request, &member_of).unwrap(),
+        );
+        for (a, s) in mine.iter().zip(sim_answer.as_array().unwrap()) {
+            assert_eq!(
+                (json!(a.applies), json!(a.reason.as_str())),
+                (s["policyApplies"].clone(), s["analysisReasons"].clone()),
+                "{ip}: {}",
+                a.name
+            );
+        }
+        let syncro = mine.iter().find(|a| a.name == "Block Syncro - Outside Trusted IPs").unwrap();
+        let outside = ip.starts_with("198.");
+        assert_eq!(syncro.applies, outside, "{ip}: {syncro:?}");
+        if !outside {
+            assert_eq!(syncro.reason, Reason::Location);
+        }
+    }
+}
