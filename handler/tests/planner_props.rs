@@ -5,7 +5,7 @@
 //!   anything outside `conditions.users`;
 //! - applying a plan and planning again yields an empty plan.
 
-use caguard::config::{self, Config};
+use caguard::config;
 use caguard::plan::{self, Op, merge_patch, safety};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -49,15 +49,6 @@ fn without_users(p: &Value) -> Value {
     let mut p = p.clone();
     p["conditions"].as_object_mut().unwrap().remove("users");
     p
-}
-
-fn customer_config(direct: bool) -> Config {
-    let src = format!(
-        "msp_tenant_id = \"{MSP}\"\nmode = \"{}\"\n[sites]\n\"Office\" = [\"20.1.2.0/24\"]\n[accounts]\ntechnician_groups = [\"{}\"]\nbreak_glass = [\"bg@msp.example\"]\nservice_account = \"svc@msp.example\"\n",
-        if direct { "direct" } else { "gdap" },
-        guid(1)
-    );
-    config::parse(&src).unwrap().0
 }
 
 proptest! {

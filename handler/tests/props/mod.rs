@@ -215,3 +215,13 @@ pub fn flags(v: &Value, ptr: &str) -> Vec<String> {
         .map(|s| s.split(',').map(|f| f.trim().to_string()).collect())
         .unwrap_or_default()
 }
+
+/// A customer-side config (GDAP or direct mode).
+pub fn customer_config(direct: bool) -> Config {
+    let src = format!(
+        "msp_tenant_id = \"{MSP}\"\nmode = \"{}\"\n[sites]\n\"Office\" = [\"20.1.2.0/24\"]\n[accounts]\ntechnician_groups = [\"{}\"]\nbreak_glass = [\"bg@msp.example\"]\nservice_account = \"svc@msp.example\"\n",
+        if direct { "direct" } else { "gdap" },
+        guid(1)
+    );
+    config::parse(&src).unwrap().0
+}
