@@ -456,7 +456,7 @@ fn evaluate(state: &mut State, req: &Req) -> Resp {
     let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
     let t = tenant(state, req);
     let groups = t.spec.groups.clone();
-    let member_of = |user: &str| {
+    let member_of = move |user: &str| {
         let of = |g: &&Value| {
             g["members"]
                 .as_array()

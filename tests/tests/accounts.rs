@@ -71,8 +71,11 @@ async fn a_break_glass_upn_reassigned_to_a_technician_is_a_hold_not_an_exclusion
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolved_technician_is_a_hold_never_a_raw_name_in_include_users() {
     let estate = sample_estate();
-    let toml = sample_config_toml(&estate)
-        .replace("[accounts]\n", "[accounts]\ntechnician_users = [\"ghost@contosomsp.onmicrosoft.com\"]\n");
+    let toml = sample_config_toml(&estate).replacen(
+        "tool = \"cipp\"\n",
+        "tool = \"cipp\"\ntechnician_users = [\"ghost@contosomsp.onmicrosoft.com\"]\n",
+        1,
+    );
     let (outcome, alert, writes) = apply_msp(&estate, &toml, &store("ghost")).await;
     let why = held(&outcome);
     assert!(why.contains("technician 'ghost@contosomsp.onmicrosoft.com' did not resolve"), "{why}");
@@ -105,7 +108,7 @@ async fn a_same_named_policy_caguard_did_not_create_is_held_unless_adoption_is_c
     assert!(why.contains("no record of creating it") && why.contains("names.adopt_existing"), "{why}");
     assert_eq!(writes, 0);
 
-    let adopt = toml.replace("[rollout]", "[names]\nadopt_existing = true\n\n[rollout]");
+    let adopt = toml.replace("[scope]", "[names]\nadopt_existing = true\n\n[scope]");
     let (outcome, _, writes) = apply_msp(&estate, &adopt, &store("adopt2")).await;
     assert_eq!(outcome, Outcome::Fixed);
     assert!(writes > 0);
