@@ -138,7 +138,8 @@ async fn the_simulator_and_the_evaluator_agree_on_the_rolled_out_msp() {
             sim.portal_edit(&msp, &admin, "POST", "identity/conditionalAccess/evaluate", Some(request.clone()));
         assert_eq!(status, 200);
         let sim_answer = body.unwrap()["value"].clone();
-        let member_of = move |_: &str| (groups.clone(), vec![]);
+        let mine_groups = groups.clone();
+        let member_of = move |_: &str| (mine_groups.clone(), vec![]);
         let mine = whatif::evaluate(
             &stored.policies,
             &stored.named_locations,
