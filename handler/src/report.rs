@@ -39,6 +39,17 @@ pub fn plan_text(p: &TenantPlan, out: &mut String, limit: Option<usize>) {
         let _ = writeln!(out, "  … and {} more actions like these", p.actions.len() - shown);
     }
     withheld_text(p, out);
+    for c in &p.what_if {
+        let mark = if c.ok { "ok" } else { "FAILED" };
+        let _ = writeln!(
+            out,
+            "  what-if {mark}: {} from {} must be {}: {}; Graph: {}",
+            c.who, c.ip, c.expect, c.after, c.graph
+        );
+        if let Some(d) = &c.disagreement {
+            let _ = writeln!(out, "      disagreement: {d}");
+        }
+    }
     for n in &p.notes {
         let _ = writeln!(out, "  note {}: {}", n.control, n.message);
     }

@@ -266,7 +266,11 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             return None;
         }
         Some(match observe::msp(client, &config, opts.ledger.0.as_deref()).await {
-            Ok(o) => TenantReport { plan: planned(&config, &pauses, &o, true), result: None, observed: Some(o) },
+            Ok(o) => {
+                let mut plan = planned(&config, &pauses, &o, true);
+                crate::whatif::preflight::run(client, &config, &o, &mut plan).await;
+                TenantReport { plan, result: None, observed: Some(o) }
+            }
             Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
         })
     };

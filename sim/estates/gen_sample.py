@@ -56,6 +56,12 @@ def policy(name, state="enabled", users=None, apps=None, grant=("mfa",), locatio
     return p
 
 
+def legacy_only(p):
+    """The legacy-authentication clients only, as Microsoft's template blocks them."""
+    p["conditions"]["clientAppTypes"] = ["exchangeActiveSync", "other"]
+    return p
+
+
 def relationship(tenant, name, roles, status="active"):
     return {
         "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
@@ -88,8 +94,8 @@ msp = {
     "groups": [tech_group, staff_group],
     "policies": [
         policy("Require MFA for all users", users={"includeUsers": ["All"], "excludeUsers": [b["id"] for b in breakglass]}),
-        policy("Block legacy authentication", grant=("block",),
-               users={"includeUsers": ["All"], "excludeUsers": [breakglass[0]["id"]]}),
+        legacy_only(policy("Block legacy authentication", grant=("block",),
+                           users={"includeUsers": ["All"], "excludeUsers": [breakglass[0]["id"]]})),
         policy("Require compliant device for staff", state="enabledForReportingButNotEnforced",
                users={"includeGroups": [staff_group["id"]]}, grant=("compliantDevice",)),
     ],

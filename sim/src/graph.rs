@@ -225,6 +225,28 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             hit.cloned().map_or_else(|| not_found(segs[1]), |u| Resp::new(200, Some(u)))
         }
         ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
+        ("GET", ["users", _, "transitivememberof"]) => {
+            // Groups only (directory roles are not simulated); the estate's groups hold users directly.
+            let t = tenant(state, &req);
+            let user = segs[1].to_ascii_lowercase();
+            let is_member = |g: &&Value| {
+                g["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(&user))))
+            };
+            let items = t
+                .spec
+                .groups
+                .iter()
+                .filter(is_member)
+                .map(|g| {
+                    let mut g = without_members(g);
+                    g["@odata.type"] = json!("#microsoft.graph.group");
+                    g
+                })
+                .collect();
+            list(items, &req, "directoryObjects")
+        }
         ("GET", ["me"]) => me(state, &req),
         ("GET", ["serviceprincipals"]) => {
             let items = tenant(state, &req).spec.service_principals.clone();
@@ -473,6 +495,17 @@ fn evaluate(state: &mut State, req: &Req) -> Resp {
     policies.iter_mut().for_each(|p| crate::objects::as_version(p, req));
     let answers = crate::eval::evaluate(&policies, &t.spec.named_locations, &sign_in);
     let applied_only = body["appliedPoliciesOnly"] == json!(true);
+    let flipped = state.faults.what_if_knows_better.clone();
+    let answers: Vec<crate::eval::Answer> = answers
+        .into_iter()
+        .map(|mut a| {
+            if flipped.contains(&a.name) {
+                a.applies = !a.applies;
+                a.reason = if a.applies { crate::eval::Reason::NotSet } else { crate::eval::Reason::Users };
+            }
+            a
+        })
+        .collect();
     let value = crate::eval::response_value(&policies, &answers, applied_only);
     Resp::new(
         200,

@@ -64,6 +64,11 @@ pub struct Faults {
     /// Writes (POST, PATCH, DELETE) of policies or named locations with one of these
     /// display names are answered 400: a deterministic failing write for tests.
     pub refuse_writes_to: Vec<String>,
+    /// What If answers the opposite `policyApplies` for policies with these display
+    /// names, as Graph does when it knows what caguard cannot read (a nested group,
+    /// a directory role, the legacy MFA trusted IPs): a deterministic disagreement.
+    #[serde(default)]
+    pub what_if_knows_better: Vec<String>,
 }
 
 /// Makes the token endpoint refuse requests.

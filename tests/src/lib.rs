@@ -37,6 +37,21 @@ pub fn client(sim: &SimHandle, creds: Credentials, retry_base: Duration) -> Grap
     GraphClient::new(cfg, Arc::new(StaticCredentials(creds))).expect("client builds")
 }
 
+/// A simulator without the CA rate limit, and a client that does not pace for it:
+/// for tests of what caguard writes, not of how politely (pacing has its own tests,
+/// against the limit).
+pub async fn unpaced_sim(estate: &Estate) -> (SimHandle, GraphClient) {
+    let options = caguard_sim::SimOptions {
+        faults: caguard_sim::Faults { ca_throttling: false, ..Default::default() },
+        ..Default::default()
+    };
+    let sim = caguard_sim::start(estate.clone(), options).await.expect("simulator starts");
+    let mut cfg = GraphConfig::for_base(&sim.base_url);
+    cfg.ca_interval = Duration::from_millis(10);
+    let client = GraphClient::new(cfg, Arc::new(StaticCredentials(app_credentials(estate)))).expect("client builds");
+    (sim, client)
+}
+
 /// Every pair of one tenant's consecutive CA requests that arrived less than
 /// 1 s apart: a non-empty answer means some 1-second window held two requests.
 pub fn pacing_violations(journal: &[JournalEntry]) -> Vec<String> {

@@ -9,7 +9,7 @@
 //!   attributed to whoever made it.
 
 use caguard::audit::{self, Own};
-use caguard::demo::{sample_client, sample_config};
+use caguard::demo::sample_config;
 use caguard::sweep::{self, SweepOptions};
 use caguard_e2e::{apply_msp_only, temp_store};
 use caguard_sim::{Actor, sample_estate};
@@ -28,10 +28,9 @@ async fn every_configured_policy_is_created_kept_and_restored() {
     let mut estate = sample_estate();
     estate.tenants[0].policies.clear();
     estate.tenants[0].named_locations.clear();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let config = sample_config(&estate);
     let msp = config.msp_tenant_id.clone();
-    let client = sample_client(&sim, &estate);
     let (store, _dir) = temp_store("lockdowns");
 
     // One apply creates everything.
@@ -170,11 +169,10 @@ async fn every_configured_policy_is_created_kept_and_restored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reported_session_gap_is_shown_not_written() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let toml = caguard::demo::sample_config_toml(&estate)
         .replace("[session]\nmode = \"enforce\"", "[session]\nmode = \"report\"");
     let config = caguard::config::parse(&toml).unwrap().0;
-    let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
     let (store, _dir) = temp_store("lockdowns-report");
     let r = sweep::run(&client, &config, &apply_msp_only(&msp, &store)).await.unwrap();

@@ -76,12 +76,12 @@ async fn subs(a: &App) -> Vec<SubscriptionRecord> {
 async fn subscriptions_are_created_through_the_handshake_and_renewed_near_expiry() {
     let a = app().await;
     let report = renew(&a).await;
-    assert_eq!(report["created"], 4, "technician group, two break-glass accounts, service account: {report}");
+    assert_eq!(report["created"], 5, "technician group, two break-glass accounts, two service accounts: {report}");
     let msp = a.sim.tenant("6f1c2a43-7d5e-4b8a-9c3f-2e1d0a9b8c7d").unwrap();
-    assert_eq!(msp.subscriptions.len(), 4, "Graph (the simulator) validated our endpoint and stored them");
+    assert_eq!(msp.subscriptions.len(), 5, "Graph (the simulator) validated our endpoint and stored them");
     let mut records = subs(&a).await;
     assert!(records.iter().all(|r| r.client_state.len() == 64), "a random clientState each");
-    assert_eq!(renew(&a).await["kept"], 4, "nothing to do a moment later");
+    assert_eq!(renew(&a).await["kept"], 5, "nothing to do a moment later");
 
     // One is about to expire: the next pass renews it.
     let near = &mut records[0];

@@ -161,3 +161,100 @@ async fn the_simulator_and_the_evaluator_agree_on_the_rolled_out_msp() {
         }
     }
 }
+
+// ---------- #15 item 2: What If before risky writes ----------
+
+/// A policy that blocks everyone from everywhere, excluding nobody.
+fn block_everyone(name: &str) -> Value {
+    json!({"id": "b10c0000-0000-4000-8000-000000000001", "displayName": name, "state": "enabled",
+           "conditions": {"clientAppTypes": ["all"], "applications": {"includeApplications": ["All"]},
+                          "users": {"includeUsers": ["All"], "excludeUsers": []}},
+           "grantControls": {"operator": "OR", "builtInControls": ["block"]}})
+}
+
+/// Applies the MSP tenant with the sample config changed by `edit`; returns the sweep.
+async fn apply_msp(
+    estate: &caguard_sim::Estate,
+    sim: &caguard_sim::SimHandle,
+    edit: impl Fn(String) -> String,
+) -> caguard::sweep::SweepReport {
+    let config = caguard::config::parse(&edit(caguard::demo::sample_config_toml(estate))).unwrap().0;
+    let client = caguard::demo::sample_client(sim, estate);
+    let (store, _dir) = caguard_e2e::temp_store(&format!("whatif-{}", fastrand_name()));
+    caguard::sweep::run(&client, &config, &caguard_e2e::apply_msp_only(&config.msp_tenant_id, &store)).await.unwrap()
+}
+
+fn fastrand_name() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_what_if_answer_that_would_block_a_break_glass_account_holds_the_write() {
+    let mut estate = sample_estate();
+    estate.tenants[0].policies.push(block_everyone("Lock the doors"));
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    // A4 only reports, so the break-glass accounts stay in scope of "Lock the doors".
+    let r = apply_msp(&estate, &sim, |t| t.replace("[scope]", "[controls]\nA4 = \"report\"\n\n[scope]")).await;
+    let t = &r.tenants[0];
+    let caguard::apply::Outcome::Held(why) = &t.result.as_ref().unwrap().outcome else { panic!("{:?}", t.result) };
+    assert!(
+        why.contains("What If")
+            && why.contains("break-glass bg1@contosomsp.onmicrosoft.com")
+            && why.contains("blocked by \"Lock the doors\""),
+        "{why}"
+    );
+    let failed: Vec<_> = t.plan.what_if.iter().filter(|c| !c.ok).collect();
+    assert_eq!(failed.len(), 2, "both break-glass accounts: {:#?}", t.plan.what_if);
+    assert!(failed[0].graph.contains("\"Lock the doors\""), "Graph's answer is kept: {}", failed[0].graph);
+    let msp = sim.tenant(&estate.msp_tenant_id).unwrap();
+    assert!(
+        !msp.policies.iter().any(|p| p["displayName"] == "Block CIPP Access - Outside Trusted IPs"),
+        "nothing written"
+    );
+    let evaluations = sim.journal().iter().filter(|e| e.path.ends_with("conditionalAccess/evaluate")).count();
+    assert_eq!(evaluations, t.plan.what_if.len(), "one What If request per check");
+    assert!(caguard_e2e::pacing_violations(&sim.journal()).is_empty(), "within the CA pacing");
+    let mut text = String::new();
+    caguard::report::plan_text(&t.plan, &mut text, None);
+    assert!(text.contains("what-if FAILED: break-glass bg1@"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_disagreeing_with_caguard_holds_the_plan_and_the_cli_flags_it() {
+    let estate = sample_estate();
+    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let mut faults = sim.faults();
+    faults.what_if_knows_better = vec!["Require MFA for all users".into()];
+    sim.set_faults(faults);
+    let r = apply_msp(&estate, &sim, |t| t).await;
+    let t = &r.tenants[0];
+    let caguard::apply::Outcome::Held(why) = &t.result.as_ref().unwrap().outcome else { panic!("{:?}", t.result) };
+    assert!(why.contains("Graph and caguard disagree") && why.contains("Require MFA for all users"), "{why}");
+    assert!(t.plan.what_if.iter().all(|c| c.disagreement.is_some()), "{:#?}", t.plan.what_if);
+
+    // The CLI prints both answers and exits 2 on the disagreement, 0 once they agree.
+    let dir = std::env::temp_dir().join(format!("caguard-whatif-cli-{}", fastrand_name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("caguard.toml");
+    std::fs::write(&cfg, caguard::demo::sample_config_toml(&estate)).unwrap();
+    let store = dir.join("store.json");
+    let args = [
+        "whatif",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--user",
+        "alex@contosomsp.onmicrosoft.com",
+        "--ip",
+        "198.51.100.7",
+    ];
+    let out = caguard_e2e::caguard_on_sim(&sim, &estate, &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Require MFA for all users") && text.contains("<- DISAGREE"), "{text}");
+    sim.set_faults(caguard_sim::Faults { ca_throttling: true, ..Default::default() });
+    let out = caguard_e2e::caguard_on_sim(&sim, &estate, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("agree"));
+}

@@ -38,6 +38,8 @@ pub mod kind {
     pub const PAUSE_EXPIRING: &str = "pause-expiring";
     pub const EMERGENCY_OVERRIDE: &str = "emergency-override";
     pub const TUG_OF_WAR: &str = "tug-of-war";
+    /// Graph's What If and caguard's evaluator disagree: caguard's model of the tenant is wrong.
+    pub const WHATIF_DISAGREEMENT: &str = "whatif-disagreement";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The `caguard` command line.
 
 mod pause;
+mod whatif;
 
 use crate::config;
 use crate::graph::{Credentials, GraphClient, GraphConfig, StaticCredentials};
@@ -127,6 +128,9 @@ pub enum Command {
         #[arg(long, default_value = ".caguard/store.json")]
         store: PathBuf,
     },
+    /// Ask Graph's What If about one sign-in, next to caguard's own evaluator's answer.
+    /// Exit 0 when they agree, 2 when they disagree (also alerted), 1 on errors.
+    Whatif(whatif::WhatifArgs),
     /// The whole cycle on the embedded simulated estate: plan, apply, an out-of-band change, detect, restore.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -557,6 +561,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Pause { scope, reason, length, store } => pause::pause(&scope, &reason, length, &store).await,
         Command::Resume { scope, store } => pause::resume(&scope, &store).await,
         Command::Status { json, store } => pause::status(json, &store).await,
+        Command::Whatif(args) => whatif::run(&args).await,
         Command::Demo { length, latency_ms } => crate::demo::run(length, latency_ms).await.map(|()| EXIT_OK),
     };
     result.unwrap_or_else(|e| {

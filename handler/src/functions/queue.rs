@@ -173,6 +173,7 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
     let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
     let config = pauses.effective(&r.config, &observed.tenant_id);
     leave_emergency_changes(r, &mut plan, &observed).await;
+    crate::whatif::preflight::run(&r.client, &config, &observed, &mut plan).await;
     // A plan a person approved (exactly this one: same writes) passes the limits.
     let pending = plan.block.is_none() && plan.enforced().next().is_some();
     let approved = pending && crate::approval::is_approved(r.store.as_ref(), &plan).await;

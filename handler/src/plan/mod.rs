@@ -180,6 +180,10 @@ pub struct TenantPlan {
     /// location name, "MSP tenant"), so a plan reads without looking ids up.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// What If checks run before this plan's risky writes (filled by the sweep,
+    /// which can ask Graph; the planner itself never does).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub what_if: Vec<crate::whatif::Check>,
 }
 
 impl TenantPlan {
@@ -195,6 +199,7 @@ impl TenantPlan {
             withheld: vec![],
             owns: BTreeMap::new(),
             labels: BTreeMap::new(),
+            what_if: vec![],
         }
     }
 
