@@ -31,6 +31,7 @@ pub mod partner;
 pub mod pause;
 pub mod plan;
 pub mod report;
+pub mod rollout;
 pub mod secrets;
 pub mod storage;
 pub mod store;

@@ -354,6 +354,7 @@ pub async fn customer(client: &GraphClient, config: &Config, c: &Customer) -> Re
         accounts,
         default_domain,
         direct,
+        promote: BTreeMap::new(),
     })
 }
 
@@ -415,6 +416,7 @@ pub async fn msp(
         group_names,
         default_domain,
         direct: false,
+        promote: BTreeMap::new(),
     })
 }
 

@@ -266,8 +266,10 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             return None;
         }
         Some(match observe::msp(client, &config, opts.ledger.0.as_deref()).await {
-            Ok(o) => {
+            Ok(mut o) => {
+                let notes = crate::rollout::prepare(client, &config, opts.ledger.0.as_deref(), &mut o).await;
                 let mut plan = planned(&config, &pauses, &o, true);
+                plan.notes.extend(notes);
                 crate::whatif::preflight::run(client, &config, &o, &mut plan).await;
                 TenantReport { plan, result: None, observed: Some(o) }
             }
@@ -340,6 +342,11 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     if opts.apply {
         apply_all(client, &config, &mut tenants, opts, &pauses).await;
         record_owned(&config, &tenants, opts).await;
+        for t in tenants.iter().filter(|t| t.plan.msp) {
+            if let (Some(result), Some(o)) = (&t.result, &t.observed) {
+                crate::rollout::after_apply(opts.ledger.0.as_deref(), &t.plan, result, o).await;
+            }
+        }
         if let Some(store) = &opts.ledger.0 {
             for t in &tenants {
                 if let Some(result) = t.result.as_ref().filter(|r| r.written > 0) {

@@ -2,7 +2,8 @@
 //! clauses joined by `and`, each one of
 //! - `path eq 'text'` / `path ne 'text'`,
 //! - `path ge 2024-01-01T00:00:00Z` / `le` / `gt` / `lt` (timestamps compare as text),
-//! - `collection/any(x:x/prop eq 'text')`.
+//! - `collection/any(x:x/prop eq 'text')`, and `collection/any(x:x eq 'text')` for a
+//!   collection of strings (sign-ins' `signInEventTypes`).
 //!
 //! Anything else is rejected, so a client cannot silently rely on a filter
 //! the simulator ignores.
@@ -49,7 +50,10 @@ impl Filter {
             }
             Clause::Any { collection, prop, value } => {
                 item.get(collection).and_then(Value::as_array).is_some_and(|a| {
-                    a.iter().any(|e| e.get(prop).and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(value)))
+                    a.iter().any(|e| {
+                        let v = if prop.is_empty() { Some(e) } else { e.get(prop) };
+                        v.and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(value))
+                    })
                 })
             }
         })
@@ -72,7 +76,11 @@ fn parse_clause(c: &str) -> Result<Clause, String> {
         let inner = c[open + 5..].strip_suffix(')').ok_or_else(|| format!("unclosed any() in '{c}'"))?;
         let (var, body) = inner.split_once(':').ok_or_else(|| format!("any() without a lambda in '{c}'"))?;
         let body = body.trim();
-        let prefix = format!("{}/", var.trim());
+        let var = var.trim();
+        if let Some(value) = body.strip_prefix(&format!("{var} eq ")) {
+            return Ok(Clause::Any { collection, prop: String::new(), value: unquote(value) });
+        }
+        let prefix = format!("{var}/");
         let rest = body.strip_prefix(&prefix).ok_or_else(|| format!("unsupported lambda '{body}'"))?;
         let parts: Vec<&str> = rest.splitn(3, ' ').collect();
         if parts.len() != 3 || parts[1] != "eq" {
@@ -103,6 +111,13 @@ mod tests {
         assert!(f.matches(&json!({"activityDateTime": "2024-05-01T00:00:00Z", "targetResources": [{"id": "abc"}]})));
         assert!(!f.matches(&json!({"activityDateTime": "2023-05-01T00:00:00Z", "targetResources": [{"id": "abc"}]})));
         assert!(!f.matches(&json!({"activityDateTime": "2024-05-01T00:00:00Z", "targetResources": [{"id": "x"}]})));
+    }
+
+    #[test]
+    fn any_over_a_collection_of_strings() {
+        let f = Filter::parse("signInEventTypes/any(t: t eq 'nonInteractiveUser')").unwrap();
+        assert!(f.matches(&json!({"signInEventTypes": ["nonInteractiveUser"]})));
+        assert!(!f.matches(&json!({"signInEventTypes": ["interactiveUser"]})));
     }
 
     #[test]

@@ -199,10 +199,10 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             items.reverse(); // newest first, as Graph orders them
             list(items, &req, "auditLogs/directoryAudits")
         }
-        ("GET", ["auditlogs", "signins"]) => {
-            let items = tenant(state, &req).spec.sign_ins.clone();
-            list(items, &req, "auditLogs/signIns")
-        }
+        ("GET", ["auditlogs", "signins"]) => match crate::signins::visible(state, &req) {
+            Ok(items) => list(items, &req, "auditLogs/signIns"),
+            Err(r) => r,
+        },
         ("GET", ["organization"]) => {
             let spec = &tenant(state, &req).spec;
             list(vec![organization(spec)], &req, "organization")

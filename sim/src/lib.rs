@@ -27,11 +27,13 @@ pub mod generate;
 mod graph;
 mod objects;
 mod server;
+mod signins;
 mod state;
 mod validate;
 
 pub use estate::{App, CippSite, Estate, RefreshTokenSpec, TenantSpec};
 pub use server::{SimHandle, SimOptions, start};
+pub use signins::{Mfa, SignInSpec};
 pub use state::{Actor, Faults, JournalEntry, TokenFailure};
 
 /// The sample estate shipped with caguard: one MSP tenant and 24 customer

@@ -112,6 +112,13 @@ impl SimHandle {
             site.auth_settings = settings;
         }
     }
+    /// A sign-in to `tenant`, evaluated against its policies now and added to its
+    /// sign-in log (`auditLogs/signIns`). Returns the entry, or why it could not be made.
+    pub fn sign_in(&self, tenant: &str, spec: &crate::signins::SignInSpec) -> Result<Value, String> {
+        let mut st = lock(&self.state);
+        let t = st.tenants.get_mut(tenant).ok_or_else(|| format!("no tenant {tenant}"))?;
+        crate::signins::record(t, spec)
+    }
     pub fn add_tenant(&self, spec: TenantSpec) {
         lock(&self.state).tenants.insert(spec.id.clone(), crate::state::Tenant::new(spec));
     }

@@ -125,6 +125,8 @@ pub(crate) struct Tenant {
     /// Policies and named locations written lately, by lower-case id: what a read
     /// returns while the write replicates (see `Faults::replication_lag_ms`).
     pub recent: HashMap<String, Recent>,
+    /// When the last sign-in log reads arrived (Graph allows about 5 per 10 s).
+    pub sign_in_reads: Vec<Instant>,
 }
 
 /// One object's state before its latest write.
@@ -137,7 +139,7 @@ pub(crate) struct Recent {
 
 impl Tenant {
     pub fn new(spec: TenantSpec) -> Self {
-        Tenant { spec, last_ca: None, recent: HashMap::new() }
+        Tenant { spec, last_ca: None, recent: HashMap::new(), sign_in_reads: Vec::new() }
     }
 
     /// Remembers the state before a write, when a lag is simulated.

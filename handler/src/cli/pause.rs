@@ -54,9 +54,10 @@ pub async fn status(json: bool, path: &Path) -> Result<i32, String> {
     let (pauses, _) = pause::load(Some(&store), chrono::Utc::now()).await;
     let results = store.statuses().await.map_err(|e| e.to_string())?;
     let undelivered = crate::alert::undelivered(&store).await;
+    let rollouts = crate::rollout::all(&store).await;
     if json {
         let list: Vec<_> = undelivered.iter().map(crate::alert::Undelivered::summary).collect();
-        let v = serde_json::json!({"pauses": pauses.0, "undeliveredAlerts": list, "tenants": results});
+        let v = serde_json::json!({"pauses": pauses.0, "undeliveredAlerts": list, "tenants": results, "rollouts": rollouts});
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(EXIT_OK);
     }
@@ -80,6 +81,20 @@ pub async fn status(json: bool, path: &Path) -> Result<i32, String> {
             u.attempts,
             u.first_failed_at
         );
+    }
+    for e in &rollouts {
+        let counted: usize = e.days.values().sum();
+        match (&e.promoted_at, &e.why) {
+            (Some(at), Some(why)) => println!("\"{}\": switched On at {at}: {why}", e.lockdown),
+            _ => println!(
+                "\"{}\": report-only, {counted} technician sign-in(s) seen, {} would be blocked",
+                e.lockdown,
+                e.would_block.len()
+            ),
+        }
+        for w in &e.would_block {
+            println!("  would block: {} from {} to {} ({}×, last {})", w.user, w.ip, w.app, w.count, w.last_seen);
+        }
     }
     for r in &results {
         let why = r.reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();

@@ -79,11 +79,32 @@ impl fmt::Display for Control {
     }
 }
 
-/// Rollout of the technician block policy.
+/// Rollout of a technician block policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rollout {
     ReportOnly,
     Enabled,
+    /// Report-only until the sign-in logs show, over `[rollout] window_days` and
+    /// at least `min_sign_ins` technician sign-ins, that nothing unexpected would be
+    /// blocked; then On, once (never back on its own).
+    Auto,
+}
+
+/// `[rollout]`: the evidence `auto` waits for, and how often it reads the sign-in logs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evidence {
+    pub window_days: i64,
+    pub min_sign_ins: usize,
+    /// IPs (or ranges) a person has looked at: a would-block sign-in from one is expected.
+    pub acknowledged: Vec<IpNet>,
+    /// Read the sign-in logs at most this often (Graph allows ~5 reads per 10 s per tenant).
+    pub read_every_minutes: i64,
+}
+
+impl Default for Evidence {
+    fn default() -> Self {
+        Evidence { window_days: 7, min_sign_ins: 20, acknowledged: vec![], read_every_minutes: 15 }
+    }
 }
 
 /// A trusted site: its name and its (normalised, merged) ranges.
@@ -118,6 +139,8 @@ pub struct Config {
     pub emergency_group: Option<String>,
     /// `emergency.pause_hours`: how long an emergency change pauses its control (24 by default).
     pub emergency_pause_hours: i64,
+    /// `[rollout]`: what `rollout = "auto"` waits for; also paces the sign-in log reads.
+    pub evidence: Evidence,
     pub skip_tenants: Vec<String>,
     /// `[scope] accept_widening`: write D1 even where the existing guest exclusion
     /// makes it exclude more than the MSP's service-provider users (all tenants).
@@ -463,6 +486,11 @@ struct RawNames {
 #[serde(deny_unknown_fields)]
 struct RawRollout {
     block_policy: Option<Spanned<String>>,
+    window_days: Option<Spanned<i64>>,
+    min_sign_ins: Option<Spanned<i64>>,
+    #[serde(default)]
+    acknowledged_ips: Vec<Spanned<String>>,
+    read_every_minutes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -873,6 +901,8 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     };
 
+    let evidence = evidence(&raw.rollout, &lines, &mut err);
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -889,6 +919,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         adopt_existing: raw.names.adopt_existing,
         emergency_group,
         emergency_pause_hours,
+        evidence,
         skip_tenants: raw.scope.skip_tenants.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         accept_widening: raw.scope.accept_widening,
         accept_widening_tenants,
@@ -902,6 +933,40 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         watch_concurrency,
     };
     Ok((config, warnings))
+}
+
+/// `[rollout]`'s evidence settings, each bounded.
+fn evidence(r: &RawRollout, lines: &Lines, err: &mut impl FnMut(&str, usize, String)) -> Evidence {
+    let mut e = Evidence::default();
+    let mut bounded = |v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>| {
+        let v = v.as_ref()?;
+        if !range.contains(v.get_ref()) {
+            err(key, lines.at(v.span().start), format!("must be between {} and {}", range.start(), range.end()));
+            return None;
+        }
+        Some(*v.get_ref())
+    };
+    if let Some(d) = bounded(&r.window_days, "rollout.window_days", 1..=90) {
+        e.window_days = d;
+    }
+    if let Some(n) = bounded(&r.min_sign_ins, "rollout.min_sign_ins", 0..=100_000) {
+        e.min_sign_ins = n as usize;
+    }
+    if let Some(m) = bounded(&r.read_every_minutes, "rollout.read_every_minutes", 0..=1440) {
+        e.read_every_minutes = m;
+    }
+    for ip in &r.acknowledged_ips {
+        let text = ip.get_ref().trim();
+        match text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(n) => e.acknowledged.push(n.trunc()),
+            Err(_) => err(
+                "rollout.acknowledged_ips",
+                lines.at(ip.span().start),
+                format!("'{text}' is not an IP address or CIDR range"),
+            ),
+        }
+    }
+    e
 }
 
 /// Reads and validates a config file, naming the file in errors.

@@ -372,8 +372,13 @@ fn rollout(raw: Option<&Spanned<String>>, key: &str, lines: &Lines, err: &mut Er
     match raw.map(|r| (r.get_ref().as_str(), r.span().start)) {
         None | Some(("reportOnly", _)) => Rollout::ReportOnly,
         Some(("enabled", _)) => Rollout::Enabled,
+        Some(("auto", _)) => Rollout::Auto,
         Some((other, at)) => {
-            err(key, lines.at(at), format!("unknown rollout '{other}'; expected \"reportOnly\" or \"enabled\""));
+            err(
+                key,
+                lines.at(at),
+                format!("unknown rollout '{other}'; expected \"reportOnly\", \"enabled\" or \"auto\""),
+            );
             Rollout::ReportOnly
         }
     }

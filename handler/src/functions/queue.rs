@@ -160,7 +160,7 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
         }
         observe::customer(&r.client, &r.config, &customer).await
     };
-    let observed = match observed {
+    let mut observed = match observed {
         Ok(o) => o,
         Err(e) if e.is_auth_failure() => {
             let outcome = Outcome::Skipped(format!("cannot run here (consent, permissions or token): {e}"));
@@ -170,7 +170,13 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
         Err(e) => return Err(e.to_string()),
     };
     let pauses = load_pauses(r).await;
+    let notes = if is_msp {
+        crate::rollout::prepare(&r.client, &r.config, Some(r.store.as_ref()), &mut observed).await
+    } else {
+        vec![]
+    };
     let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
+    plan.notes.extend(notes);
     let config = pauses.effective(&r.config, &observed.tenant_id);
     leave_emergency_changes(r, &mut plan, &observed).await;
     crate::whatif::preflight::run(&r.client, &config, &observed, &mut plan).await;
@@ -209,6 +215,7 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
     }
     if is_msp {
         crate::owned::record(r.store.as_ref(), &plan, &result, &observed).await;
+        crate::rollout::after_apply(Some(r.store.as_ref()), &plan, &result, &observed).await;
     }
     Ok((plan, result))
 }

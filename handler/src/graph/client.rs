@@ -205,6 +205,9 @@ impl GraphClient {
     /// `path` below the beta root: for the few properties v1.0 lacks (S4's
     /// `continuousAccessEvaluation`). Always sent with [`PREFER_UNKNOWN_ENUMS`].
     fn beta_url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return path.to_string(); // a nextLink
+        }
         let base = self.inner.cfg.graph_base.trim_end_matches('/');
         format!("{base}/beta/{}", path.trim_start_matches('/'))
     }
@@ -358,6 +361,18 @@ impl GraphClient {
         let url = self.beta_url(path);
         let a = self.send_to(tenant, Method::GET, url.clone(), None, true).await?;
         Self::decode(tenant, &url, &a)
+    }
+
+    /// Every item of a beta collection (with the Prefer header), following `@odata.nextLink`.
+    pub async fn list_beta<T: DeserializeOwned>(&self, tenant: &str, path: &str) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(p) = next.take() {
+            let page: Collection<T> = self.get_beta(tenant, &p).await?;
+            out.extend(page.value);
+            next = page.next_link.into_option();
+        }
+        Ok(out)
     }
 
     /// POST to beta (with the Prefer header), decoding the created object.

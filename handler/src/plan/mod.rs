@@ -56,6 +56,9 @@ pub struct Observed {
     pub default_domain: Option<String>,
     /// CIPP manages it directly: D2 (its service account excluded) instead of D1.
     pub direct: bool,
+    /// Lockdowns with `rollout = "auto"` whose sign-in evidence holds: name → why
+    /// ([`crate::rollout`]). The planner switches them On.
+    pub promote: BTreeMap<String, String>,
 }
 
 /// A policy that did not fit the models (for example `"locations": []`).

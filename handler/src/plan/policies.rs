@@ -25,16 +25,31 @@ pub(super) fn protected_ids(config: &Config, o: &Observed) -> Vec<String> {
 
 fn rollout_state(r: Rollout) -> &'static str {
     match r {
-        Rollout::ReportOnly => "enabledForReportingButNotEnforced",
+        Rollout::ReportOnly | Rollout::Auto => "enabledForReportingButNotEnforced",
         Rollout::Enabled => "enabled",
     }
 }
 
 /// The configured rollout state, except that an enabled policy stays enabled:
-/// caguard never weakens one back to report-only on its own.
-fn state_for(control: Control, current: &Value, rollout: Rollout, plan: &mut TenantPlan) -> &'static str {
+/// caguard never weakens one back to report-only on its own. `auto` turns it
+/// On when the sign-in evidence holds (`o.promote`, from [`crate::rollout`]).
+fn state_for(control: Control, current: &Value, l: &Lockdown, o: &Observed, plan: &mut TenantPlan) -> &'static str {
+    let rollout = l.rollout;
+    if rollout == Rollout::Auto
+        && current.get("state").and_then(Value::as_str) == Some("enabledForReportingButNotEnforced")
+        && let Some(why) = o.promote.get(&l.name)
+    {
+        plan.note(
+            control,
+            format!(
+                "switching \"{}\" from report-only to On: {why}",
+                current["displayName"].as_str().unwrap_or(&l.name)
+            ),
+        );
+        return "enabled";
+    }
     match current.get("state").and_then(Value::as_str) {
-        Some("enabled") if rollout == Rollout::ReportOnly => {
+        Some("enabled") if rollout != Rollout::Enabled => {
             let name = current["displayName"].as_str().unwrap_or_default();
             plan.note(control, format!("\"{name}\" is enabled while its rollout says reportOnly; caguard never weakens it back — set its rollout to \"enabled\""));
             "enabled"
@@ -100,7 +115,7 @@ pub(super) fn lockdown(
     };
     let Ok(existing) = existing(config, o, &w, plan, true) else { return };
     let current = existing.map(to_value).unwrap_or(Value::Null);
-    let state = state_for(Control::A2, &current, l.rollout, plan);
+    let state = state_for(Control::A2, &current, l, o, plan);
     let trusted: Vec<&String> = site_ids
         .iter()
         .filter(|(site, _)| l.sites.iter().any(|s| s.eq_ignore_ascii_case(site)))
@@ -167,7 +182,7 @@ pub(super) fn session(config: &Config, o: &Observed, index: usize, plan: &mut Te
     let w = Wanted { control: Control::S4, key: policy_key(Control::S4, index, name), name, siblings };
     let Ok(existing) = existing(config, o, &w, plan, false) else { return };
     let current = existing.map(to_value).unwrap_or(Value::Null);
-    let state = state_for(Control::S4, &current, l.rollout, plan);
+    let state = state_for(Control::S4, &current, l, o, plan);
     let mut fields = users_fields(config, o, &current, l, Control::S4, plan);
     fields.extend([
         ("/displayName".into(), json!(name)),
