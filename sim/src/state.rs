@@ -107,8 +107,11 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// A request that changes something (What If's `evaluate` is a POST that only reads).
     pub fn is_write(&self) -> bool {
-        matches!(self.method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE") && self.kind == "graph"
+        matches!(self.method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE")
+            && self.kind == "graph"
+            && !self.path.to_ascii_lowercase().ends_with("conditionalaccess/evaluate")
     }
 }
 

@@ -236,7 +236,9 @@ impl GraphClient {
                 self.inner.pacer.wait(tenant).await;
             }
             c.requests.fetch_add(1, Ordering::Relaxed);
-            let counter = if method == Method::GET { &c.reads } else { &c.writes };
+            // What If's `evaluate` is a POST that only reads.
+            let read = method == Method::GET || url.ends_with("/conditionalAccess/evaluate");
+            let counter = if read { &c.reads } else { &c.writes };
             counter.fetch_add(1, Ordering::Relaxed);
             let mut req = self.inner.http.request(method.clone(), &url).bearer_auth(&token);
             if prefer_unknown_enums {
