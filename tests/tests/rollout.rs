@@ -4,34 +4,15 @@
 
 use caguard::sweep::{self, SweepReport};
 use caguard_e2e::{apply_msp_only, temp_store, unpaced_sim};
-use caguard_sim::{Estate, Mfa, SignInSpec, sample_estate};
-use serde_json::{Value, json};
+use caguard_sim::{Mfa, SignInSpec, sample_estate};
+use serde_json::Value;
 
-const HOME_OFFICE: &str = "198.51.100.50";
-const SHAREPOINT: &str = "00000003-0000-0ff1-ce00-000000000000";
+use caguard::demo::rollout::{HOME_OFFICE, config, home_office_site};
+
+const SHAREPOINT: &str = caguard::demo::rollout::APP;
 
 fn days_ago(n: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::days(n)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// The sample config with the CIPP lockdown on `auto`, quick evidence settings,
-/// and `extra` sites.
-fn config(estate: &Estate, extra_site: &str) -> caguard::config::Config {
-    let toml = caguard::demo::sample_config_toml(estate)
-        .replacen("tool = \"cipp\"\ntechnician_groups", "tool = \"cipp\"\nrollout = \"auto\"\ntechnician_groups", 1)
-        .replace("[sites]\n", &format!("[sites]\n{extra_site}"))
-        .replace("[scope]", "[rollout]\nwindow_days = 7\nmin_sign_ins = 3\nread_every_minutes = 0\n\n[names]\nadopt_existing = true\n\n[scope]");
-    caguard::config::parse(&toml).unwrap_or_else(|e| panic!("{e}")).0
-}
-
-/// The CIPP block policy as the MSP made it by hand eight days ago, report-only.
-fn hand_made_block_policy(estate: &Estate) -> Value {
-    let group = estate.tenants[0].groups.iter().find(|g| g["displayName"] == "CIPP Technicians").unwrap()["id"].clone();
-    json!({"id": "a2a2a2a2-0000-4000-8000-000000000001", "displayName": "Block CIPP Access - Outside Trusted IPs",
-           "state": "enabledForReportingButNotEnforced", "createdDateTime": days_ago(8),
-           "conditions": {"clientAppTypes": ["all"], "applications": {"includeApplications": ["All"]},
-                          "users": {"includeGroups": [group]}, "locations": {"includeLocations": ["All"]}},
-           "grantControls": {"operator": "OR", "builtInControls": ["block"]}})
 }
 
 fn block_state(sim: &caguard_sim::SimHandle, msp: &str) -> Value {
@@ -57,9 +38,7 @@ fn notes(r: &SweepReport) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_only_stays_until_the_evidence_is_clean_then_is_switched_on_once() {
-    let mut estate = sample_estate();
-    let block = hand_made_block_policy(&estate);
-    estate.tenants[0].policies.push(block);
+    let estate = caguard::demo::rollout::estate();
     let (sim, client) = unpaced_sim(&estate).await;
     let msp = estate.msp_tenant_id.clone();
     let (store, _dir) = temp_store("rollout");
@@ -90,7 +69,7 @@ async fn report_only_stays_until_the_evidence_is_clean_then_is_switched_on_once(
     assert_eq!(alerts.iter().filter(|a| a.message.contains("stays report-only")).count(), 1, "alerted");
 
     // The office is added as a site: the evidence is clean over the window, so it is switched On.
-    let cfg = config(&estate, &format!("\"Home office\" = [\"{HOME_OFFICE}/32\"]\n"));
+    let cfg = config(&estate, &home_office_site());
     let r = sweep::run(&client, &cfg, &apply_msp_only(&msp, &store)).await.unwrap();
     let t = &r.tenants[0];
     assert_eq!(t.result.as_ref().unwrap().outcome.label(), "fixed", "{:?}\n{:#?}", t.result, t.plan.what_if);

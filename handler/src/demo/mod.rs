@@ -1,5 +1,7 @@
 //! `caguard demo`: the whole cycle on the embedded simulated estate.
 
+pub mod rollout;
+
 use crate::audit;
 use crate::config::{self, Config};
 use crate::graph::{Credentials, GraphClient, GraphConfig, StaticCredentials};
@@ -165,6 +167,8 @@ async fn cycle(
             println!("   {line}");
         }
     }
+    let n = 4 + changes.len() * 2;
+    rollout::story(|i, text| step(start, &format!("{}. {text}", n + i))).await?;
     let left = deadline.saturating_duration_since(Instant::now());
     if !left.is_zero() {
         step(start, &format!("watching for {:.0}s more (Ctrl-C stops)", left.as_secs_f64()));
