@@ -98,7 +98,7 @@ fn config_file() -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "msp_tenant_id = \"{MSP}\"\n[sites]\n\"MSP Office\" = [\"203.0.113.10/32\"]\n[accounts]\ntechnician_groups = [\"a1b2c3d4-0000-4000-8000-00000000beef\"]\nbreak_glass = [\"bg1@msp.example\", \"bg2@msp.example\"]\nservice_account = \"cipp-svc@msp.example\"\n"
+            "msp_tenant_id = \"{MSP}\"\n[sites]\n\"MSP Office\" = [\"203.0.113.10/32\"]\n[accounts]\ntechnician_groups = [\"a1b2c3d4-0000-4000-8000-00000000beef\"]\nbreak_glass = [\"bg1@msp.example\", \"bg2@msp.example\"]\nservice_account = \"cipp-svc@msp.example\"\n[rollout]\n# Read the sign-in logs on every run, so each sweep shows their cost.\nread_every_minutes = 0\n"
         ),
     )
     .expect("config written");
@@ -184,6 +184,7 @@ fn traffic(journal: &[Value], tenants: usize, latency_ms: u64) -> Value {
     let writes = http_requests
         .iter()
         .filter(|e| e["kind"] == "graph" && ["POST", "PATCH", "DELETE"].contains(&e["method"].as_str().unwrap_or("")))
+        .filter(|e| !e["path"].as_str().is_some_and(|p| p.ends_with("conditionalAccess/evaluate")))
         .count();
     let reads = http_requests.len() - writes;
     let throttled = journal.iter().filter(|e| e["status"] == 429).count();
@@ -226,8 +227,13 @@ fn traffic(journal: &[Value], tenants: usize, latency_ms: u64) -> Value {
     }
     let msp_requests = by_tenant.get(MSP).copied().unwrap_or(0);
     let max_customer = by_tenant.iter().filter(|(t, _)| **t != MSP).map(|(_, n)| *n).max().unwrap_or(0);
+    let sign_ins: Vec<&&Value> =
+        http_requests.iter().filter(|e| e["path"].as_str().is_some_and(|p| p.ends_with("auditLogs/signIns"))).collect();
     json!({
         "httpRequests": http_requests.len(),
+        // The MSP tenant's sign-in log reads (rollout evidence, service accounts' MFA): 2 per read.
+        "signInRequests": sign_ins.len(),
+        "signInThrottled429": sign_ins.iter().filter(|e| e["status"] == 429).count(),
         "readsPerTenant": per(reads),
         "writesPerTenant": per(writes),
         "requestsPerTenant": per(http_requests.len()),
@@ -254,15 +260,19 @@ pub fn run(args: &Args) -> Value {
     let sim = start_sim(args, drift);
     let config = config_file();
     let conc = args.concurrency.to_string();
+    // The runs' own store (owned objects, the sign-in cursor), not ./.caguard.
+    let run_store = std::env::temp_dir().join(format!("caguard-bench-sweep-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&run_store);
+    let run_store = run_store.display().to_string();
 
     // Warm-up: the MSP tenant's own lockdown, so the measured sweep is about customers.
-    let warm = caguard(&sim, &config, &["apply", "--yes", "--json", "--tenant", MSP]);
+    let warm = caguard(&sim, &config, &["apply", "--yes", "--json", "--tenant", MSP, "--store", &run_store]);
     assert_eq!(warm.exit, 0, "warm-up apply failed: {}", warm.stdout);
     // The CA budget is shared by every app and process: let the warm-up's last second pass.
     std::thread::sleep(Duration::from_millis(1100));
     clear_journal(&sim);
 
-    let sweep = caguard(&sim, &config, &["apply", "--json", "--concurrency", &conc]);
+    let sweep = caguard(&sim, &config, &["apply", "--json", "--concurrency", &conc, "--store", &run_store]);
     let j = journal(&sim);
     let report: Value = serde_json::from_str(&sweep.stdout).unwrap_or(Value::Null);
     let outcomes: BTreeMap<String, usize> = report["tenants"]
@@ -279,7 +289,7 @@ pub fn run(args: &Args) -> Value {
 
     std::thread::sleep(Duration::from_millis(1100));
     clear_journal(&sim);
-    let verify = caguard(&sim, &config, &["plan", "--json", "--concurrency", &conc]);
+    let verify = caguard(&sim, &config, &["plan", "--json", "--concurrency", &conc, "--store", &run_store]);
     let after: Value = serde_json::from_str(&verify.stdout).unwrap_or(Value::Null);
     let left = after["tenants"].as_array().map_or(usize::MAX, |ts| {
         ts.iter().filter(|t| t["plan"]["actions"].as_array().is_some_and(|a| !a.is_empty())).count()

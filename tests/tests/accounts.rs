@@ -5,7 +5,7 @@
 
 use caguard::alert;
 use caguard::apply::Outcome;
-use caguard::demo::{sample_client, sample_config_toml};
+use caguard::demo::sample_config_toml;
 use caguard::store::{FileStore, Store};
 use caguard::sweep;
 use caguard_sim::{Estate, sample_estate};
@@ -21,8 +21,7 @@ fn store(name: &str) -> Arc<dyn Store> {
 /// Applies the MSP tenant with `toml`; returns its outcome, the alert it raises and the writes made.
 async fn apply_msp(estate: &Estate, toml: &str, ledger: &Arc<dyn Store>) -> (Outcome, Option<alert::Alert>, usize) {
     let (config, _) = caguard::config::parse(toml).unwrap();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let client = sample_client(&sim, estate);
+    let (sim, client) = caguard_e2e::unpaced_sim(estate).await;
     let msp = config.msp_tenant_id.clone();
     let opts = caguard_e2e::apply_msp_only(&msp, ledger);
     let r = sweep::run(&client, &config, &opts).await.unwrap();

@@ -4,18 +4,18 @@
 //! resume restores enforcement; the same change by anyone else is reverted.
 
 use caguard::alert::{Alerter, Schema};
-use caguard_e2e::functions_app::{invoke, serve, webhook_receiver};
+use caguard_e2e::functions_app::{invoke, serve_with_client, webhook_receiver};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is_reverted() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let (store, dir) = caguard_e2e::temp_store("emergency");
     let (hook, inbox) = webhook_receiver().await;
     let alerter = Alerter::new(store.clone(), 60, None, None, Some((hook, Schema::Caguard)), None);
-    let base = serve(&sim, &estate, &store, alerter, true).await;
+    let base = serve_with_client(client.clone(), &estate, &store, alerter, true).await;
     let msp = estate.msp_tenant_id.clone();
     let http = reqwest::Client::new();
     let reconcile = || async {
@@ -91,7 +91,7 @@ async fn a_break_glass_change_is_left_in_place_until_resumed_and_anyone_elses_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_of_the_emergency_operators_group_is_an_emergency_actor_and_others_are_not() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let (store, _dir) = caguard_e2e::temp_store("emergency-group");
     let msp_spec = &estate.tenants[0];
     let group = |name: &str| {
@@ -104,7 +104,7 @@ async fn a_member_of_the_emergency_operators_group_is_an_emergency_actor_and_oth
     );
     let (config, _) = caguard::config::parse(&toml).unwrap();
     let alerter = Alerter::new(store.clone(), 60, None, None, None, None);
-    let client = caguard::demo::sample_client(&sim, &estate);
+    let client = client.clone();
     let base = caguard_e2e::functions_app::serve_config(config, client, &store, alerter, true).await;
     let msp = estate.msp_tenant_id.clone();
     let reconcile = || async {

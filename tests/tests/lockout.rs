@@ -3,7 +3,7 @@
 
 use caguard::apply::Outcome;
 use caguard::config;
-use caguard::demo::{sample_client, sample_config, sample_config_toml};
+use caguard::demo::{sample_config, sample_config_toml};
 use caguard::sweep::{self, SweepOptions};
 use caguard_sim::sample_estate;
 use serde_json::json;
@@ -22,8 +22,7 @@ async fn a_second_all_users_block_policy_gets_the_break_glass_exclusions() {
     let mut estate = sample_estate();
     let config = sample_config(&estate);
     estate.tenants[0].policies.push(rogue_block(&config.lockdowns[0].name));
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let client = sample_client(&sim, &estate);
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let msp = config.msp_tenant_id.clone();
     let opts = SweepOptions { apply: true, confirmed: true, only: vec![msp.clone()], ..Default::default() };
     let r = sweep::run(&client, &config, &opts).await.unwrap();
@@ -72,8 +71,7 @@ async fn in_report_mode_a_policy_that_could_lock_out_break_glass_raises_a_lockou
     let src = format!("{}\n[controls]\nA4 = \"report\"\n", sample_config_toml(&estate));
     let (config, _) = config::parse(&src).unwrap();
     estate.tenants[0].policies.push(rogue_block("Someone else's lockdown"));
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
-    let client = sample_client(&sim, &estate);
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let msp = config.msp_tenant_id.clone();
     let opts = SweepOptions { apply: true, confirmed: true, only: vec![msp.clone()], ..Default::default() };
     let r = sweep::run(&client, &config, &opts).await.unwrap();

@@ -7,7 +7,7 @@ use caguard::alert::{Alerter, Schema};
 use caguard::pause::{self, Pause, Scope};
 use caguard::store::Store;
 use caguard::sweep;
-use caguard_e2e::functions_app::{invoke, serve, webhook_receiver};
+use caguard_e2e::functions_app::{invoke, serve_with_client, webhook_receiver};
 use caguard_sim::{Actor, sample_estate};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -23,9 +23,9 @@ fn someone() -> Actor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_control_is_planned_not_written_until_resumed() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let config = caguard::demo::sample_config(&estate);
-    let client = caguard::demo::sample_client(&sim, &estate);
+    let client = client.clone();
     let (ledger, _) = store("control");
     let msp = config.msp_tenant_id.clone();
     let opts = caguard_e2e::apply_msp_only(&msp, &ledger);
@@ -57,11 +57,11 @@ async fn a_paused_control_is_planned_not_written_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_function_pauses_everything_status_shows_it_and_resume_restores() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let (ledger, _) = store("http");
     let (hook, inbox) = webhook_receiver().await;
     let alerter = Alerter::new(ledger.clone(), 60, None, None, Some((hook, Schema::Caguard)), None);
-    let base = serve(&sim, &estate, &ledger, alerter, true).await;
+    let base = serve_with_client(client.clone(), &estate, &ledger, alerter, true).await;
     let http = reqwest::Client::new();
     let msp = estate.msp_tenant_id.clone();
     let reconcile = || async {
@@ -98,11 +98,11 @@ async fn the_http_function_pauses_everything_status_shows_it_and_resume_restores
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_pause_is_not_honoured_and_is_alerted_once_and_one_about_to_expire_is_reminded() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (_sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let (ledger, _) = store("expired");
     let (hook, inbox) = webhook_receiver().await;
     let alerter = Alerter::new(ledger.clone(), 60, None, None, Some((hook, Schema::Caguard)), None);
-    let base = serve(&sim, &estate, &ledger, alerter, true).await;
+    let base = serve_with_client(client.clone(), &estate, &ledger, alerter, true).await;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(30);
     let p = Pause::new(Scope::default(), "forgotten", "on-call", 24, long_ago).unwrap();
     pause::pause(ledger.as_ref(), &p).await.unwrap();

@@ -38,11 +38,11 @@ fn snapshot(sim: &caguard_sim::SimHandle, tenants: &[String]) -> BTreeMap<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uninstall_leaves_every_policy_as_it_was_but_for_someone_elses_change() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let tenants: Vec<String> = estate.tenants.iter().map(|t| t.id.clone()).collect();
     let before = snapshot(&sim, &tenants);
     let config = caguard::demo::sample_config(&estate);
-    let client = caguard::demo::sample_client(&sim, &estate);
+    // What caguard removes, not how politely: no CA rate limit here.
     let (store, _dir) = caguard_e2e::temp_store("uninstall");
     let opts = SweepOptions { apply: true, confirmed: true, ledger: Ledger(Some(store.clone())), ..Default::default() };
     let r = sweep::run(&client, &config, &opts).await.unwrap();
