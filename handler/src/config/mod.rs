@@ -11,10 +11,13 @@ use std::fmt;
 use toml::Spanned;
 
 mod policies;
+mod service;
+mod sites;
 pub use policies::{
     AppMfa, DEFAULT_APP_POLICY, DEFAULT_BLOCK_POLICY, DEFAULT_SERVICE_POLICY, DEFAULT_SESSION_HOURS,
     DEFAULT_SYNCRO_BLOCK_POLICY, DEFAULT_SYNCRO_SERVICE_POLICY, Lockdown, ServiceAccount, Session,
 };
+pub use sites::non_public_reason;
 
 /// How caguard reaches customer tenants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,43 +577,6 @@ pub fn is_guid(s: &str) -> bool {
         && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Ranges that are never a public egress IP.
-pub fn non_public_reason(net: &IpNet) -> Option<&'static str> {
-    match net {
-        IpNet::V4(n) => {
-            let a = n.network();
-            let o = a.octets();
-            if a.is_loopback() {
-                Some("loopback")
-            } else if a.is_private() {
-                Some("private")
-            } else if a.is_link_local() {
-                Some("link-local")
-            } else if matches!(o, [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]) {
-                Some("documentation")
-            } else if o[0] == 100 && (64..128).contains(&o[1]) {
-                Some("carrier-grade NAT")
-            } else {
-                None
-            }
-        }
-        IpNet::V6(n) => {
-            let s = n.network().segments();
-            if n.network().is_loopback() {
-                Some("loopback")
-            } else if s[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if s[0] & 0xfe00 == 0xfc00 {
-                Some("unique-local (private)")
-            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
-                Some("documentation")
-            } else {
-                None
-            }
-        }
-    }
-}
-
 /// Parses and validates `caguard.toml`.
 pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     let lines = Lines(src);
@@ -641,91 +607,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         }
     };
 
-    let mut sites = Vec::new();
-    for (name, ranges) in &raw.sites {
-        let key = format!("sites.{name}");
-        let mut nets = Vec::new();
-        for cidr in ranges.get_ref() {
-            let line = lines.at(cidr.span().start);
-            let text = cidr.get_ref().trim();
-            let net: IpNet = match text.parse() {
-                Ok(n) => n,
-                Err(_) => match text.parse::<std::net::IpAddr>() {
-                    Ok(ip) => IpNet::from(ip),
-                    Err(_) => {
-                        err(
-                            &key,
-                            line,
-                            format!("'{text}' is not a CIDR range (like 203.0.113.10/32 or 2001:db8::/48)"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            if net.prefix_len() == 0 {
-                err(&key, line, format!("'{text}' is every address; a trusted site must be specific"));
-                continue;
-            }
-            if net.prefix_len() <= 8 {
-                err(
-                    &key,
-                    line,
-                    format!("'{text}' has a /{} prefix; Graph rejects prefixes of /8 or shorter", net.prefix_len()),
-                );
-                continue;
-            }
-            if net.trunc() != net {
-                warnings.push(ConfigWarning {
-                    key: key.clone(),
-                    line,
-                    message: format!("'{text}' has host bits set; using {}", net.trunc()),
-                });
-            }
-            if let Some(why) = non_public_reason(&net) {
-                warnings.push(ConfigWarning {
-                    key: key.clone(),
-                    line,
-                    message: format!("'{text}' is a {why} range; a public egress IP is never one"),
-                });
-            }
-            nets.push(net.trunc());
-        }
-        let merged = IpNet::aggregate(&nets);
-        if merged.len() < nets.len() {
-            warnings.push(ConfigWarning {
-                key: key.clone(),
-                line: lines.at(ranges.span().start),
-                message: format!("duplicate or overlapping ranges merged: {} → {}", nets.len(), merged.len()),
-            });
-        }
-        if ranges.get_ref().is_empty() {
-            err(&key, lines.at(ranges.span().start), "a site needs at least one range".into());
-        }
-        let site_line = lines.at(ranges.span().start);
-        // Graph holds at most 2000 ranges per IP named location, and refuses /8 or shorter.
-        if merged.len() > MAX_SITE_RANGES {
-            let msg = format!(
-                "{} ranges; Graph allows at most {MAX_SITE_RANGES} in one named location: split the site",
-                merged.len()
-            );
-            err(&key, site_line, msg);
-        }
-        for m in merged.iter().filter(|m| m.prefix_len() <= 8) {
-            err(
-                &key,
-                site_line,
-                format!("the ranges merge into {m}, a /{} that Graph refuses; list a smaller set", m.prefix_len()),
-            );
-        }
-        if let Some(other) = sites.iter().find(|s: &&Site| s.name.eq_ignore_ascii_case(name)) {
-            let msg = format!(
-                "site \"{name}\" differs from \"{}\" only in case; their named locations would collide",
-                other.name
-            );
-            err(&key, site_line, msg);
-        }
-        sites.push(Site { name: name.clone(), ranges: merged });
-    }
+    let sites = sites::parse(&raw.sites, &lines, &mut err, &mut warnings);
     if raw.sites.is_empty() {
         err("sites", 1, "at least one trusted site is required; the block policy needs a trusted set".into());
     }
