@@ -323,7 +323,7 @@ fn service_accounts(config: &Config, o: &Observed, sign_ins: &[Value]) -> Vec<(C
             sign_ins.iter().filter(|s| s["userId"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(id))).collect();
         let mut causes: BTreeMap<String, usize> = BTreeMap::new();
         for s in mine {
-            if let Some(cause) = without_mfa(config, o, sa, s) {
+            if let Some(cause) = without_mfa(o, sa, s) {
                 *causes.entry(cause).or_default() += 1;
             }
         }
@@ -359,7 +359,7 @@ fn service_accounts(config: &Config, o: &Observed, sign_ins: &[Value]) -> Vec<(C
 }
 
 /// Why this sign-in went without MFA, or `None` when it did MFA.
-fn without_mfa(config: &Config, o: &Observed, sa: &crate::config::ServiceAccount, s: &Value) -> Option<String> {
+fn without_mfa(o: &Observed, sa: &crate::config::ServiceAccount, s: &Value) -> Option<String> {
     let details = s["authenticationDetails"].as_array().cloned().unwrap_or_default();
     let skipped_for_location = details.iter().any(|d| {
         let t = d["authenticationStepResultDetail"].as_str().unwrap_or_default().to_ascii_lowercase();
@@ -383,7 +383,6 @@ fn without_mfa(config: &Config, o: &Observed, sa: &crate::config::ServiceAccount
             .filter(|l| l.is_trusted.as_ref() == Some(&true))
             .any(|l| l.cidrs().iter().filter_map(|c| c.parse::<ipnet::IpNet>().ok()).any(|n| n.contains(&ip)))
     });
-    let _ = config;
     Some(if own != "success" && own != "failure" {
         format!(
             "its policy \"{}\" did not apply ({own}) from {ip}: a policy or setting excludes the account",

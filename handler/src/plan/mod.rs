@@ -217,11 +217,11 @@ impl TenantPlan {
 
     /// Adds an action unless its control is off.
     fn push(&mut self, config: &Config, action: Action) {
-        self.push_as(config, config.control(action.control), action);
+        self.push_as(config.control(action.control), action);
     }
 
     /// Adds an action in `mode` (a control set per object, like S4), unless off.
-    fn push_as(&mut self, _config: &Config, mode: ControlMode, action: Action) {
+    fn push_as(&mut self, mode: ControlMode, action: Action) {
         if mode != ControlMode::Off {
             self.actions.push(Action { mode, ..action });
         }

@@ -205,7 +205,7 @@ pub(super) fn session(config: &Config, o: &Observed, index: usize, plan: &mut Te
         if l.session.strict_location { " and strict location enforcement (CAE, preview)" } else { "" }
     );
     if let Some(a) = owned_policy_action(Control::S4, name, existing, &current, fields, &missing) {
-        plan.push_as(config, mode, a);
+        plan.push_as(mode, a);
     }
 }
 
