@@ -111,10 +111,9 @@ async fn the_simulator_answers_what_the_reference_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_and_the_evaluator_agree_on_the_rolled_out_msp() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let config = caguard::demo::sample_config(&estate);
     let msp = config.msp_tenant_id.clone();
-    let client = caguard::demo::sample_client(&sim, &estate);
     let (store, _dir) = caguard_e2e::temp_store("whatif");
     caguard::sweep::run(&client, &config, &caguard_e2e::apply_msp_only(&msp, &store)).await.unwrap();
     let stored = sim.tenant(&msp).unwrap();
@@ -175,13 +174,12 @@ fn block_everyone(name: &str) -> Value {
 /// Applies the MSP tenant with the sample config changed by `edit`; returns the sweep.
 async fn apply_msp(
     estate: &caguard_sim::Estate,
-    sim: &caguard_sim::SimHandle,
+    client: &caguard::graph::GraphClient,
     edit: impl Fn(String) -> String,
 ) -> caguard::sweep::SweepReport {
     let config = caguard::config::parse(&edit(caguard::demo::sample_config_toml(estate))).unwrap().0;
-    let client = caguard::demo::sample_client(sim, estate);
     let (store, _dir) = caguard_e2e::temp_store(&format!("whatif-{}", fastrand_name()));
-    caguard::sweep::run(&client, &config, &caguard_e2e::apply_msp_only(&config.msp_tenant_id, &store)).await.unwrap()
+    caguard::sweep::run(client, &config, &caguard_e2e::apply_msp_only(&config.msp_tenant_id, &store)).await.unwrap()
 }
 
 fn fastrand_name() -> String {
@@ -194,7 +192,9 @@ async fn a_what_if_answer_that_would_block_a_break_glass_account_holds_the_write
     estate.tenants[0].policies.push(block_everyone("Lock the doors"));
     let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
     // A4 only reports, so the break-glass accounts stay in scope of "Lock the doors".
-    let r = apply_msp(&estate, &sim, |t| t.replace("[scope]", "[controls]\nA4 = \"report\"\n\n[scope]")).await;
+    // Paced as in production: the check also asserts the What If requests keep the CA limit.
+    let client = caguard::demo::sample_client(&sim, &estate);
+    let r = apply_msp(&estate, &client, |t| t.replace("[scope]", "[controls]\nA4 = \"report\"\n\n[scope]")).await;
     let t = &r.tenants[0];
     let caguard::apply::Outcome::Held(why) = &t.result.as_ref().unwrap().outcome else { panic!("{:?}", t.result) };
     assert!(
@@ -222,11 +222,11 @@ async fn a_what_if_answer_that_would_block_a_break_glass_account_holds_the_write
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_disagreeing_with_caguard_holds_the_plan_and_the_cli_flags_it() {
     let estate = sample_estate();
-    let sim = caguard_sim::start(estate.clone(), Default::default()).await.unwrap();
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
     let mut faults = sim.faults();
     faults.what_if_knows_better = vec!["Require MFA for all users".into()];
     sim.set_faults(faults);
-    let r = apply_msp(&estate, &sim, |t| t).await;
+    let r = apply_msp(&estate, &client, |t| t).await;
     let t = &r.tenants[0];
     let caguard::apply::Outcome::Held(why) = &t.result.as_ref().unwrap().outcome else { panic!("{:?}", t.result) };
     assert!(why.contains("Graph and caguard disagree") && why.contains("Require MFA for all users"), "{why}");
