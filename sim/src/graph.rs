@@ -227,18 +227,9 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
         ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
         ("GET", ["users", _, "transitivememberof"]) => {
             // Groups only (directory roles are not simulated); the estate's groups hold users directly.
-            let t = tenant(state, &req);
-            let user = segs[1].to_ascii_lowercase();
-            let is_member = |g: &&Value| {
-                g["members"]
-                    .as_array()
-                    .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(&user))))
-            };
-            let items = t
-                .spec
-                .groups
-                .iter()
-                .filter(is_member)
+            let items = tenant(state, &req)
+                .groups_of(segs[1])
+                .into_iter()
                 .map(|g| {
                     let mut g = without_members(g);
                     g["@odata.type"] = json!("#microsoft.graph.group");
@@ -476,17 +467,9 @@ fn send_mail(state: &mut State, req: &Req) -> Resp {
 /// membership comes from the estate's groups; directory roles are not simulated.
 fn evaluate(state: &mut State, req: &Req) -> Resp {
     let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
+    let flipped = state.faults.what_if_knows_better.clone();
     let t = tenant(state, req);
-    let groups = t.spec.groups.clone();
-    let member_of = move |user: &str| {
-        let of = |g: &&Value| {
-            g["members"]
-                .as_array()
-                .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(user))))
-        };
-        let ids = groups.iter().filter(of).filter_map(|g| g["id"].as_str()).map(str::to_ascii_lowercase).collect();
-        (ids, vec![])
-    };
+    let member_of = |user: &str| (t.group_ids_of(user), vec![]);
     let sign_in = match crate::eval::parse_request(&body, &member_of) {
         Ok(s) => s,
         Err(e) => return error(400, "BadRequest", &e),
@@ -495,7 +478,6 @@ fn evaluate(state: &mut State, req: &Req) -> Resp {
     policies.iter_mut().for_each(|p| crate::objects::as_version(p, req));
     let answers = crate::eval::evaluate(&policies, &t.spec.named_locations, &sign_in);
     let applied_only = body["appliedPoliciesOnly"] == json!(true);
-    let flipped = state.faults.what_if_knows_better.clone();
     let answers: Vec<crate::eval::Answer> = answers
         .into_iter()
         .map(|mut a| {

@@ -63,17 +63,7 @@ pub(crate) fn record(t: &mut Tenant, spec: &SignInSpec) -> Result<Value, String>
         .cloned()
         .ok_or_else(|| format!("no user '{}' in this tenant", spec.user))?;
     let id = user["id"].as_str().unwrap_or_default().to_ascii_lowercase();
-    let groups: Vec<String> = t
-        .spec
-        .groups
-        .iter()
-        .filter(|g| {
-            g["members"]
-                .as_array()
-                .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id))))
-        })
-        .filter_map(|g| g["id"].as_str().map(str::to_ascii_lowercase))
-        .collect();
+    let groups = t.group_ids_of(&id);
     let client_app = if spec.interactive { "browser" } else { "mobileAppsAndDesktopClients" };
     let sign_in = SignIn {
         identity: Identity::User { id: id.clone(), groups, roles: vec![], external: None },

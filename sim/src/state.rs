@@ -145,6 +145,22 @@ impl Tenant {
         Tenant { spec, last_ca: None, recent: HashMap::new(), sign_in_reads: Vec::new() }
     }
 
+    /// The groups `user` (object id) is a member of. The estate's groups hold users
+    /// directly, so this is also the transitive membership; directory roles are not simulated.
+    pub fn groups_of(&self, user: &str) -> Vec<&Value> {
+        let member = |g: &&Value| {
+            g["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(user))))
+        };
+        self.spec.groups.iter().filter(member).collect()
+    }
+
+    /// The ids (lower case) of [`Tenant::groups_of`].
+    pub fn group_ids_of(&self, user: &str) -> Vec<String> {
+        self.groups_of(user).iter().filter_map(|g| g["id"].as_str()).map(str::to_ascii_lowercase).collect()
+    }
+
     /// Remembers the state before a write, when a lag is simulated.
     pub fn wrote(&mut self, lag_ms: u64, id: &str, before: Option<Value>, at: Instant) {
         if lag_ms > 0 {

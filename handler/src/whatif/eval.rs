@@ -477,11 +477,11 @@ impl Verdict {
 }
 
 /// A user's groups and directory roles (template ids), by user id.
-pub type MemberOf = dyn Fn(&str) -> (Vec<String>, Vec<String>);
+pub type MemberOf<'a> = dyn Fn(&str) -> (Vec<String>, Vec<String>) + 'a;
 
 /// Parses What If's request body. `member_of` gives a user's groups and roles
 /// (What If resolves them server-side; caguard and the simulator look them up).
-pub fn parse_request(body: &Value, member_of: &MemberOf) -> Result<SignIn, String> {
+pub fn parse_request(body: &Value, member_of: &MemberOf<'_>) -> Result<SignIn, String> {
     let id = &body["signInIdentity"];
     let identity = match id["@odata.type"].as_str().unwrap_or_default() {
         t if t.ends_with("servicePrincipalSignIn") => {
