@@ -73,7 +73,7 @@ async fn compare(client: &GraphClient, cfg: &crate::config::Config, args: &Whati
         let theirs = g.map_or("(not in Graph's answer)".to_string(), |g| {
             said(g["policyApplies"] == true, g["analysisReasons"].as_str().unwrap_or("?"))
         });
-        let flag = if g.is_some_and(|g| differs(g, m)) { "  <- DISAGREE" } else { "" };
+        let flag = if g.is_some_and(|g| graph::differs(g, m)) { "  <- DISAGREE" } else { "" };
         println!("  {:<50} {:<28} {:<28}{flag}", m.name, theirs, said(m.applies, m.reason.as_str()));
     }
     let Some(d) = graph::disagreement(&answer, &mine) else {
@@ -98,9 +98,4 @@ async fn compare(client: &GraphClient, cfg: &crate::config::Config, args: &Whati
 
 fn said(applies: bool, reason: &str) -> String {
     if applies { "applies".into() } else { format!("does not apply ({reason})") }
-}
-
-fn differs(g: &Value, m: &eval::Answer) -> bool {
-    let undecided = g["analysisReasons"] == "notEnoughInformation" || m.reason == eval::Reason::NotEnoughInformation;
-    !undecided && (g["policyApplies"] == true) != m.applies
 }

@@ -36,16 +36,21 @@ pub async fn memberships(
     Ok((groups, roles))
 }
 
-/// Where Graph's answer and caguard's differ on whether a policy applies. A
+/// Graph's answer for a policy and caguard's differ on whether it applies. A
 /// policy either side could not decide (`notEnoughInformation`) is not compared.
+pub fn differs(graph: &Value, mine: &Answer) -> bool {
+    let undecided = graph["analysisReasons"] == "notEnoughInformation" || mine.reason == Reason::NotEnoughInformation;
+    !undecided && (graph["policyApplies"] == true) != mine.applies
+}
+
+/// Every policy on which Graph's answer and caguard's [`differs`], said in a line.
 pub fn disagreement(graph: &[Value], mine: &[Answer]) -> Option<String> {
     let mut out = Vec::new();
     for g in graph {
         let Some(id) = g["id"].as_str() else { continue };
         let Some(m) = mine.iter().find(|a| a.policy_id.eq_ignore_ascii_case(id)) else { continue };
-        let graph_applies = g["policyApplies"].as_bool().unwrap_or(false);
-        let undecided = g["analysisReasons"] == "notEnoughInformation" || m.reason == Reason::NotEnoughInformation;
-        if !undecided && graph_applies != m.applies {
+        let graph_applies = g["policyApplies"] == true;
+        if differs(g, m) {
             let said = |applies: bool| if applies { "applies" } else { "does not apply" };
             out.push(format!(
                 "\"{}\": Graph says it {} ({}), caguard says it {} ({})",
