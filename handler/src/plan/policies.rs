@@ -318,21 +318,14 @@ pub(super) fn cipp_app(config: &Config, o: &Observed, app: &AppMfa, plan: &mut T
     match &app.authentication_strength {
         // Graph refuses `mfa` next to an authentication strength.
         Some(strength) => {
+            // Graph returns the strength expanded: the same id is the same strength.
+            let now = &current["grantControls"]["authenticationStrength"];
+            let same = now["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(strength));
+            let wanted = if same { now.clone() } else { json!({"id": strength}) };
             fields.push(("/grantControls/builtInControls".into(), json!([])));
-            fields.push(("/grantControls/authenticationStrength".into(), json!({"id": strength})));
+            fields.push(("/grantControls/authenticationStrength".into(), wanted));
         }
         None => fields.push(("/grantControls/builtInControls".into(), json!(["mfa"]))),
-    }
-    let strength_now = current.pointer("/grantControls/authenticationStrength/id");
-    if let (Some(want), Some(now)) = (&app.authentication_strength, strength_now.and_then(Value::as_str))
-        && want.eq_ignore_ascii_case(now)
-    {
-        // The same strength: Graph returns it expanded; compare by id only.
-        fields.retain(|(p, _)| p != "/grantControls/authenticationStrength");
-        fields.push((
-            "/grantControls/authenticationStrength".into(),
-            current["grantControls"]["authenticationStrength"].clone(),
-        ));
     }
     whole::close(&current, &mut fields);
     let missing = "signing in to CIPP does not require MFA";
