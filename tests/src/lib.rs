@@ -41,15 +41,7 @@ pub fn client(sim: &SimHandle, creds: Credentials, retry_base: Duration) -> Grap
 /// for tests of what caguard writes, not of how politely (pacing has its own tests,
 /// against the limit).
 pub async fn unpaced_sim(estate: &Estate) -> (SimHandle, GraphClient) {
-    let options = caguard_sim::SimOptions {
-        faults: caguard_sim::Faults { ca_throttling: false, ..Default::default() },
-        ..Default::default()
-    };
-    let sim = caguard_sim::start(estate.clone(), options).await.expect("simulator starts");
-    let mut cfg = GraphConfig::for_base(&sim.base_url);
-    cfg.ca_interval = Duration::from_millis(10);
-    let client = GraphClient::new(cfg, Arc::new(StaticCredentials(app_credentials(estate)))).expect("client builds");
-    (sim, client)
+    caguard::demo::unpaced_sim(estate).await.expect("simulator starts")
 }
 
 /// Every pair of one tenant's consecutive CA requests that arrived less than

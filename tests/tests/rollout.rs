@@ -4,16 +4,10 @@
 
 use caguard::sweep::{self, SweepReport};
 use caguard_e2e::{apply_msp_only, temp_store, unpaced_sim};
-use caguard_sim::{Mfa, SignInSpec, sample_estate};
+use caguard_sim::{Mfa, sample_estate};
 use serde_json::Value;
 
 use caguard::demo::rollout::{HOME_OFFICE, config, home_office_site};
-
-const SHAREPOINT: &str = caguard::demo::rollout::APP;
-
-fn days_ago(n: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::days(n)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 fn block_state(sim: &caguard_sim::SimHandle, msp: &str) -> Value {
     let t = sim.tenant(msp).unwrap();
@@ -21,15 +15,7 @@ fn block_state(sim: &caguard_sim::SimHandle, msp: &str) -> Value {
 }
 
 fn sign_in(sim: &caguard_sim::SimHandle, msp: &str, user: &str, ip: &str, days: i64, interactive: bool, mfa: Mfa) {
-    let spec = SignInSpec {
-        user: user.into(),
-        app_id: SHAREPOINT.into(),
-        ip: ip.parse().unwrap(),
-        interactive,
-        mfa,
-        at: Some(days_ago(days)),
-    };
-    sim.sign_in(msp, &spec).unwrap();
+    caguard::demo::rollout::sign_in(sim, msp, user, ip, days, interactive, mfa).unwrap();
 }
 
 fn notes(r: &SweepReport) -> Vec<String> {

@@ -97,6 +97,22 @@ pub fn sample_config(estate: &Estate) -> Config {
     config::parse(&sample_config_toml(estate)).expect("the sample config is valid").0
 }
 
+/// A simulator without the CA rate limit, and a client for the estate's app that
+/// does not pace for it: for what caguard writes, not how politely (the demo's
+/// promotion story, and tests; pacing has its own tests, against the limit).
+pub async fn unpaced_sim(estate: &Estate) -> Result<(SimHandle, GraphClient), String> {
+    let mut options = SimOptions::default();
+    options.faults.ca_throttling = false;
+    let sim = caguard_sim::start(estate.clone(), options).await.map_err(|e| e.to_string())?;
+    let mut cfg = GraphConfig::for_base(&sim.base_url);
+    cfg.ca_interval = Duration::from_millis(10);
+    let app = &estate.apps[0];
+    let creds =
+        Credentials::ClientSecret { client_id: app.client_id.clone(), client_secret: app.client_secret.clone() };
+    let client = GraphClient::new(cfg, Arc::new(StaticCredentials(creds))).map_err(|e| e.to_string())?;
+    Ok((sim, client))
+}
+
 /// A client for the sample estate's app registration against a simulator.
 pub fn sample_client(sim: &SimHandle, estate: &Estate) -> GraphClient {
     let app = &estate.apps[0];

@@ -15,7 +15,8 @@ pub const HOME_OFFICE: &str = "198.51.100.50";
 pub const APP: &str = "00000003-0000-0ff1-ce00-000000000000";
 pub const BLOCK_POLICY_ID: &str = "a2a2a2a2-0000-4000-8000-000000000001";
 
-fn days_ago(n: i64) -> String {
+/// An RFC 3339 time `n` days ago (to the second).
+pub fn days_ago(n: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::days(n)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -48,43 +49,32 @@ pub fn home_office_site() -> String {
     format!("\"Home office\" = [\"{HOME_OFFICE}/32\"]\n")
 }
 
-fn sign_in(sim: &SimHandle, msp: &str, user: &str, ip: &str, days: i64, interactive: bool) {
-    let spec = SignInSpec {
-        user: user.into(),
-        app_id: APP.into(),
-        ip: ip.parse().expect("ip"),
-        interactive,
-        mfa: Mfa::Done,
-        at: Some(days_ago(days)),
-    };
-    if let Err(e) = sim.sign_in(msp, &spec) {
-        tracing::warn!("demo sign-in not recorded: {e}");
-    }
+/// Records one sign-in to [`APP`], `days` ago.
+pub fn sign_in(
+    sim: &SimHandle,
+    msp: &str,
+    user: &str,
+    ip: &str,
+    days: i64,
+    interactive: bool,
+    mfa: Mfa,
+) -> Result<(), String> {
+    let ip = ip.parse().map_err(|_| format!("'{ip}' is not an IP address"))?;
+    let spec = SignInSpec { user: user.into(), app_id: APP.into(), ip, interactive, mfa, at: Some(days_ago(days)) };
+    sim.sign_in(msp, &spec).map(|_| ())
 }
 
 /// A week of sign-ins in the MSP tenant (the users of the sample estate).
-pub fn a_week_of_sign_ins(sim: &SimHandle, msp: &str) {
+pub fn a_week_of_sign_ins(sim: &SimHandle, msp: &str) -> Result<(), String> {
     for d in (1..=6).rev() {
-        sign_in(sim, msp, "alex@contosomsp.onmicrosoft.com", "203.0.113.10", d, true);
-        sign_in(sim, msp, "casey@contosomsp.onmicrosoft.com", "2001:db8:10::25", d, true);
-        sign_in(sim, msp, "cipp-svc@contosomsp.onmicrosoft.com", "20.40.60.80", d, false);
+        sign_in(sim, msp, "alex@contosomsp.onmicrosoft.com", "203.0.113.10", d, true, Mfa::Done)?;
+        sign_in(sim, msp, "casey@contosomsp.onmicrosoft.com", "2001:db8:10::25", d, true, Mfa::Done)?;
+        sign_in(sim, msp, "cipp-svc@contosomsp.onmicrosoft.com", "20.40.60.80", d, false, Mfa::Done)?;
     }
     for d in [2, 1] {
-        sign_in(sim, msp, "blair@contosomsp.onmicrosoft.com", HOME_OFFICE, d, true);
+        sign_in(sim, msp, "blair@contosomsp.onmicrosoft.com", HOME_OFFICE, d, true, Mfa::Done)?;
     }
-    sign_in(sim, msp, "bg1@contosomsp.onmicrosoft.com", "192.0.2.200", 3, true);
-}
-
-fn unpaced_client(sim: &SimHandle, estate: &Estate) -> crate::graph::GraphClient {
-    let app = &estate.apps[0];
-    let creds = crate::graph::Credentials::ClientSecret {
-        client_id: app.client_id.clone(),
-        client_secret: app.client_secret.clone(),
-    };
-    let mut cfg = crate::graph::GraphConfig::for_base(&sim.base_url);
-    cfg.ca_interval = std::time::Duration::from_millis(10);
-    crate::graph::GraphClient::new(cfg, std::sync::Arc::new(crate::graph::StaticCredentials(creds)))
-        .expect("client builds")
+    sign_in(sim, msp, "bg1@contosomsp.onmicrosoft.com", "192.0.2.200", 3, true, Mfa::Done)
 }
 
 fn store() -> std::sync::Arc<dyn crate::store::Store> {
@@ -107,12 +97,8 @@ fn print_notes(r: &SweepReport, about: &str) {
 /// The demo's promotion story, on its own simulated MSP; `step` prints a numbered step.
 pub async fn story(step: impl Fn(usize, &str)) -> Result<(), String> {
     let estate = estate();
-    // Its own simulated MSP, without the CA rate limit (and a client that does not
-    // pace for it), so this part of the demo takes seconds.
-    let mut options = caguard_sim::SimOptions::default();
-    options.faults.ca_throttling = false;
-    let sim = caguard_sim::start(estate.clone(), options).await.map_err(|e| e.to_string())?;
-    let client = unpaced_client(&sim, &estate);
+    // Its own simulated MSP, without the CA rate limit, so this part takes seconds.
+    let (sim, client) = super::unpaced_sim(&estate).await?;
     let msp = estate.msp_tenant_id.clone();
     let store = store();
     let apply = SweepOptions {
@@ -128,7 +114,7 @@ pub async fn story(step: impl Fn(usize, &str)) -> Result<(), String> {
     );
     let cfg = config(&estate, "");
     sweep::run(&client, &cfg, &apply).await.map_err(|e| e.to_string())?;
-    a_week_of_sign_ins(&sim, &msp);
+    a_week_of_sign_ins(&sim, &msp)?;
     println!(
         "   a week of sign-ins: Alex and Casey from the office, the CIPP account from CIPP's cloud, Blair twice from home ({HOME_OFFICE})"
     );
