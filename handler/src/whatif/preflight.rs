@@ -160,17 +160,28 @@ async fn wanted(
             expect,
         });
     }
-    // An All-users lockdown has no technician of its own: any other lockdown's will do.
-    let mut any_technician = None;
-    for l in &config.lockdowns {
-        any_technician = technician(client, &config.msp_tenant_id, l, o).await?;
-        if any_technician.is_some() {
-            break;
-        }
-    }
+    // Each lockdown's technician, read once and only when a check needs it. An
+    // All-users lockdown has none of its own: any other lockdown's will do.
+    let mut found: Vec<(&str, Option<(String, String)>)> = Vec::new();
     for l in risky_lockdowns {
-        let own = if l.all_users() { None } else { technician(client, &config.msp_tenant_id, l, o).await? };
-        let Some(tech) = own.or_else(|| any_technician.clone().filter(|_| l.all_users())) else { continue };
+        let candidates: Vec<&Lockdown> = if l.all_users() { config.lockdowns.iter().collect() } else { vec![l] };
+        let mut tech = None;
+        for c in candidates {
+            let known = found.iter().find(|(name, _)| *name == c.name).map(|(_, t)| t.clone());
+            let t = match known {
+                Some(t) => t,
+                None => {
+                    let t = technician(client, &config.msp_tenant_id, c, o).await?;
+                    found.push((&c.name, t.clone()));
+                    t
+                }
+            };
+            if t.is_some() {
+                tech = t;
+                break;
+            }
+        }
+        let Some(tech) = tech else { continue };
         for site in config.sites.iter().filter(|s| l.trusts(s)) {
             let Some(ip) = site.ranges.first().map(|r| r.network()) else { continue };
             let who = format!("technician {} of \"{}\" at site \"{}\"", tech.1, l.name, site.name);
