@@ -82,11 +82,12 @@ pub async fn gather(client: &GraphClient, config: &Config, store: Option<&dyn St
     let mut found = Found::default();
     let Some(store) = store else { return found };
     let now = Utc::now();
-    let cursor: Cursor = load(store, CURSOR).await.unwrap_or_default();
+    // One read of the records: the cursor and every lockdown's evidence.
+    let rows = store.records(KIND).await.unwrap_or_default();
+    let cursor: Cursor = find(&rows, CURSOR).unwrap_or_default();
     let mut evidence: Vec<LockdownEvidence> = Vec::new();
     for l in config.lockdowns.iter().filter(|l| l.rollout == Rollout::Auto) {
-        let e = load(store, &key(&l.name))
-            .await
+        let e = find(&rows, &key(&l.name))
             .unwrap_or_else(|| LockdownEvidence { lockdown: l.name.clone(), ..Default::default() });
         evidence.push(e);
     }
@@ -400,8 +401,11 @@ fn without_mfa(o: &Observed, sa: &crate::config::ServiceAccount, s: &Value) -> O
 }
 
 async fn load<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> Option<T> {
-    let rows = store.records(KIND).await.ok()?;
-    rows.into_iter().find(|(k, _)| k == key).and_then(|(_, v)| serde_json::from_value(v).ok())
+    find(&store.records(KIND).await.ok()?, key)
+}
+
+fn find<T: serde::de::DeserializeOwned>(rows: &[(String, Value)], key: &str) -> Option<T> {
+    rows.iter().find(|(k, _)| k == key).and_then(|(_, v)| serde_json::from_value(v.clone()).ok())
 }
 
 async fn save<T: Serialize>(store: &dyn Store, key: &str, value: &T) {
