@@ -5,18 +5,19 @@
 //! warnings. `docs/configuration.md` documents every key.
 
 use ipnet::IpNet;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use toml::Spanned;
 
 mod policies;
+mod raw;
 mod service;
+mod settings;
 mod sites;
 pub use policies::{
     AppMfa, DEFAULT_APP_POLICY, DEFAULT_BLOCK_POLICY, DEFAULT_SERVICE_POLICY, DEFAULT_SESSION_HOURS,
     DEFAULT_SYNCRO_BLOCK_POLICY, DEFAULT_SYNCRO_SERVICE_POLICY, Lockdown, ServiceAccount, Session,
 };
+use raw::{Lines, Raw};
 pub use sites::non_public_reason;
 
 /// How caguard reaches customer tenants.
@@ -173,18 +174,6 @@ pub const MAX_ALERT_WINDOW_MINUTES: i64 = 10_080;
 
 /// Graph's limit of ranges in one IP named location.
 pub const MAX_SITE_RANGES: usize = 2000;
-
-/// A status-page URL is shown in alerts: https, and never a function key.
-fn check_status_url(u: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(u).map_err(|e| format!("not a URL ({e})"))?;
-    if parsed.scheme() != "https" {
-        return Err("must be an https:// URL".into());
-    }
-    if parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("code")) {
-        return Err("must not carry a function key (`code=`): alerts are read by many people".into());
-    }
-    Ok(())
-}
 
 /// Default for `[watch] rediscover_minutes`.
 pub const DEFAULT_REDISCOVER_MINUTES: i64 = 15;
@@ -374,203 +363,10 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    msp_tenant_id: Spanned<String>,
-    #[serde(default)]
-    mode: Option<Spanned<String>>,
-    #[serde(default)]
-    sites: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-    accounts: Spanned<RawAccounts>,
-    #[serde(default)]
-    apps: RawApps,
-    #[serde(default)]
-    names: RawNames,
-    #[serde(default)]
-    rollout: RawRollout,
-    #[serde(default)]
-    scope: RawScope,
-    #[serde(default)]
-    controls: BTreeMap<String, Spanned<String>>,
-    #[serde(default)]
-    safety: RawSafety,
-    #[serde(default)]
-    cipp: Option<RawCipp>,
-    #[serde(default)]
-    alerts: Option<RawAlerts>,
-    #[serde(default)]
-    watch: RawWatch,
-    #[serde(default)]
-    emergency: RawEmergency,
-    #[serde(default)]
-    lockdown: Vec<Spanned<policies::RawLockdown>>,
-    #[serde(default)]
-    service_account: Vec<Spanned<policies::RawServiceAccount>>,
-    #[serde(default)]
-    session: policies::RawSession,
-    #[serde(default)]
-    cipp_app: Option<Spanned<policies::RawCippApp>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEmergency {
-    operators_group: Option<Spanned<String>>,
-    pause_hours: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawWatch {
-    rediscover_minutes: Option<Spanned<i64>>,
-    concurrency: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAlerts {
-    window_minutes: Option<Spanned<i64>>,
-    webhook_schema: Option<Spanned<String>>,
-    email_from: Option<String>,
-    #[serde(default)]
-    email_to: Vec<String>,
-    status_url: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCipp {
-    storage_account: Option<Spanned<String>>,
-    table_endpoint: Option<Spanned<String>>,
-    site_id: Option<Spanned<String>>,
-    arm_endpoint: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAccounts {
-    #[serde(default)]
-    technician_groups: Vec<String>,
-    #[serde(default)]
-    technician_users: Vec<String>,
-    #[serde(default)]
-    break_glass: Vec<String>,
-    service_account: Option<Spanned<String>>,
-    #[serde(default)]
-    direct_service_accounts: BTreeMap<String, String>,
-    /// The acknowledgement `technician_users = ["All"]` needs.
-    #[serde(default)]
-    all_users_are_technicians: bool,
-    /// Object ids (users, groups, roles) an MSP excludes from caguard's own policies on purpose.
-    #[serde(default)]
-    allowed_exclusions: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawApps {
-    #[serde(default)]
-    protected: Option<Spanned<Vec<String>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawNames {
-    location_prefix: Option<String>,
-    block_policy: Option<String>,
-    service_account_policy: Option<String>,
-    /// Take over a same-named policy caguard has no record of creating.
-    #[serde(default)]
-    adopt_existing: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRollout {
-    block_policy: Option<Spanned<String>>,
-    window_days: Option<Spanned<i64>>,
-    min_sign_ins: Option<Spanned<i64>>,
-    #[serde(default)]
-    acknowledged_ips: Vec<Spanned<String>>,
-    read_every_minutes: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawScope {
-    #[serde(default)]
-    skip_tenants: Vec<String>,
-    #[serde(default)]
-    accept_widening: bool,
-    #[serde(default)]
-    accept_widening_tenants: Vec<Spanned<String>>,
-    #[serde(default)]
-    direct_tenants: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSafety {
-    max_policies_per_tenant: Option<usize>,
-    max_tenant_fraction: Option<Spanned<f64>>,
-}
-
 /// The named locations' prefix from the source documents ("Trusted - MSP Office").
 pub const DEFAULT_LOCATION_PREFIX: &str = "Trusted - ";
 
-struct Lines<'a>(&'a str);
-
-impl Lines<'_> {
-    fn at(&self, offset: usize) -> usize {
-        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
-    }
-
-    /// The line of `key = …`, for keys whose values are not spanned.
-    fn of_key(&self, key: &str) -> usize {
-        let quoted = format!("\"{key}\"");
-        self.0
-            .lines()
-            .position(|l| {
-                let t = l.trim_start();
-                (t.starts_with(key) || t.starts_with(&quoted))
-                    && t[if t.starts_with('"') { quoted.len() } else { key.len() }..].trim_start().starts_with('=')
-            })
-            .map_or(1, |i| i + 1)
-    }
-}
-
 /// A GUID in its 8-4-4-4-12 form (tenant and object ids).
-/// `[cipp]`: where CIPP's tables are, and optionally its site.
-fn cipp_storage(c: &RawCipp, lines: &Lines, err: &mut impl FnMut(&str, usize, String)) -> Option<CippStorage> {
-    let table_endpoint = match (&c.table_endpoint, &c.storage_account) {
-        (Some(e), _) => e.get_ref().trim_end_matches('/').to_string(),
-        (None, Some(a)) => {
-            let name = a.get_ref().trim();
-            if name.len() < 3 || name.len() > 24 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            {
-                err(
-                    "cipp.storage_account",
-                    lines.at(a.span().start),
-                    format!("'{name}' is not a storage account name (3-24 lower-case letters and digits)"),
-                );
-            }
-            format!("https://{name}.table.core.windows.net")
-        }
-        (None, None) => {
-            err("cipp", lines.of_key("storage_account"), "set storage_account (or table_endpoint)".into());
-            return None;
-        }
-    };
-    let site_id = c.site_id.as_ref().and_then(|s| {
-        crate::cipp::auth::parse_resource_id(s.get_ref())
-            .map_err(|e| err("cipp.site_id", lines.at(s.span().start), e))
-            .ok()
-    });
-    let arm_endpoint = c.arm_endpoint.clone().unwrap_or_else(|| ARM_ENDPOINT.into()).trim_end_matches('/').to_string();
-    Some(CippStorage { table_endpoint, site_id, arm_endpoint })
-}
-
 pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
@@ -589,23 +385,8 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     let mut warnings = Vec::new();
     let mut err = |key: &str, line: usize, message: String| errors.push(ConfigError { key: key.into(), line, message });
 
-    let tenant = raw.msp_tenant_id.get_ref().trim().to_ascii_lowercase();
-    if !is_guid(&tenant) {
-        err(
-            "msp_tenant_id",
-            lines.at(raw.msp_tenant_id.span().start),
-            format!("'{tenant}' is not a tenant id (a GUID)"),
-        );
-    }
-
-    let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span().start)) {
-        None | Some(("gdap", _)) => Mode::Gdap,
-        Some(("direct", _)) => Mode::Direct,
-        Some((other, at)) => {
-            err("mode", lines.at(at), format!("unknown mode '{other}'; expected \"gdap\" or \"direct\""));
-            Mode::Gdap
-        }
-    };
+    let tenant = settings::msp_tenant(&raw.msp_tenant_id, &lines, &mut err);
+    let mode = settings::mode(raw.mode.as_ref(), &lines, &mut err);
 
     let sites = sites::parse(&raw.sites, &lines, &mut err, &mut warnings);
     if raw.sites.is_empty() {
@@ -614,21 +395,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
 
     let accounts = raw.accounts.get_ref();
     let accounts_line = lines.at(raw.accounts.span().start);
-    let clean = |v: &Vec<String>| v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
-    let break_glass = clean(&accounts.break_glass);
-    if break_glass.is_empty() {
-        err("accounts.break_glass", lines.of_key("break_glass").max(accounts_line), "at least one break-glass account is required; it is excluded from every block policy so the MSP can never be locked out".into());
-    }
-    let allowed_exclusions = clean(&accounts.allowed_exclusions);
-    for a in &allowed_exclusions {
-        if !is_guid(a) {
-            err(
-                "accounts.allowed_exclusions",
-                lines.of_key("allowed_exclusions"),
-                format!("'{a}' is not an object id (a GUID) of a user, group or role"),
-            );
-        }
-    }
+    let (break_glass, allowed_exclusions) = settings::account_lists(accounts, accounts_line, &lines, &mut err);
     let short = policies::Short {
         technician_groups: &accounts.technician_groups,
         technician_users: &accounts.technician_users,
@@ -652,138 +419,14 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
     };
     let owned = policies::parse(&input, &lines, &mut err);
 
-    let mut controls = BTreeMap::new();
-    for (name, value) in &raw.controls {
-        let line = lines.at(value.span().start);
-        let Some(control) = Control::parse(name) else {
-            err(
-                &format!("controls.{name}"),
-                line,
-                format!("unknown control '{name}'; expected one of A1, A2, A3, A4, B1, B2, C1, C2, D1, D2, S4"),
-            );
-            continue;
-        };
-        let mode = match value.get_ref().as_str() {
-            "enforce" => ControlMode::Enforce,
-            "report" => ControlMode::Report,
-            "off" => ControlMode::Off,
-            other => {
-                err(
-                    &format!("controls.{name}"),
-                    line,
-                    format!("unknown setting '{other}'; expected \"enforce\", \"report\" or \"off\""),
-                );
-                continue;
-            }
-        };
-        controls.insert(control, mode);
-    }
-
-    let max_tenant_fraction = match &raw.safety.max_tenant_fraction {
-        None => 0.2,
-        Some(f) if (0.0..=1.0).contains(f.get_ref()) && *f.get_ref() > 0.0 => *f.get_ref(),
-        Some(f) => {
-            err(
-                "safety.max_tenant_fraction",
-                lines.at(f.span().start),
-                "must be a fraction above 0 and at most 1".into(),
-            );
-            0.2
-        }
-    };
-
-    let cipp = raw.cipp.as_ref().and_then(|c| cipp_storage(c, &lines, &mut err));
-
-    let mut alerts = AlertsConfig::default();
-    if let Some(a) = &raw.alerts {
-        if let Some(w) = &a.window_minutes {
-            if !(1..=MAX_ALERT_WINDOW_MINUTES).contains(w.get_ref()) {
-                let msg = format!("must be between 1 and {MAX_ALERT_WINDOW_MINUTES} (a week)");
-                err("alerts.window_minutes", lines.at(w.span().start), msg);
-            }
-            alerts.window_minutes = *w.get_ref();
-        }
-        if let Some(sch) = &a.webhook_schema {
-            alerts.webhook_schema = match sch.get_ref().as_str() {
-                "caguard" => crate::alert::Schema::Caguard,
-                "cipp" => crate::alert::Schema::Cipp,
-                other => {
-                    err(
-                        "alerts.webhook_schema",
-                        lines.at(sch.span().start),
-                        format!("unknown schema '{other}'; expected \"caguard\" or \"cipp\""),
-                    );
-                    crate::alert::Schema::Caguard
-                }
-            };
-        }
-        alerts.email_from = a.email_from.clone();
-        alerts.email_to = a.email_to.clone();
-        if let Some(u) = &a.status_url {
-            match check_status_url(u.get_ref()) {
-                Ok(()) => alerts.status_url = Some(u.get_ref().clone()),
-                Err(why) => err("alerts.status_url", lines.at(u.span().start), why),
-            }
-        }
-    }
-
-    let mut watch_rediscover_minutes = DEFAULT_REDISCOVER_MINUTES;
-    if let Some(m) = &raw.watch.rediscover_minutes {
-        if !(1..=1440).contains(m.get_ref()) {
-            err("watch.rediscover_minutes", lines.at(m.span().start), "must be between 1 and 1440 (a day)".into());
-        }
-        watch_rediscover_minutes = *m.get_ref();
-    }
-    let mut watch_concurrency = DEFAULT_WATCH_CONCURRENCY;
-    if let Some(c) = &raw.watch.concurrency {
-        match usize::try_from(*c.get_ref()) {
-            Ok(n @ 1..=1024) => watch_concurrency = n,
-            _ => err("watch.concurrency", lines.at(c.span().start), "must be between 1 and 1024".into()),
-        }
-    }
-
-    let mut accept_widening_tenants = Vec::new();
-    for t in &raw.scope.accept_widening_tenants {
-        let id = t.get_ref().trim().to_ascii_lowercase();
-        if !is_guid(&id) {
-            err(
-                "scope.accept_widening_tenants",
-                lines.at(t.span().start),
-                format!("'{id}' is not a tenant id (a GUID)"),
-            );
-        }
-        accept_widening_tenants.push(id);
-    }
-
-    // Tenant ids go into token and Graph URLs: each must be a GUID.
-    let tenant_lists = [
-        ("scope.skip_tenants", "skip_tenants", &raw.scope.skip_tenants),
-        ("scope.direct_tenants", "direct_tenants", &raw.scope.direct_tenants),
-    ];
-    for (key, short, list) in tenant_lists {
-        for t in list.iter().map(|t| t.trim()).filter(|t| !is_guid(t)) {
-            let shown: String = t.chars().take(60).collect();
-            err(key, lines.of_key(short), format!("'{shown}' is not a tenant id (a GUID)"));
-        }
-    }
-    let emergency_group = raw.emergency.operators_group.as_ref().map(|g| {
-        let id = g.get_ref().trim().to_ascii_lowercase();
-        if !is_guid(&id) {
-            err("emergency.operators_group", lines.at(g.span().start), format!("'{id}' is not a group object id"));
-        }
-        id
-    });
-    let emergency_pause_hours = match &raw.emergency.pause_hours {
-        None => crate::pause::DEFAULT_HOURS,
-        Some(h) if (1..=crate::pause::MAX_HOURS).contains(h.get_ref()) => *h.get_ref(),
-        Some(h) => {
-            let max = crate::pause::MAX_HOURS;
-            err("emergency.pause_hours", lines.at(h.span().start), format!("must be between 1 and {max} hours"));
-            crate::pause::DEFAULT_HOURS
-        }
-    };
-
-    let evidence = evidence(&raw.rollout, &lines, &mut err);
+    let controls = settings::controls(&raw.controls, &lines, &mut err);
+    let max_tenant_fraction = settings::max_tenant_fraction(&raw.safety, &lines, &mut err);
+    let cipp = raw.cipp.as_ref().and_then(|c| settings::cipp_storage(c, &lines, &mut err));
+    let alerts = settings::alerts(raw.alerts.as_ref(), &lines, &mut err);
+    let (watch_rediscover_minutes, watch_concurrency) = settings::watch(&raw.watch, &lines, &mut err);
+    let accept_widening_tenants = settings::scope_tenants(&raw.scope, &lines, &mut err);
+    let (emergency_group, emergency_pause_hours) = settings::emergency(&raw.emergency, &lines, &mut err);
+    let evidence = settings::evidence(&raw.rollout, &lines, &mut err);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -815,40 +458,6 @@ pub fn parse(src: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigErrors> {
         watch_concurrency,
     };
     Ok((config, warnings))
-}
-
-/// `[rollout]`'s evidence settings, each bounded.
-fn evidence(r: &RawRollout, lines: &Lines, err: &mut impl FnMut(&str, usize, String)) -> Evidence {
-    let mut e = Evidence::default();
-    let mut bounded = |v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>| {
-        let v = v.as_ref()?;
-        if !range.contains(v.get_ref()) {
-            err(key, lines.at(v.span().start), format!("must be between {} and {}", range.start(), range.end()));
-            return None;
-        }
-        Some(*v.get_ref())
-    };
-    if let Some(d) = bounded(&r.window_days, "rollout.window_days", 1..=90) {
-        e.window_days = d;
-    }
-    if let Some(n) = bounded(&r.min_sign_ins, "rollout.min_sign_ins", 0..=100_000) {
-        e.min_sign_ins = n as usize;
-    }
-    if let Some(m) = bounded(&r.read_every_minutes, "rollout.read_every_minutes", 0..=1440) {
-        e.read_every_minutes = m;
-    }
-    for ip in &r.acknowledged_ips {
-        let text = ip.get_ref().trim();
-        match text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)) {
-            Ok(n) => e.acknowledged.push(n.trunc()),
-            Err(_) => err(
-                "rollout.acknowledged_ips",
-                lines.at(ip.span().start),
-                format!("'{text}' is not an IP address or CIDR range"),
-            ),
-        }
-    }
-    e
 }
 
 /// Reads and validates a config file, naming the file in errors.
