@@ -132,6 +132,35 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
+    fn new(
+        tenants: Vec<TenantReport>,
+        discovery_error: Option<String>,
+        expired_pauses: Vec<crate::pause::Pause>,
+        stats: Stats,
+        started: Instant,
+    ) -> Self {
+        let mut report = SweepReport {
+            schema_version: 1,
+            summary: Summary::default(),
+            tenants,
+            discovery_error,
+            expired_pauses,
+            stats,
+            elapsed_ms: started.elapsed().as_millis(),
+        };
+        report.summary = Summary {
+            tenants: report.tenants.len(),
+            compliant: report.count("compliant"),
+            fixed: report.count("fixed"),
+            pending: report.tenants.iter().filter(|t| t.result.is_none()).count(),
+            held: report.count("held"),
+            skipped: report.count("skipped"),
+            failed: report.count("failed"),
+            unknown: report.count("unknown"),
+        };
+        report
+    }
+
     /// Tenants with writes planned (enforced or reported), held ones included.
     pub fn drifted(&self) -> usize {
         self.tenants.iter().filter(|t| !t.plan.actions.is_empty()).count()
@@ -261,46 +290,12 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     let pauses = Arc::new(pauses);
     let mut tenants = Vec::new();
     // The MSP tenant (two paced CA lists) is read while customers are discovered and read.
-    let msp = async {
-        if !opts.wants(&config.msp_tenant_id, "MSP tenant") {
-            return None;
-        }
-        Some(match observe::msp(client, &config, opts.ledger.0.as_deref()).await {
-            Ok(mut o) => {
-                let notes = crate::rollout::prepare(client, &config, opts.ledger.0.as_deref(), &mut o).await;
-                let mut plan = planned(&config, &pauses, &o, true);
-                plan.notes.extend(notes);
-                crate::whatif::preflight::run(client, &config, &o, &mut plan).await;
-                TenantReport { plan, result: None, observed: Some(o) }
-            }
-            Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
-        })
-    };
-    let customers = async {
-        let found = observe::discover(client, &config, opts.cipp.as_ref()).await;
-        if let (Ok(found), Some(store)) = (&found, &opts.ledger.0)
-            && let Err(e) = crate::watch::remember_tenants(store.as_ref(), found).await
-        {
-            tracing::warn!("could not remember the tenant list: {e}");
-        }
-        found
-    };
-    let (msp, customers) = tokio::join!(msp, customers);
+    let (msp, customers) = tokio::join!(observe_msp(client, &config, opts, &pauses), discover(client, &config, opts));
     tenants.extend(msp);
     let (customers, discovery_error) = match customers {
         Ok(found) => (found, None),
         Err(e) => {
-            // The MSP tenant is reconciled all the same; the customers last seen get a
-            // result saying they were not looked at, and the run fails (#12).
-            tracing::error!("tenant discovery failed: {e}");
-            let known = match &opts.ledger.0 {
-                Some(store) => crate::watch::last_known_tenants(store.as_ref()).await,
-                None => vec![],
-            };
-            let why = format!("discovery failed, so this tenant was not observed this run: {e}");
-            for c in known.iter().filter(|c| opts.wants(&c.tenant_id, &c.name)) {
-                tenants.push(report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Unknown(why.clone())));
-            }
+            tenants.extend(not_observed(&e, opts).await);
             (vec![], Some(e.to_string()))
         }
     };
@@ -314,19 +309,83 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
     let (active, inactive): (Vec<_>, Vec<_>) = customers.into_iter().partition(|c| c.active);
     let (skipped, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|c| config.is_skipped(&c.tenant_id));
     tenants.extend(observe_customers(client, &config, active, opts, &pauses).await);
-    for c in skipped {
-        tenants.push(report_only(
-            failed_plan(&c.tenant_id, &c.name, false),
-            Outcome::Skipped("excluded by scope.skip_tenants".into()),
-        ));
+    tenants.extend(not_enforced(skipped, inactive));
+    limit_plans(&config, &mut tenants, opts);
+    if opts.apply {
+        apply_all(client, &config, &mut tenants, opts, &pauses).await;
+        after_apply(&config, &tenants, opts).await;
     }
-    for c in inactive {
-        let why = format!("no active GDAP relationship (status: {}); not enforced", c.status);
-        tenants.push(report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Skipped(why)));
-    }
+    Ok(SweepReport::new(tenants, discovery_error, expired_pauses, client.stats(), started))
+}
 
+/// The MSP tenant observed, its rollout evidence read, planned and checked with
+/// What If; `None` when the tenant filter leaves it out.
+async fn observe_msp(
+    client: &GraphClient,
+    config: &Config,
+    opts: &SweepOptions,
+    pauses: &Pauses,
+) -> Option<TenantReport> {
+    if !opts.wants(&config.msp_tenant_id, "MSP tenant") {
+        return None;
+    }
+    Some(match observe::msp(client, config, opts.ledger.0.as_deref()).await {
+        Ok(mut o) => {
+            let notes = crate::rollout::prepare(client, config, opts.ledger.0.as_deref(), &mut o).await;
+            let mut plan = planned(config, pauses, &o, true);
+            plan.notes.extend(notes);
+            crate::whatif::preflight::run(client, config, &o, &mut plan).await;
+            TenantReport { plan, result: None, observed: Some(o) }
+        }
+        Err(e) => report_only(failed_plan(&config.msp_tenant_id, "MSP tenant", true), observe_error(&e)),
+    })
+}
+
+/// The customer tenants, remembered in the store for the day discovery fails.
+async fn discover(client: &GraphClient, config: &Config, opts: &SweepOptions) -> Result<Vec<Customer>, GraphError> {
+    let found = observe::discover(client, config, opts.cipp.as_ref()).await;
+    if let (Ok(found), Some(store)) = (&found, &opts.ledger.0)
+        && let Err(e) = crate::watch::remember_tenants(store.as_ref(), found).await
+    {
+        tracing::warn!("could not remember the tenant list: {e}");
+    }
+    found
+}
+
+/// When discovery fails, the customers last seen each get a result saying they
+/// were not looked at, and the run fails (#12); the MSP tenant is reconciled all the same.
+async fn not_observed(e: &GraphError, opts: &SweepOptions) -> Vec<TenantReport> {
+    tracing::error!("tenant discovery failed: {e}");
+    let known = match &opts.ledger.0 {
+        Some(store) => crate::watch::last_known_tenants(store.as_ref()).await,
+        None => vec![],
+    };
+    let why = format!("discovery failed, so this tenant was not observed this run: {e}");
+    known
+        .iter()
+        .filter(|c| opts.wants(&c.tenant_id, &c.name))
+        .map(|c| report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Unknown(why.clone())))
+        .collect()
+}
+
+/// Tenants skipped by scope, or without an active GDAP relationship: reported, never read.
+fn not_enforced(skipped: Vec<Customer>, inactive: Vec<Customer>) -> Vec<TenantReport> {
+    let skipped = skipped.into_iter().map(|c| {
+        let plan = failed_plan(&c.tenant_id, &c.name, false);
+        report_only(plan, Outcome::Skipped("excluded by scope.skip_tenants".into()))
+    });
+    let inactive = inactive.into_iter().map(|c| {
+        let why = format!("no active GDAP relationship (status: {}); not enforced", c.status);
+        report_only(failed_plan(&c.tenant_id, &c.name, false), Outcome::Skipped(why))
+    });
+    skipped.chain(inactive).collect()
+}
+
+/// The estate-wide safety limits applied to every plan; tenants with nothing to
+/// write get their result now.
+fn limit_plans(config: &Config, tenants: &mut [TenantReport], opts: &SweepOptions) {
     let mut plans: Vec<TenantPlan> = tenants.iter().map(|t| t.plan.clone()).collect();
-    plan::apply_limits(&config, &mut plans, opts.confirmed);
+    plan::apply_limits(config, &mut plans, opts.confirmed);
     for (t, p) in tenants.iter_mut().zip(plans) {
         t.plan = p;
         if t.result.is_none() {
@@ -339,42 +398,24 @@ pub async fn run(client: &GraphClient, config: &Config, opts: &SweepOptions) -> 
             t.observed = None;
         }
     }
-    if opts.apply {
-        apply_all(client, &config, &mut tenants, opts, &pauses).await;
-        record_owned(&config, &tenants, opts).await;
-        for t in tenants.iter().filter(|t| t.plan.msp) {
-            if let (Some(result), Some(o)) = (&t.result, &t.observed) {
-                crate::rollout::after_apply(opts.ledger.0.as_deref(), &t.plan, result, o).await;
-            }
+}
+
+/// What an apply leaves in the store: the owned ids, the rollout's record, and
+/// what was added to customers' policies (for uninstall).
+async fn after_apply(config: &Config, tenants: &[TenantReport], opts: &SweepOptions) {
+    record_owned(config, tenants, opts).await;
+    for t in tenants.iter().filter(|t| t.plan.msp) {
+        if let (Some(result), Some(o)) = (&t.result, &t.observed) {
+            crate::rollout::after_apply(opts.ledger.0.as_deref(), &t.plan, result, o).await;
         }
-        if let Some(store) = &opts.ledger.0 {
-            for t in &tenants {
-                if let Some(result) = t.result.as_ref().filter(|r| r.written > 0) {
-                    crate::uninstall::record_added(store.as_ref(), &t.plan, result).await;
-                }
+    }
+    if let Some(store) = &opts.ledger.0 {
+        for t in tenants {
+            if let Some(result) = t.result.as_ref().filter(|r| r.written > 0) {
+                crate::uninstall::record_added(store.as_ref(), &t.plan, result).await;
             }
         }
     }
-    let mut report = SweepReport {
-        schema_version: 1,
-        summary: Summary::default(),
-        tenants,
-        discovery_error,
-        expired_pauses,
-        stats: client.stats(),
-        elapsed_ms: started.elapsed().as_millis(),
-    };
-    report.summary = Summary {
-        tenants: report.tenants.len(),
-        compliant: report.count("compliant"),
-        fixed: report.count("fixed"),
-        pending: report.tenants.iter().filter(|t| t.result.is_none()).count(),
-        held: report.count("held"),
-        skipped: report.count("skipped"),
-        failed: report.count("failed"),
-        unknown: report.count("unknown"),
-    };
-    Ok(report)
 }
 
 /// Records the ids of the MSP tenant's owned objects once they exist.
