@@ -133,6 +133,44 @@ async fn send_for(r: &Ready, plan: &TenantPlan, mut alert: Alert) {
 
 pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(TenantPlan, TenantResult), String> {
     let is_msp = msg.msp || msg.tenant_id.eq_ignore_ascii_case(&r.config.msp_tenant_id);
+    let mut observed = match observe_tenant(r, msg, is_msp).await? {
+        Seen::Observed(o) => o,
+        Seen::Done(plan, result) => return Ok((plan, result)),
+    };
+    let pauses = load_pauses(r).await;
+    let notes = if is_msp {
+        crate::rollout::prepare(&r.client, &r.config, Some(r.store.as_ref()), &mut observed).await
+    } else {
+        vec![]
+    };
+    let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
+    plan.notes.extend(notes);
+    let config = pauses.effective(&r.config, &observed.tenant_id);
+    leave_emergency_changes(r, &mut plan, &observed).await;
+    crate::whatif::preflight::run(&r.client, &config, &observed, &mut plan).await;
+    let (plan, approved) = limit(r, msg, plan).await?;
+    let result = apply_tenant(&r.client, &config, &plan, &observed).await;
+    if approved {
+        crate::approval::done(r.store.as_ref(), &plan.tenant_id).await;
+    }
+    if result.written > 0 {
+        crate::uninstall::record_added(r.store.as_ref(), &plan, &result).await;
+    }
+    if is_msp {
+        crate::owned::record(r.store.as_ref(), &plan, &result, &observed).await;
+        crate::rollout::after_apply(Some(r.store.as_ref()), &plan, &result, &observed).await;
+    }
+    Ok((plan, result))
+}
+
+/// A tenant read, or the result it gets without being read.
+enum Seen {
+    Observed(plan::Observed),
+    /// Not enforced (no active relationship) or not readable (consent, token).
+    Done(TenantPlan, TenantResult),
+}
+
+async fn observe_tenant(r: &Ready, msg: &ReconcileMessage, is_msp: bool) -> Result<Seen, String> {
     let observed = if is_msp {
         observe::msp(&r.client, &r.config, Some(r.store.as_ref())).await
     } else {
@@ -150,36 +188,28 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
             None => lookup_customer(r, &msg.tenant_id).await?,
         };
         if !customer.active {
-            let plan = TenantPlan {
-                block: Some(Block::Skip(format!("no active GDAP relationship (status: {})", customer.status))),
-                ..empty_plan(msg)
-            };
-            let outcome = Outcome::Skipped(format!("no active GDAP relationship (status: {})", customer.status));
-            let result = TenantResult::new(&msg.tenant_id, &customer.name, outcome);
-            return Ok((plan, result));
+            let why = format!("no active GDAP relationship (status: {})", customer.status);
+            let plan = TenantPlan { block: Some(Block::Skip(why.clone())), ..empty_plan(msg) };
+            let result = TenantResult::new(&msg.tenant_id, &customer.name, Outcome::Skipped(why));
+            return Ok(Seen::Done(plan, result));
         }
         observe::customer(&r.client, &r.config, &customer).await
     };
-    let mut observed = match observed {
-        Ok(o) => o,
+    match observed {
+        Ok(o) => Ok(Seen::Observed(o)),
         Err(e) if e.is_auth_failure() => {
             let outcome = Outcome::Skipped(format!("cannot run here (consent, permissions or token): {e}"));
             let result = TenantResult::new(&msg.tenant_id, msg.tenant_name.as_deref().unwrap_or_default(), outcome);
-            return Ok((empty_plan(msg), result));
+            Ok(Seen::Done(empty_plan(msg), result))
         }
-        Err(e) => return Err(e.to_string()),
-    };
-    let pauses = load_pauses(r).await;
-    let notes = if is_msp {
-        crate::rollout::prepare(&r.client, &r.config, Some(r.store.as_ref()), &mut observed).await
-    } else {
-        vec![]
-    };
-    let mut plan = crate::sweep::planned(&r.config, &pauses, &observed, is_msp);
-    plan.notes.extend(notes);
-    let config = pauses.effective(&r.config, &observed.tenant_id);
-    leave_emergency_changes(r, &mut plan, &observed).await;
-    crate::whatif::preflight::run(&r.client, &config, &observed, &mut plan).await;
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The safety limits, and the sweep-wide share of tenants changing (claimed in
+/// the store, since each tenant is its own queue message). A plan held by the
+/// limits alone is stored so a person can approve it; returns whether it was.
+async fn limit(r: &Ready, msg: &ReconcileMessage, plan: TenantPlan) -> Result<(TenantPlan, bool), String> {
     // A plan a person approved (exactly this one: same writes) passes the limits.
     let pending = plan.block.is_none() && plan.enforced().next().is_some();
     let approved = pending && crate::approval::is_approved(r.store.as_ref(), &plan).await;
@@ -187,7 +217,7 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
     let unheld = plan.block.is_none();
     let mut plans = [plan];
     plan::apply_limits(&r.config, &mut plans, confirmed);
-    [plan] = plans;
+    let [mut plan] = plans;
     if plan.block.is_none() && plan.enforced().next().is_some() && !confirmed {
         let size = msg.sweep_size.unwrap_or(1).max(1);
         let limit = ((r.config.max_tenant_fraction * size as f64).floor() as usize).max(1);
@@ -201,23 +231,12 @@ pub(super) async fn reconcile(r: &Ready, msg: &ReconcileMessage) -> Result<(Tena
             )));
         }
     }
-    match &plan.block {
-        // Held by the limits alone: stored, so a person can see it and approve it.
-        Some(Block::Hold(why)) if unheld => crate::approval::hold(r.store.as_ref(), &plan, why).await,
-        _ => {}
+    if let Some(Block::Hold(why)) = &plan.block
+        && unheld
+    {
+        crate::approval::hold(r.store.as_ref(), &plan, why).await;
     }
-    let result = apply_tenant(&r.client, &config, &plan, &observed).await;
-    if approved {
-        crate::approval::done(r.store.as_ref(), &plan.tenant_id).await;
-    }
-    if result.written > 0 {
-        crate::uninstall::record_added(r.store.as_ref(), &plan, &result).await;
-    }
-    if is_msp {
-        crate::owned::record(r.store.as_ref(), &plan, &result, &observed).await;
-        crate::rollout::after_apply(Some(r.store.as_ref()), &plan, &result, &observed).await;
-    }
-    Ok((plan, result))
+    Ok((plan, approved))
 }
 
 pub(super) fn empty_plan(msg: &ReconcileMessage) -> TenantPlan {
