@@ -9,88 +9,89 @@ use super::{Lines, is_guid};
 use toml::Spanned;
 
 pub(super) fn service_accounts(i: &Input, lines: &Lines, err: &mut Err, names: &mut Vec<Named>) -> Vec<ServiceAccount> {
-    let s = &i.short;
     if i.service_accounts.is_empty() {
-        let Some(account) = s.service_account else {
-            err(
-                "accounts.service_account",
-                i.accounts_line,
-                "the service account (object id or UPN) is required, here or as [[service_account]] entries".into(),
-            );
-            return vec![];
-        };
-        let raw = RawServiceAccount {
-            account: account.clone(),
-            tool: None,
-            policy: Some(Spanned::new(0..0, s.service_name.unwrap_or(DEFAULT_SERVICE_POLICY).to_string())),
-            direct_accounts: s.direct_accounts.clone(),
-        };
-        let sa =
-            service_account(&raw, "accounts.service_account", "accounts.direct_service_accounts", true, lines, err);
-        let line = if s.service_name.is_some() { lines.of_key("service_account_policy") } else { 1 };
-        names.push(("names.service_account_policy".into(), line, sa.policy_name.clone()));
-        return vec![sa];
+        return short_service_account(i, lines, err, names).into_iter().collect();
     }
+    let s = &i.short;
     let mixed = [
         ("accounts.service_account", "service_account", s.service_account.is_some()),
         ("accounts.direct_service_accounts", "direct_service_accounts", !s.direct_accounts.is_empty()),
         ("names.service_account_policy", "service_account_policy", s.service_name.is_some()),
     ];
-    for (key, short, set) in mixed {
-        if set {
-            err(
-                key,
-                lines.of_key(short),
-                "the short form cannot be mixed with [[service_account]] entries; move it into an entry".into(),
-            );
-        }
+    for (key, short, _) in mixed.iter().filter(|(_, _, set)| *set) {
+        let msg = "the short form cannot be mixed with [[service_account]] entries; move it into an entry";
+        err(key, lines.of_key(short), msg.into());
     }
     let is_cipp = |r: &Spanned<RawServiceAccount>| {
         r.get_ref().tool.as_ref().is_some_and(|t| t.get_ref().eq_ignore_ascii_case("cipp"))
     };
     let cipp_at = i.service_accounts.iter().position(is_cipp).unwrap_or(0);
-    if i.service_accounts.iter().filter(|r| is_cipp(r)).count() > 1 {
-        let second = i.service_accounts.iter().filter(|r| is_cipp(r)).nth(1).expect("two");
-        err(
-            "service_account.tool",
-            lines.at(second.span().start),
-            "only one service account is CIPP's (tool = \"cipp\")".into(),
-        );
+    if let Some(second) = i.service_accounts.iter().filter(|r| is_cipp(r)).nth(1) {
+        let msg = "only one service account is CIPP's (tool = \"cipp\")";
+        err("service_account.tool", lines.at(second.span().start), msg.into());
     }
-    let mut out = Vec::new();
-    for (n, raw) in i.service_accounts.iter().enumerate() {
-        let entry = format!("service_account[{}]", n + 1);
-        let line = lines.at(raw.span().start);
-        let r = raw.get_ref();
-        let tool = r.tool.as_ref().and_then(|t| tool(t, &entry, lines, err));
-        let default = |name: &str| Some(Spanned::new(0..0, name.to_string()));
-        let policy = match (&r.policy, tool) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(Tool::Syncro)) => default(DEFAULT_SYNCRO_SERVICE_POLICY),
-            (None, Some(Tool::Cipp)) => default(DEFAULT_SERVICE_POLICY),
-            (None, None) if n == cipp_at => default(DEFAULT_SERVICE_POLICY),
-            (None, None) => {
-                err(
-                    &entry,
-                    line,
-                    "name its policy (policy = \"…\"), or set tool = \"syncro\" for the source documents' name".into(),
-                );
-                None
-            }
-        };
-        let raw = RawServiceAccount {
-            account: r.account.clone(),
-            tool: None,
-            policy,
-            direct_accounts: r.direct_accounts.clone(),
-        };
-        let keys = (format!("{entry}.account"), format!("{entry}.direct_accounts"));
-        let sa = service_account(&raw, &keys.0, &keys.1, n == cipp_at, lines, err);
-        let name_line = r.policy.as_ref().map_or(line, |p| lines.at(p.span().start));
-        names.push((format!("{entry}.policy"), name_line, sa.policy_name.clone()));
-        out.push(sa);
-    }
-    out
+    let entries = i.service_accounts.iter().enumerate();
+    entries.map(|(n, raw)| service_account_entry(n, raw, n == cipp_at, lines, err, names)).collect()
+}
+
+/// The short form's one account (`[accounts] service_account`): CIPP's.
+fn short_service_account(i: &Input, lines: &Lines, err: &mut Err, names: &mut Vec<Named>) -> Option<ServiceAccount> {
+    let s = &i.short;
+    let Some(account) = s.service_account else {
+        let msg = "the service account (object id or UPN) is required, here or as [[service_account]] entries";
+        err("accounts.service_account", i.accounts_line, msg.into());
+        return None;
+    };
+    let raw = RawServiceAccount {
+        account: account.clone(),
+        tool: None,
+        policy: Some(Spanned::new(0..0, s.service_name.unwrap_or(DEFAULT_SERVICE_POLICY).to_string())),
+        direct_accounts: s.direct_accounts.clone(),
+    };
+    let sa = service_account(&raw, "accounts.service_account", "accounts.direct_service_accounts", true, lines, err);
+    let line = if s.service_name.is_some() { lines.of_key("service_account_policy") } else { 1 };
+    names.push(("names.service_account_policy".into(), line, sa.policy_name.clone()));
+    Some(sa)
+}
+
+/// `[[service_account]]` entry `n` (from 0); its policy is named by `policy`,
+/// else by its tool (the source documents' names), else it is an error unless
+/// it is CIPP's.
+fn service_account_entry(
+    n: usize,
+    raw: &Spanned<RawServiceAccount>,
+    is_cipp: bool,
+    lines: &Lines,
+    err: &mut Err,
+    names: &mut Vec<Named>,
+) -> ServiceAccount {
+    let entry = format!("service_account[{}]", n + 1);
+    let line = lines.at(raw.span().start);
+    let r = raw.get_ref();
+    let tool = r.tool.as_ref().and_then(|t| tool(t, &entry, lines, err));
+    let default = |name: &str| Some(Spanned::new(0..0, name.to_string()));
+    let policy = match (&r.policy, tool) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(Tool::Syncro)) => default(DEFAULT_SYNCRO_SERVICE_POLICY),
+        (None, Some(Tool::Cipp)) => default(DEFAULT_SERVICE_POLICY),
+        (None, None) if is_cipp => default(DEFAULT_SERVICE_POLICY),
+        (None, None) => {
+            let msg = "name its policy (policy = \"…\"), or set tool = \"syncro\" for the source documents' name";
+            err(&entry, line, msg.into());
+            None
+        }
+    };
+    let raw = RawServiceAccount {
+        account: r.account.clone(),
+        tool: None,
+        policy,
+        direct_accounts: r.direct_accounts.clone(),
+    };
+    let keys = (format!("{entry}.account"), format!("{entry}.direct_accounts"));
+    let sa = service_account(&raw, &keys.0, &keys.1, is_cipp, lines, err);
+    let name_line = r.policy.as_ref().map_or(line, |p| lines.at(p.span().start));
+    names.push((format!("{entry}.policy"), name_line, sa.policy_name.clone()));
+    sa
 }
 
 fn service_account(

@@ -16,52 +16,8 @@ pub(super) fn parse(
     let mut sites: Vec<Site> = Vec::new();
     for (name, ranges) in raw {
         let key = format!("sites.{name}");
-        let mut nets = Vec::new();
-        for cidr in ranges.get_ref() {
-            let line = lines.at(cidr.span().start);
-            let text = cidr.get_ref().trim();
-            let net: IpNet = match text.parse() {
-                Ok(n) => n,
-                Err(_) => match text.parse::<std::net::IpAddr>() {
-                    Ok(ip) => IpNet::from(ip),
-                    Err(_) => {
-                        err(
-                            &key,
-                            line,
-                            format!("'{text}' is not a CIDR range (like 203.0.113.10/32 or 2001:db8::/48)"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            if net.prefix_len() == 0 {
-                err(&key, line, format!("'{text}' is every address; a trusted site must be specific"));
-                continue;
-            }
-            if net.prefix_len() <= 8 {
-                err(
-                    &key,
-                    line,
-                    format!("'{text}' has a /{} prefix; Graph rejects prefixes of /8 or shorter", net.prefix_len()),
-                );
-                continue;
-            }
-            if net.trunc() != net {
-                warnings.push(ConfigWarning {
-                    key: key.clone(),
-                    line,
-                    message: format!("'{text}' has host bits set; using {}", net.trunc()),
-                });
-            }
-            if let Some(why) = non_public_reason(&net) {
-                warnings.push(ConfigWarning {
-                    key: key.clone(),
-                    line,
-                    message: format!("'{text}' is a {why} range; a public egress IP is never one"),
-                });
-            }
-            nets.push(net.trunc());
-        }
+        let nets: Vec<IpNet> =
+            ranges.get_ref().iter().filter_map(|cidr| range(cidr, &key, lines, err, warnings)).collect();
         let merged = IpNet::aggregate(&nets);
         if merged.len() < nets.len() {
             warnings.push(ConfigWarning {
@@ -99,6 +55,41 @@ pub(super) fn parse(
         sites.push(Site { name: name.clone(), ranges: merged });
     }
     sites
+}
+
+/// One range, normalised (host bits cleared); `None`, with an error, when Graph
+/// would refuse it.
+fn range(
+    cidr: &Spanned<String>,
+    key: &str,
+    lines: &Lines,
+    err: &mut impl FnMut(&str, usize, String),
+    warnings: &mut Vec<ConfigWarning>,
+) -> Option<IpNet> {
+    let line = lines.at(cidr.span().start);
+    let text = cidr.get_ref().trim();
+    let Ok(net) = text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)) else {
+        err(key, line, format!("'{text}' is not a CIDR range (like 203.0.113.10/32 or 2001:db8::/48)"));
+        return None;
+    };
+    if net.prefix_len() == 0 {
+        err(key, line, format!("'{text}' is every address; a trusted site must be specific"));
+        return None;
+    }
+    // "Only CIDR masks greater than /8 are allowed" (Microsoft Entra, named locations).
+    if net.prefix_len() <= 8 {
+        let msg = format!("'{text}' has a /{} prefix; Graph rejects prefixes of /8 or shorter", net.prefix_len());
+        err(key, line, msg);
+        return None;
+    }
+    let mut warn = |message: String| warnings.push(ConfigWarning { key: key.to_string(), line, message });
+    if net.trunc() != net {
+        warn(format!("'{text}' has host bits set; using {}", net.trunc()));
+    }
+    if let Some(why) = non_public_reason(&net) {
+        warn(format!("'{text}' is a {why} range; a public egress IP is never one"));
+    }
+    Some(net.trunc())
 }
 
 /// Ranges that are never a public egress IP.
