@@ -64,20 +64,33 @@ pub(super) async fn page(State(app): State<App>) -> Response {
     let mut h = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>caguard status</title><style>{STYLE}</style></head><body><h1>caguard status</h1>"
     );
-    let _ = write!(h, "<h2>Pauses ({})</h2>", pauses.0.len());
-    if pauses.0.is_empty() {
+    pauses_html(&mut h, &pauses.0);
+    undelivered_html(&mut h, &undelivered);
+    tenants_html(&mut h, &statuses);
+    held_html(&mut h, &held);
+    drift_html(&mut h, &drift);
+    h.push_str("</body></html>");
+    Html(h).into_response()
+}
+
+fn pauses_html(h: &mut String, pauses: &[crate::pause::Pause]) {
+    let _ = write!(h, "<h2>Pauses ({})</h2>", pauses.len());
+    if pauses.is_empty() {
         h.push_str("<p>None: caguard enforces every control it is configured to.</p>");
     }
-    for p in &pauses.0 {
+    for p in pauses {
         let _ = write!(h, "<p class=\"skipped\">{}</p>", esc(&p.describe()));
     }
+}
+
+fn undelivered_html(h: &mut String, undelivered: &[crate::alert::Undelivered]) {
     let _ = write!(h, "<h2>Undelivered alerts ({})</h2>", undelivered.len());
     if undelivered.is_empty() {
         h.push_str("<p>None: every alert reached every channel.</p>");
-    } else {
-        h.push_str("<table><tr><th>Channel</th><th>Alert</th><th>Error</th><th>Tries</th><th>Since</th></tr>");
+        return;
     }
-    for u in &undelivered {
+    h.push_str("<table><tr><th>Channel</th><th>Alert</th><th>Error</th><th>Tries</th><th>Since</th></tr>");
+    for u in undelivered {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td class=\"failed\">{}</td><td>{}</td><td>{}</td></tr>",
@@ -88,15 +101,16 @@ pub(super) async fn page(State(app): State<App>) -> Response {
             esc(&u.first_failed_at)
         );
     }
-    if !undelivered.is_empty() {
-        h.push_str("</table>");
-    }
+    h.push_str("</table>");
+}
+
+fn tenants_html(h: &mut String, statuses: &[crate::store::TenantStatus]) {
     let _ = write!(
         h,
         "<h2>Tenants ({})</h2><table><tr><th>Tenant</th><th>Result</th><th>Reason</th><th>Next step</th><th>At</th></tr>",
         statuses.len()
     );
-    for s in &statuses {
+    for s in statuses {
         let reason = s.reason.as_deref().unwrap_or("");
         let _ = write!(
             h,
@@ -110,8 +124,11 @@ pub(super) async fn page(State(app): State<App>) -> Response {
         );
     }
     h.push_str("</table>");
+}
+
+fn held_html(h: &mut String, held: &[crate::approval::HeldPlan]) {
     let _ = write!(h, "<h2>Held plans ({})</h2>", held.len());
-    for p in &held {
+    for p in held {
         let _ = write!(
             h,
             "<h3>{} <small>{}</small></h3><p>{}</p><p>Approve: <code>POST /api/plans/{}/approve</code></p>",
@@ -124,6 +141,9 @@ pub(super) async fn page(State(app): State<App>) -> Response {
             let _ = write!(h, "<h4>{}</h4>{}", esc(&a.headline), diff_html(&a.diff));
         }
     }
+}
+
+fn drift_html(h: &mut String, drift: &[crate::store::DriftRecord]) {
     let _ = write!(
         h,
         "<h2>Drift history ({})</h2><table><tr><th>When</th><th>Tenant</th><th>Control</th><th>Object</th><th>Changed by</th><th>Result</th></tr>",
@@ -141,6 +161,5 @@ pub(super) async fn page(State(app): State<App>) -> Response {
             esc(&d.result)
         );
     }
-    h.push_str("</table></body></html>");
-    Html(h).into_response()
+    h.push_str("</table>");
 }
