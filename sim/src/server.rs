@@ -263,19 +263,8 @@ async fn token(AxState(s): AxState<Shared>, Path(tenant): Path<String>, body: By
 }
 
 fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> Response {
-    if let Some(f) = st.faults.token_failure.clone() {
-        let applies = f.tenant.as_deref().is_none_or(|t| t == tenant) && f.remaining != Some(0);
-        if applies {
-            if let Some(n) = st.faults.token_failure.as_mut().and_then(|f| f.remaining.as_mut()) {
-                *n -= 1;
-            }
-            let (status, code) = if f.error == "invalid_client" {
-                (StatusCode::UNAUTHORIZED, 7000215)
-            } else {
-                (StatusCode::BAD_REQUEST, 700082)
-            };
-            return oauth_error(status, &f.error, code, "Injected token failure.");
-        }
+    if let Some(injected) = injected_token_failure(st, tenant) {
+        return injected;
     }
     let Some(t) = st.tenants.get(tenant) else {
         return oauth_error(
@@ -295,62 +284,9 @@ fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> 
             &format!("Application with identifier '{client_id}' was not found in the directory."),
         );
     };
-    let grant = form.get("grant_type").map(String::as_str).unwrap_or_default();
-    let (actor, new_refresh) = match grant {
-        "client_credentials" => {
-            if form.get("client_secret") != Some(&app.client_secret) {
-                return oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    7000215,
-                    "Invalid client secret provided.",
-                );
-            }
-            if !consented {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "unauthorized_client",
-                    700016,
-                    &format!(
-                        "Application with identifier '{client_id}' was not found in the directory '{tenant}'. The tenant administrator has not consented."
-                    ),
-                );
-            }
-            (Actor::App { app_id: app.client_id.clone(), display_name: app.display_name.clone() }, None)
-        }
-        "refresh_token" => {
-            let offered = form.get("refresh_token").cloned().unwrap_or_default();
-            let Some(rt) = st.refresh_tokens.iter().find(|r| r.token == offered && r.client_id == client_id).cloned()
-            else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    70000,
-                    "The provided grant is invalid or expired.",
-                );
-            };
-            if let Some(err) = refresh_token_reach(st, &rt, tenant) {
-                return err;
-            }
-            let rotated = crate::estate::RefreshTokenSpec { token: format!("rt-{}", new_guid()), ..rt.clone() };
-            st.refresh_tokens.push(rotated.clone());
-            (
-                Actor::User {
-                    id: rt.user_id.clone(),
-                    display_name: "CIPP service account".into(),
-                    user_principal_name: rt.user_principal_name.clone(),
-                },
-                Some(rotated.token),
-            )
-        }
-        other => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                70003,
-                &format!("The app requested an unsupported grant type '{other}'."),
-            );
-        }
+    let (actor, new_refresh) = match grant(st, tenant, &app, form, consented) {
+        Ok(granted) => granted,
+        Err(refused) => return *refused,
     };
     let access = mint(tenant, &client_id);
     let lifetime = st.token_lifetime_secs;
@@ -365,6 +301,95 @@ fn issue_token(st: &mut State, tenant: &str, form: &HashMap<String, String>) -> 
         body["scope"] = json!("https://graph.microsoft.com/.default");
     }
     (StatusCode::OK, Json(body)).into_response()
+}
+
+/// The token failure a test injected (`/_sim/faults`), while it lasts.
+fn injected_token_failure(st: &mut State, tenant: &str) -> Option<Response> {
+    if let Some(f) = st.faults.token_failure.clone() {
+        let applies = f.tenant.as_deref().is_none_or(|t| t == tenant) && f.remaining != Some(0);
+        if applies {
+            if let Some(n) = st.faults.token_failure.as_mut().and_then(|f| f.remaining.as_mut()) {
+                *n -= 1;
+            }
+            let (status, code) = if f.error == "invalid_client" {
+                (StatusCode::UNAUTHORIZED, 7000215)
+            } else {
+                (StatusCode::BAD_REQUEST, 700082)
+            };
+            return Some(oauth_error(status, &f.error, code, "Injected token failure."));
+        }
+    }
+    None
+}
+
+/// Who the grant makes the caller, and the rotated refresh token a
+/// `refresh_token` grant returns; `Err` is the OAuth error Entra answers.
+fn grant(
+    st: &mut State,
+    tenant: &str,
+    app: &crate::estate::App,
+    form: &HashMap<String, String>,
+    consented: bool,
+) -> Result<(Actor, Option<String>), Box<Response>> {
+    let client_id = app.client_id.as_str();
+    let grant = form.get("grant_type").map(String::as_str).unwrap_or_default();
+    let granted = match grant {
+        "client_credentials" => {
+            if form.get("client_secret") != Some(&app.client_secret) {
+                return Err(Box::new(oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided.",
+                )));
+            }
+            if !consented {
+                return Err(Box::new(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unauthorized_client",
+                    700016,
+                    &format!(
+                        "Application with identifier '{client_id}' was not found in the directory '{tenant}'. The tenant administrator has not consented."
+                    ),
+                )));
+            }
+            (Actor::App { app_id: app.client_id.clone(), display_name: app.display_name.clone() }, None)
+        }
+        "refresh_token" => {
+            let offered = form.get("refresh_token").cloned().unwrap_or_default();
+            let Some(rt) = st.refresh_tokens.iter().find(|r| r.token == offered && r.client_id == client_id).cloned()
+            else {
+                return Err(Box::new(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    70000,
+                    "The provided grant is invalid or expired.",
+                )));
+            };
+            if let Some(err) = refresh_token_reach(st, &rt, tenant) {
+                return Err(Box::new(err));
+            }
+            let rotated = crate::estate::RefreshTokenSpec { token: format!("rt-{}", new_guid()), ..rt.clone() };
+            st.refresh_tokens.push(rotated.clone());
+            (
+                Actor::User {
+                    id: rt.user_id.clone(),
+                    display_name: "CIPP service account".into(),
+                    user_principal_name: rt.user_principal_name.clone(),
+                },
+                Some(rotated.token),
+            )
+        }
+        other => {
+            return Err(Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                &format!("The app requested an unsupported grant type '{other}'."),
+            )));
+        }
+    };
+    Ok(granted)
 }
 
 /// Refuses a refresh token outside the tenants its user can reach: a direct tenant's
