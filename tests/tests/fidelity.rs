@@ -2,7 +2,7 @@
 //! what it cannot add exactly, replication lag, isolation, identity, licences.
 
 use caguard::apply::{Outcome, apply_tenant};
-use caguard::demo::{sample_client, sample_config};
+use caguard::demo::sample_config;
 use caguard::plan::{self, Op};
 use caguard::store::{FileStore, Store};
 use caguard::sweep::{self, Ledger, SweepOptions, SweepReport, TenantReport};
@@ -77,9 +77,9 @@ fn all_users(id: &str, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d1_withholds_what_it_cannot_add_exactly_and_writes_the_rest() {
-    let (sim, estate) = sample_sim(0, true).await;
+    let estate = sample_estate();
+    let (sim, client) = unpaced_sim(&estate).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
     let r = sweep::run(&client, &config, &confirmed()).await.unwrap();
     assert_eq!(failures(&r), Vec::<String>::new());
@@ -146,20 +146,25 @@ fn w_pairs() -> &'static str {
     "service-provider users of every external tenant"
 }
 
-/// A sample estate on a simulator whose reads lag writes by `lag_ms`.
-async fn lagging_sim(estate: Estate, lag_ms: u64, refuse: &[&str]) -> caguard_sim::SimHandle {
+/// A sample estate on a simulator whose reads lag writes by `lag_ms`, and an
+/// unpaced client: these tests are about what Graph accepts and when it shows
+/// it, not pacing (which has its own tests against the limit).
+async fn lagging_sim(
+    estate: &Estate,
+    lag_ms: u64,
+    refuse: &[&str],
+) -> (caguard_sim::SimHandle, caguard::graph::GraphClient) {
     let mut opts = SimOptions::default();
     opts.faults.replication_lag_ms = lag_ms;
     opts.faults.refuse_writes_to = refuse.iter().map(|s| s.to_string()).collect();
-    caguard_sim::start(estate, opts).await.unwrap()
+    caguard::demo::unpaced_sim_with(estate, opts).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_replication_lag_the_sample_estate_converges_in_one_apply() {
     let estate = sample_estate();
-    let sim = lagging_sim(estate.clone(), 3000, &[]).await;
+    let (sim, client) = lagging_sim(&estate, 3000, &[]).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let r = sweep::run(&client, &config, &confirmed()).await.unwrap();
     println!("{}", report::sweep_text(&r, true, Some(3)));
     assert_eq!(failures(&r), Vec::<String>::new());
@@ -191,9 +196,8 @@ async fn with_replication_lag_the_sample_estate_converges_in_one_apply() {
 async fn an_edit_made_between_observe_and_write_survives() {
     let estate = sample_estate();
     let lag = 3000;
-    let sim = lagging_sim(estate.clone(), lag, &[]).await;
+    let (sim, client) = lagging_sim(&estate, lag, &[]).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
     let observed = observe::msp(&client, &config, None).await.unwrap();
     let plan = plan::plan_msp(&config, &observed);
@@ -240,9 +244,8 @@ async fn a_failed_write_and_an_unreadable_policy_stop_nothing_else() {
         "Enabled",
     );
     // In the MSP tenant the first site's location cannot be created.
-    let sim = lagging_sim(estate.clone(), 0, &["Refused by Graph", "Trusted - MSP Office"]).await;
+    let (sim, client) = lagging_sim(&estate, 0, &["Refused by Graph", "Trusted - MSP Office"]).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let opts = SweepOptions { only: vec![id.clone(), config.msp_tenant_id.clone()], ..confirmed() };
     let r = sweep::run(&client, &config, &opts).await.unwrap();
     println!("{}", report::sweep_text(&r, true, None));
@@ -276,9 +279,9 @@ async fn a_failed_write_and_an_unreadable_policy_stop_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_owned_policy_is_found_by_id_and_its_name_restored() {
-    let (sim, estate) = sample_sim(0, true).await;
+    let estate = sample_estate();
+    let (sim, client) = unpaced_sim(&estate).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let dir = std::env::temp_dir().join(format!("caguard-owned-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.join("store.json")));
@@ -320,9 +323,8 @@ async fn a_same_named_country_location_is_never_trusted() {
         "@odata.type": "#microsoft.graph.countryNamedLocation", "id": country_id,
         "displayName": "Trusted - MSP Office", "countriesAndRegions": ["US", "GB"],
         "includeUnknownCountriesAndRegions": false, "createdDateTime": "2025-01-01T00:00:00Z"}));
-    let sim = lagging_sim(estate.clone(), 0, &[]).await;
+    let (sim, client) = lagging_sim(&estate, 0, &[]).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
     let r = sweep::run(&client, &config, &SweepOptions { only: vec![msp.clone()], ..confirmed() }).await.unwrap();
     let t = &r.tenants[0];
@@ -361,9 +363,8 @@ async fn a_licence_in_its_grace_period_still_gets_enforcement() {
         vec![all_users("9a000000-0000-4000-8000-000000000002", "MFA")],
         "Suspended",
     );
-    let sim = lagging_sim(estate.clone(), 0, &[]).await;
+    let (_sim, client) = lagging_sim(&estate, 0, &[]).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let r = sweep::run(&client, &config, &SweepOptions { only: vec![grace.clone(), gone.clone()], ..confirmed() })
         .await
         .unwrap();
@@ -375,9 +376,8 @@ async fn a_licence_in_its_grace_period_still_gets_enforcement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_to_a_location_graph_has_not_replicated_is_retried() {
     let estate = sample_estate();
-    let sim = lagging_sim(estate.clone(), 3000, &[]).await;
+    let (sim, client) = lagging_sim(&estate, 3000, &[]).await;
     let config = sample_config(&estate);
-    let client = sample_client(&sim, &estate);
     let msp = config.msp_tenant_id.clone();
     let mut observed = observe::msp(&client, &config, None).await.unwrap();
     // Someone creates the site's trusted location a moment before caguard writes.

@@ -101,7 +101,11 @@ pub fn sample_config(estate: &Estate) -> Config {
 /// does not pace for it: for what caguard writes, not how politely (the demo's
 /// promotion story, and tests; pacing has its own tests, against the limit).
 pub async fn unpaced_sim(estate: &Estate) -> Result<(SimHandle, GraphClient), String> {
-    let mut options = SimOptions::default();
+    unpaced_sim_with(estate, SimOptions::default()).await
+}
+
+/// [`unpaced_sim`] with other faults (replication lag, refused writes) as well.
+pub async fn unpaced_sim_with(estate: &Estate, mut options: SimOptions) -> Result<(SimHandle, GraphClient), String> {
     options.faults.ca_throttling = false;
     let sim = caguard_sim::start(estate.clone(), options).await.map_err(|e| e.to_string())?;
     let mut cfg = GraphConfig::for_base(&sim.base_url);
