@@ -110,6 +110,10 @@ pub struct TenantSpec {
     /// Groups: `{id, displayName, members: [userId]}`.
     #[serde(default)]
     pub groups: Vec<Value>,
+    /// Activated directory roles, as `GET /directoryRoles` lists them, with their
+    /// members: `{id, displayName, roleTemplateId, members: [userId]}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory_roles: Vec<Value>,
     #[serde(default)]
     pub policies: Vec<Value>,
     /// Enterprise applications (`servicePrincipal`): id, appId, displayName.

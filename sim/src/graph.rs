@@ -226,17 +226,16 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
         }
         ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
         ("GET", ["users", _, "transitivememberof"]) => {
-            // Groups only (directory roles are not simulated); the estate's groups hold users directly.
-            let items = tenant(state, &req)
-                .groups_of(segs[1])
-                .into_iter()
-                .map(|g| {
-                    let mut g = without_members(g);
-                    g["@odata.type"] = json!("#microsoft.graph.group");
-                    g
-                })
-                .collect();
-            list(items, &req, "directoryObjects")
+            // The estate's groups and roles hold users directly, so direct is transitive.
+            let t = tenant(state, &req);
+            let typed = |o: &Value, kind: &str| {
+                let mut o = without_members(o);
+                o["@odata.type"] = json!(kind);
+                o
+            };
+            let groups = t.groups_of(segs[1]).into_iter().map(|g| typed(g, "#microsoft.graph.group"));
+            let roles = t.roles_of(segs[1]).into_iter().map(|r| typed(r, "#microsoft.graph.directoryRole"));
+            list(groups.chain(roles).collect(), &req, "directoryObjects")
         }
         ("GET", ["me"]) => me(state, &req),
         ("GET", ["serviceprincipals"]) => {
@@ -463,13 +462,13 @@ fn send_mail(state: &mut State, req: &Req) -> Resp {
 }
 
 /// What If (`POST /identity/conditionalAccess/evaluate`), answered by caguard's
-/// own evaluator over the tenant's policies and named locations. Group
-/// membership comes from the estate's groups; directory roles are not simulated.
+/// own evaluator over the tenant's policies and named locations. Groups and
+/// directory roles come from the estate's.
 fn evaluate(state: &mut State, req: &Req) -> Resp {
     let Some(body) = req.body.clone() else { return error(400, "BadRequest", "A request body is required.") };
     let flipped = state.faults.what_if_knows_better.clone();
     let t = tenant(state, req);
-    let member_of = |user: &str| (t.group_ids_of(user), vec![]);
+    let member_of = |user: &str| t.memberships(user);
     let sign_in = match crate::eval::parse_request(&body, &member_of) {
         Ok(s) => s,
         Err(e) => return error(400, "BadRequest", &e),

@@ -63,10 +63,10 @@ pub(crate) fn record(t: &mut Tenant, spec: &SignInSpec) -> Result<Value, String>
         .cloned()
         .ok_or_else(|| format!("no user '{}' in this tenant", spec.user))?;
     let id = user["id"].as_str().unwrap_or_default().to_ascii_lowercase();
-    let groups = t.group_ids_of(&id);
+    let (groups, roles) = t.memberships(&id);
     let client_app = if spec.interactive { "browser" } else { "mobileAppsAndDesktopClients" };
     let sign_in = SignIn {
-        identity: Identity::User { id: id.clone(), groups, roles: vec![], external: None },
+        identity: Identity::User { id: id.clone(), groups, roles, external: None },
         target: Target::Apps(vec![spec.app_id.clone()]),
         client_app: Some(client_app.into()),
         ..SignIn::user(&id, vec![], vec![], Some(spec.ip))

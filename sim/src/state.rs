@@ -146,19 +146,23 @@ impl Tenant {
     }
 
     /// The groups `user` (object id) is a member of. The estate's groups hold users
-    /// directly, so this is also the transitive membership; directory roles are not simulated.
+    /// directly, so this is also the transitive membership.
     pub fn groups_of(&self, user: &str) -> Vec<&Value> {
-        let member = |g: &&Value| {
-            g["members"]
-                .as_array()
-                .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(user))))
-        };
-        self.spec.groups.iter().filter(member).collect()
+        self.spec.groups.iter().filter(|g| has_member(g, user)).collect()
     }
 
-    /// The ids (lower case) of [`Tenant::groups_of`].
-    pub fn group_ids_of(&self, user: &str) -> Vec<String> {
-        self.groups_of(user).iter().filter_map(|g| g["id"].as_str()).map(str::to_ascii_lowercase).collect()
+    /// The directory roles `user` holds (activated roles, with `roleTemplateId`).
+    pub fn roles_of(&self, user: &str) -> Vec<&Value> {
+        self.spec.directory_roles.iter().filter(|r| has_member(r, user)).collect()
+    }
+
+    /// What What If and the sign-in log resolve for `user`: group ids and role
+    /// template ids (Conditional Access targets roles by template id), lower case.
+    pub fn memberships(&self, user: &str) -> (Vec<String>, Vec<String>) {
+        let ids = |objects: Vec<&Value>, key: &str| -> Vec<String> {
+            objects.iter().filter_map(|o| o[key].as_str()).map(str::to_ascii_lowercase).collect()
+        };
+        (ids(self.groups_of(user), "id"), ids(self.roles_of(user), "roleTemplateId"))
     }
 
     /// Remembers the state before a write, when a lag is simulated.
@@ -340,4 +344,11 @@ pub fn guid_from(b: [u8; 16]) -> String {
         b[14],
         b[15]
     )
+}
+
+/// Whether a group or role lists `user` (object id) among its `members`.
+fn has_member(object: &Value, user: &str) -> bool {
+    object["members"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(user))))
 }

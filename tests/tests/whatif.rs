@@ -161,6 +161,80 @@ async fn the_simulator_and_the_evaluator_agree_on_the_rolled_out_msp() {
     }
 }
 
+/// A policy that targets a directory role applies to its holder alike in Graph's
+/// What If (the simulator resolves roles from the estate), in the sign-in log,
+/// and in caguard's evaluator fed by `transitiveMemberOf`; without the role the
+/// two would disagree, which is what the preflight would hold for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_role_is_resolved_alike_by_graph_and_caguard() {
+    const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
+    let mut estate = sample_estate();
+    let msp = estate.msp_tenant_id.clone();
+    let t = estate.tenants.iter_mut().find(|t| t.id == msp).unwrap();
+    let user =
+        |name: &str| t.users.iter().find(|u| u["displayName"] == name).unwrap()["id"].as_str().unwrap().to_string();
+    let (alex, other) = (
+        user("Alex Tech"),
+        t.users.iter().find(|u| u["displayName"] != "Alex Tech").unwrap()["id"].as_str().unwrap().to_string(),
+    );
+    t.directory_roles.push(json!({"id": "d1r0e000-0000-4000-8000-000000000001", "displayName": "Global Administrator",
+                                  "roleTemplateId": GLOBAL_ADMIN, "members": [alex]}));
+    t.policies.push(
+        json!({"id": "a0a0a0a0-0000-4000-8000-000000000001", "displayName": "Admins need MFA", "state": "enabled",
+        "conditions": {"clientAppTypes": ["all"], "applications": {"includeApplications": ["All"]},
+                       "users": {"includeRoles": [GLOBAL_ADMIN]}},
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}}),
+    );
+    let (sim, client) = caguard_e2e::unpaced_sim(&estate).await;
+    let stored = sim.tenant(&msp).unwrap();
+    let admin = Actor::App { app_id: "11111111-2222-4333-8444-555555555555".into(), display_name: "What If".into() };
+    for (who, holds_role) in [(&alex, true), (&other, false)] {
+        let (groups, roles) = whatif::graph::memberships(&client, &msp, who).await.unwrap();
+        assert_eq!(roles, if holds_role { vec![GLOBAL_ADMIN.to_string()] } else { vec![] }, "transitiveMemberOf");
+        let request = json!({
+            "signInIdentity": {"@odata.type": "#microsoft.graph.userSignIn", "userId": who},
+            "signInContext": {"@odata.type": "#microsoft.graph.applicationContext", "includeApplications": ["00000003-0000-0000-c000-000000000000"]},
+            "signInConditions": {"clientAppType": "browser", "ipAddress": "203.0.113.10"},
+            "appliedPoliciesOnly": false
+        });
+        let (status, body) =
+            sim.portal_edit(&msp, &admin, "POST", "identity/conditionalAccess/evaluate", Some(request.clone()));
+        assert_eq!(status, 200);
+        let graph = body.unwrap()["value"].as_array().unwrap().clone();
+        let resolved = (groups.clone(), roles.clone());
+        let mine = whatif::evaluate(
+            &stored.policies,
+            &stored.named_locations,
+            &whatif::parse_request(&request, &move |_: &str| resolved.clone()).unwrap(),
+        );
+        assert_eq!(whatif::graph::disagreement(&graph, &mine), None, "{who}");
+        let role_policy = graph.iter().find(|p| p["displayName"] == "Admins need MFA").unwrap();
+        assert_eq!(role_policy["policyApplies"], holds_role, "{who}: {role_policy}");
+        // Blind to roles, caguard would disagree with Graph for the role's holder.
+        let blind = (groups, vec![]);
+        let blind = whatif::evaluate(
+            &stored.policies,
+            &stored.named_locations,
+            &whatif::parse_request(&request, &move |_: &str| blind.clone()).unwrap(),
+        );
+        assert_eq!(whatif::graph::disagreement(&graph, &blind).is_some(), holds_role, "{who}");
+
+        // The sign-in log applies the role's policy to its holder only.
+        let spec = caguard_sim::SignInSpec {
+            user: who.to_string(),
+            app_id: "00000003-0000-0000-c000-000000000000".into(),
+            ip: "203.0.113.10".parse().unwrap(),
+            interactive: true,
+            mfa: caguard_sim::Mfa::Done,
+            at: None,
+        };
+        let entry = sim.sign_in(&msp, &spec).unwrap();
+        let applied = entry["appliedConditionalAccessPolicies"].as_array().unwrap();
+        let result = applied.iter().find(|p| p["displayName"] == "Admins need MFA").unwrap()["result"].clone();
+        assert_eq!(result, if holds_role { "success" } else { "notApplied" }, "{who}");
+    }
+}
+
 // ---------- #15 item 2: What If before risky writes ----------
 
 /// A policy that blocks everyone from everywhere, excluding nobody.
