@@ -29,6 +29,7 @@ mod objects;
 mod server;
 mod signins;
 mod state;
+mod token;
 mod validate;
 
 pub use estate::{App, CippSite, Estate, RefreshTokenSpec, TenantSpec};
