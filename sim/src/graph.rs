@@ -152,48 +152,9 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
         ("POST", ["identity", "conditionalaccess", "evaluate"]) => evaluate(state, &req),
         (_, ["policies", "identitysecuritydefaultsenforcementpolicy"]) => security_defaults(state, &req),
         ("GET", ["tenantrelationships", "delegatedadminrelationships", rest @ ..]) => {
-            if req.tenant != state.msp_tenant_id {
-                return error(
-                    403,
-                    "Authorization_RequestDenied",
-                    "Only the partner tenant has delegated admin relationships.",
-                );
-            }
-            // The simulator keeps each relationship's access assignments beside it
-            // (`accessAssignments`); Graph serves them only at their own path.
-            let strip = |mut r: Value| {
-                if let Some(o) = r.as_object_mut() {
-                    o.remove("accessAssignments");
-                }
-                r
-            };
-            let items: Vec<Value> = state.relationships.iter().cloned().map(strip).collect();
-            match rest {
-                [] => list_gdap(items, &req, "tenantRelationships/delegatedAdminRelationships"),
-                [id] => find(&items, id).map_or_else(|| not_found(id), |v| Resp::new(200, Some(v))),
-                [id, "accessassignments"] => match find(&state.relationships, id) {
-                    Some(r) => {
-                        let list = r["accessAssignments"].as_array().cloned().unwrap_or_default();
-                        list_gdap(list, &req, "tenantRelationships/delegatedAdminRelationships/accessAssignments")
-                    }
-                    None => not_found(id),
-                },
-                _ => not_found(req.path),
-            }
+            crate::gdap::relationships(state, &req, rest)
         }
-        ("GET", ["tenantrelationships", "delegatedadmincustomers"]) => {
-            let mut seen = std::collections::BTreeMap::new();
-            for r in &state.relationships {
-                if let (Some(t), Some(n)) = (r.pointer("/customer/tenantId"), r.pointer("/customer/displayName")) {
-                    seen.insert(t.as_str().unwrap_or_default().to_string(), n.clone());
-                }
-            }
-            let items = seen
-                .into_iter()
-                .map(|(t, n)| json!({"@odata.type": "#microsoft.graph.delegatedAdminCustomer", "id": t, "tenantId": t, "displayName": n}))
-                .collect();
-            list_gdap(items, &req, "tenantRelationships/delegatedAdminCustomers")
-        }
+        ("GET", ["tenantrelationships", "delegatedadmincustomers"]) => crate::gdap::customers(state, &req),
         ("GET", ["auditlogs", "directoryaudits"]) => {
             let mut items = tenant(state, &req).spec.audits.clone();
             items.reverse(); // newest first, as Graph orders them
@@ -212,53 +173,18 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             let items = skus(spec.p1, &spec.licence_status);
             list(items, &req, "subscribedSkus")
         }
-        ("GET", ["users"]) => {
-            let items = tenant(state, &req).spec.users.clone();
-            list(items, &req, "users")
-        }
-        ("GET", ["users", _]) => {
-            let t = tenant(state, &req);
-            let hit = t.spec.users.iter().find(|u| {
-                u["id"].as_str() == Some(segs[1])
-                    || u["userPrincipalName"].as_str().is_some_and(|p| p.eq_ignore_ascii_case(segs[1]))
-            });
-            hit.cloned().map_or_else(|| not_found(segs[1]), |u| Resp::new(200, Some(u)))
-        }
+        ("GET", ["users"]) => crate::directory::users(state, &req),
+        ("GET", ["users", _]) => crate::directory::user(state, &req, segs[1]),
         ("POST", ["users", _, "sendmail"]) => send_mail(state, &req),
-        ("GET", ["users", _, "transitivememberof"]) => {
-            // The estate's groups and roles hold users directly, so direct is transitive.
-            let t = tenant(state, &req);
-            let typed = |o: &Value, kind: &str| {
-                let mut o = without_members(o);
-                o["@odata.type"] = json!(kind);
-                o
-            };
-            let groups = t.groups_of(segs[1]).into_iter().map(|g| typed(g, "#microsoft.graph.group"));
-            let roles = t.roles_of(segs[1]).into_iter().map(|r| typed(r, "#microsoft.graph.directoryRole"));
-            list(groups.chain(roles).collect(), &req, "directoryObjects")
-        }
+        ("GET", ["users", _, "transitivememberof"]) => crate::directory::transitive_member_of(state, &req, segs[1]),
         ("GET", ["me"]) => me(state, &req),
         ("GET", ["serviceprincipals"]) => {
             let items = tenant(state, &req).spec.service_principals.clone();
             list(items, &req, "servicePrincipals")
         }
-        ("GET", ["groups"]) => {
-            let items = tenant(state, &req).spec.groups.iter().map(without_members).collect();
-            list(items, &req, "groups")
-        }
-        ("GET", ["groups", _]) => {
-            let hit = find(&tenant(state, &req).spec.groups, segs[1]);
-            hit.map_or_else(|| not_found(segs[1]), |g| Resp::new(200, Some(without_members(&g))))
-        }
-        ("GET", ["groups", _, "members"]) => {
-            let t = tenant(state, &req);
-            let Some(g) = find(&t.spec.groups, segs[1]) else { return not_found(segs[1]) };
-            let ids: Vec<&str> =
-                g["members"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            let items =
-                t.spec.users.iter().filter(|u| u["id"].as_str().is_some_and(|i| ids.contains(&i))).cloned().collect();
-            list(items, &req, "directoryObjects")
-        }
+        ("GET", ["groups"]) => crate::directory::groups(state, &req),
+        ("GET", ["groups", _]) => crate::directory::group(state, &req, segs[1]),
+        ("GET", ["groups", _, "members"]) => crate::directory::group_members(state, &req, segs[1]),
         ("GET", ["subscriptions"]) => {
             let items = tenant(state, &req).spec.subscriptions.clone();
             list(items, &req, "subscriptions")
@@ -276,11 +202,11 @@ pub(crate) fn tenant<'s>(state: &'s mut State, req: &Req) -> &'s mut crate::stat
     state.tenants.get_mut(req.tenant).expect("checked in handle")
 }
 
-fn find(items: &[Value], id: &str) -> Option<Value> {
+pub(crate) fn find(items: &[Value], id: &str) -> Option<Value> {
     items.iter().find(|v| v["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))).cloned()
 }
 
-fn without_members(g: &Value) -> Value {
+pub(crate) fn without_members(g: &Value) -> Value {
     let mut g = g.clone();
     if let Some(o) = g.as_object_mut() {
         o.remove("members");
@@ -299,7 +225,7 @@ fn skus(p1: bool, status: &str) -> Vec<Value> {
 }
 
 /// Answers a collection with `$filter`, `$select`, `$top` and `$skiptoken` paging.
-fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
+pub(crate) fn list(items: Vec<Value>, req: &Req, context: &str) -> Resp {
     list_paged(items, req, context, top(req).min(req.page_size).max(1))
 }
 
@@ -311,7 +237,7 @@ fn top(req: &Req) -> usize {
 /// The GDAP collections: "`$top` supports up to 300 objects" (Graph's reference for
 /// delegatedAdminRelationships and delegatedAdminCustomers); without `$top`, the usual page.
 /// `$orderby` on one property, `asc` (the default) or `desc`, is documented there too.
-fn list_gdap(items: Vec<Value>, req: &Req, context: &str) -> Resp {
+pub(crate) fn list_gdap(items: Vec<Value>, req: &Req, context: &str) -> Resp {
     let page = match req.query.get("$top").map(|t| t.parse::<usize>()) {
         None => req.page_size,
         Some(Ok(n)) if (1..=300).contains(&n) => n,

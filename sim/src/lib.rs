@@ -15,6 +15,7 @@
 
 mod arm;
 pub mod chat;
+mod directory;
 mod estate;
 /// caguard's Conditional Access evaluator: the product crate owns it, and the
 /// simulator compiles the same file for `conditionalAccess/evaluate`, so the
@@ -23,6 +24,7 @@ mod estate;
 #[allow(dead_code)]
 mod eval;
 mod filter;
+mod gdap;
 pub mod generate;
 mod graph;
 mod objects;
