@@ -13,6 +13,7 @@
 //! Every request is journalled so tests can assert on traffic, and faults
 //! (latency, error rate, 429 storms, token failures) can be set at start or at run time.
 
+mod admin;
 mod arm;
 pub mod chat;
 mod directory;
@@ -28,9 +29,11 @@ mod gdap;
 pub mod generate;
 mod graph;
 mod objects;
+mod partner_center;
 mod server;
 mod signins;
 mod state;
+mod subscriptions;
 mod token;
 mod validate;
 

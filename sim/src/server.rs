@@ -1,9 +1,12 @@
-//! The simulator's HTTP front: token endpoint, Graph routes, `$batch`, and the
-//! `/_sim` admin API (journal, faults, out-of-band portal edits, state).
+//! The simulator's HTTP front: the router, Graph routes and `$batch`. The token
+//! endpoint, subscriptions, Partner Center and the `/_sim` admin API have their
+//! own modules.
 
+use crate::admin;
 use crate::estate::{Estate, TenantSpec};
 use crate::graph::{self, Req, Resp};
-use crate::state::{Actor, Faults, JournalEntry, State, new_guid};
+use crate::partner_center;
+use crate::state::{Actor, Faults, JournalEntry, State};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State as AxState};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -123,7 +126,7 @@ impl SimHandle {
     }
     /// Adds or replaces (by `id`) a GDAP relationship of the MSP tenant.
     pub fn upsert_relationship(&self, rel: Value) {
-        upsert_relationship(&mut lock(&self.state), rel);
+        admin::upsert_relationship(&mut lock(&self.state), rel);
     }
     /// An out-of-band change made in the portal by `actor`, audited as theirs.
     /// `path` is below the version root, e.g. `identity/conditionalAccess/policies/{id}`.
@@ -136,7 +139,7 @@ impl SimHandle {
         body: Option<Value>,
     ) -> (u16, Option<Value>) {
         let mut st = lock(&self.state);
-        portal_edit(&mut st, &self.base_url, tenant, actor, None, method, path, body)
+        admin::portal_edit(&mut st, &self.base_url, tenant, actor, None, method, path, body)
     }
     /// The same change made by a tool that sends `user_agent` (CIPP names its
     /// standard or task there), which the audit record keeps.
@@ -150,55 +153,8 @@ impl SimHandle {
         body: Option<Value>,
     ) -> (u16, Option<Value>) {
         let mut st = lock(&self.state);
-        portal_edit(&mut st, &self.base_url, tenant, actor, Some(user_agent), method, path, body)
+        admin::portal_edit(&mut st, &self.base_url, tenant, actor, Some(user_agent), method, path, body)
     }
-}
-
-/// A relationship created or changed now: Graph stamps `lastModifiedDateTime`
-/// (read-only, set by the service on every change).
-fn upsert_relationship(st: &mut State, mut rel: Value) {
-    rel["lastModifiedDateTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-    let id = rel["id"].clone();
-    match st.relationships.iter_mut().find(|r| r["id"] == id) {
-        Some(r) => *r = rel,
-        None => st.relationships.push(rel),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn portal_edit(
-    st: &mut State,
-    base: &str,
-    tenant: &str,
-    actor: &Actor,
-    user_agent: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Option<Value>) {
-    if !st.tenants.contains_key(tenant) {
-        return (404, Some(json!({"error": format!("no tenant {tenant}")})));
-    }
-    let query = HashMap::new();
-    let page_size = st.page_size;
-    let base = format!("{base}/v1.0");
-    let at = Instant::now();
-    let req = Req {
-        method,
-        path,
-        query: &query,
-        body,
-        base: &base,
-        tenant,
-        actor,
-        user_agent,
-        page_size,
-        at,
-        beta: false,
-        unknown_enums: false,
-    };
-    let r = graph::route(st, req);
-    (r.status, r.body)
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
@@ -212,15 +168,14 @@ fn router(state: Shared) -> Router {
         .route("/beta/$batch", post(batch))
         .route("/v1.0/{*rest}", any(graph_request))
         .route("/beta/{*rest}", any(graph_request))
-        .route("/webhooks/v1/registration", get(pc_registration).post(pc_registration).put(pc_registration))
+        .route(
+            "/webhooks/v1/registration",
+            get(partner_center::pc_registration)
+                .post(partner_center::pc_registration)
+                .put(partner_center::pc_registration),
+        )
         .route("/subscriptions/{*rest}", any(crate::arm::request))
-        .route("/_sim/journal", get(admin_journal).delete(admin_clear_journal))
-        .route("/_sim/faults", get(admin_faults).put(admin_set_faults))
-        .route("/_sim/estate", get(admin_estate))
-        .route("/_sim/outbox", get(admin_outbox))
-        .route("/_sim/tenants", post(admin_add_tenant))
-        .route("/_sim/relationships", post(admin_upsert_relationship))
-        .route("/_sim/tenants/{tenant}/edit", post(admin_edit))
+        .merge(admin::routes())
         .with_state(state)
 }
 
@@ -228,12 +183,12 @@ fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
     raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
-fn host_base(headers: &HeaderMap, version: &str) -> String {
+pub(crate) fn host_base(headers: &HeaderMap, version: &str) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     format!("http://{host}/{version}")
 }
 
-fn to_response(r: Resp, malformed: bool) -> Response {
+pub(crate) fn to_response(r: Resp, malformed: bool) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match r.body {
         Some(body) if malformed => {
@@ -265,7 +220,7 @@ async fn process(
 ) -> Resp {
     let is_sub_create = method == "POST" && path.trim_matches('/').eq_ignore_ascii_case("subscriptions");
     if is_sub_create {
-        return create_subscription(s, tenant, actor, body, base).await;
+        return crate::subscriptions::create_subscription(s, tenant, actor, body, base).await;
     }
     let mut st = lock(s);
     let page_size = st.page_size;
@@ -415,179 +370,4 @@ async fn batch(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> 
     }
     lock(&s).record(arrived, Some(&tenant), "POST", "/v1.0/$batch", "", 200, false, "batch");
     (StatusCode::OK, Json(json!({"responses": responses}))).into_response()
-}
-
-fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// Graph's validation handshake: POST `?validationToken=…` and expect the token
-/// echoed as text/plain within 10 s. Only loopback endpoints can be reached from
-/// here; others are accepted without a handshake (documented in estate-format.md).
-async fn handshake(url: &str) -> Result<(), String> {
-    let u = url::Url::parse(url).map_err(|_| format!("'{url}' is not a valid URL."))?;
-    let loopback = is_loopback(&u);
-    if u.scheme() != "https" && !loopback {
-        return Err(format!("Subscription notification URL '{url}' must use https."));
-    }
-    if !loopback {
-        return Ok(());
-    }
-    let token =
-        format!("Validation: Testing client application reachability for subscription Request-Id: {}", new_guid());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
-    let resp = client
-        .post(u)
-        .query(&[("validationToken", &token)])
-        .send()
-        .await
-        .map_err(|e| format!("Subscription validation request failed: {e}"))?;
-    let ok = resp.status() == reqwest::StatusCode::OK;
-    let text = resp.text().await.unwrap_or_default();
-    if ok && text == token {
-        Ok(())
-    } else {
-        Err("Subscription validation request failed. Response must exactly match validationToken query parameter."
-            .into())
-    }
-}
-
-async fn create_subscription(s: &Shared, tenant: &str, actor: &Actor, body: Option<Value>, base: &str) -> Resp {
-    let Some(sub) = body.filter(Value::is_object) else {
-        return graph::error(400, "BadRequest", "A request body is required.");
-    };
-    for key in ["changeType", "notificationUrl", "resource", "expirationDateTime"] {
-        if sub.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
-            return graph::error(400, "BadRequest", &format!("{key} is required."));
-        }
-    }
-    let resource = sub["resource"].as_str().unwrap_or_default().to_string();
-    if let Err(e) = graph::check_expiry(&resource, sub["expirationDateTime"].as_str().unwrap_or_default()) {
-        return graph::error(400, "ExtensionError", &e);
-    }
-    for key in ["notificationUrl", "lifecycleNotificationUrl"] {
-        if let Some(url) = sub.get(key).and_then(Value::as_str)
-            && let Err(e) = handshake(url).await
-        {
-            return graph::error(400, "ValidationError", &e);
-        }
-    }
-    let app_id = match actor {
-        Actor::App { app_id, .. } => app_id.clone(),
-        Actor::User { .. } => String::new(),
-    };
-    graph::insert_subscription(&mut lock(s), tenant, &app_id, sub, base)
-}
-
-// ---------- Partner Center ----------
-
-/// Partner Center's webhook registration: GET (404 when none), POST (201), PUT (200).
-async fn pc_registration(AxState(s): AxState<Shared>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let arrived = Instant::now();
-    let auth = crate::token::authenticate(&lock(&s), crate::token::bearer(&headers).as_deref());
-    let (tenant, _) = match auth {
-        Ok(a) => a,
-        Err(r) => return to_response(r, false),
-    };
-    let mut st = lock(&s);
-    let existing = st.pc_registrations.get(&tenant).cloned();
-    let (status, out) = match (method.as_str(), existing) {
-        ("GET", Some(r)) => (200, Some(r)),
-        ("GET", None) => (404, Some(json!({"code": 404, "description": "Registration not found"}))),
-        ("POST", Some(_)) => (409, Some(json!({"code": 409, "description": "Registration already exists; use PUT"}))),
-        ("POST" | "PUT", prior) => match serde_json::from_slice::<Value>(&body) {
-            Ok(mut reg) if reg.get("WebhookUrl").and_then(Value::as_str).is_some_and(|u| u.starts_with("https://")) => {
-                reg["SubscriberId"] = json!(new_guid());
-                st.pc_registrations.insert(tenant.clone(), reg.clone());
-                (if prior.is_some() { 200 } else { 201 }, Some(reg))
-            }
-            _ => (400, Some(json!({"code": 400, "description": "WebhookUrl must be an https URL"}))),
-        },
-        _ => (405, None),
-    };
-    st.record(arrived, Some(&tenant), method.as_str(), "/webhooks/v1/registration", "", status, false, "graph");
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    match out {
-        Some(b) => (code, Json(b)).into_response(),
-        None => code.into_response(),
-    }
-}
-
-// ---------- admin ----------
-
-async fn admin_journal(AxState(s): AxState<Shared>) -> Json<Vec<JournalEntry>> {
-    Json(lock(&s).journal.clone())
-}
-
-async fn admin_clear_journal(AxState(s): AxState<Shared>) -> StatusCode {
-    lock(&s).journal.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_faults(AxState(s): AxState<Shared>) -> Json<Faults> {
-    Json(lock(&s).faults.clone())
-}
-
-async fn admin_set_faults(AxState(s): AxState<Shared>, Json(f): Json<Faults>) -> StatusCode {
-    lock(&s).set_faults(f);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_estate(AxState(s): AxState<Shared>) -> Json<Estate> {
-    Json(lock(&s).export())
-}
-
-async fn admin_outbox(AxState(s): AxState<Shared>) -> Json<Vec<Value>> {
-    Json(lock(&s).outbox.clone())
-}
-
-async fn admin_add_tenant(AxState(s): AxState<Shared>, Json(spec): Json<TenantSpec>) -> StatusCode {
-    lock(&s).tenants.insert(spec.id.clone(), crate::state::Tenant::new(spec));
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_upsert_relationship(AxState(s): AxState<Shared>, Json(rel): Json<Value>) -> StatusCode {
-    upsert_relationship(&mut lock(&s), rel);
-    StatusCode::NO_CONTENT
-}
-
-#[derive(Deserialize)]
-struct PortalEdit {
-    actor: Actor,
-    /// The `User-Agent` of the tool that made the change, kept by the audit record.
-    #[serde(default, rename = "userAgent")]
-    user_agent: Option<String>,
-    method: String,
-    path: String,
-    #[serde(default)]
-    body: Option<Value>,
-}
-
-async fn admin_edit(
-    AxState(s): AxState<Shared>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    Json(e): Json<PortalEdit>,
-) -> Response {
-    let base = host_base(&headers, "").trim_end_matches('/').to_string();
-    let (status, body) = portal_edit(
-        &mut lock(&s),
-        &base,
-        &tenant,
-        &e.actor,
-        e.user_agent.as_deref(),
-        &e.method.to_ascii_uppercase(),
-        &e.path,
-        e.body,
-    );
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    match body {
-        Some(b) => (status, Json(b)).into_response(),
-        None => status.into_response(),
-    }
 }
