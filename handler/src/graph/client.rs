@@ -1,8 +1,6 @@
 use super::token::{CredentialSource, TokenCache};
 use super::{GraphError, Pacer, is_ca_url};
-use crate::model::{
-    BatchRequest, BatchRequestItem, BatchResponse, BatchResponseItem, Collection, GraphErrorBody, MAX_BATCH,
-};
+use crate::model::{Collection, GraphErrorBody};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -97,20 +95,20 @@ pub struct Stats {
 }
 
 #[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    reads: AtomicU64,
-    writes: AtomicU64,
-    retries: AtomicU64,
-    throttled: AtomicU64,
+pub(super) struct Counters {
+    pub(super) requests: AtomicU64,
+    pub(super) reads: AtomicU64,
+    pub(super) writes: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) throttled: AtomicU64,
 }
 
-struct Inner {
-    http: reqwest::Client,
-    cfg: GraphConfig,
-    tokens: TokenCache,
-    pacer: Pacer,
-    counters: Counters,
+pub(super) struct Inner {
+    pub(super) http: reqwest::Client,
+    pub(super) cfg: GraphConfig,
+    pub(super) tokens: TokenCache,
+    pub(super) pacer: Pacer,
+    pub(super) counters: Counters,
 }
 
 /// The header that makes Graph answer evolvable enum members past
@@ -120,14 +118,14 @@ pub const PREFER_UNKNOWN_ENUMS: &str = "include-unknown-enum-members";
 /// A Graph client shared by every task of a sweep (cheap to clone).
 #[derive(Clone)]
 pub struct GraphClient {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// A successful answer: status, request id and body.
-struct Answer {
-    status: StatusCode,
-    request_id: String,
-    body: bytes::Bytes,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) request_id: String,
+    pub(super) body: bytes::Bytes,
 }
 
 fn request_id(headers: &reqwest::header::HeaderMap) -> String {
@@ -144,7 +142,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-fn retryable(status: StatusCode) -> bool {
+pub(super) fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 503 | 504)
 }
 
@@ -194,7 +192,7 @@ impl GraphClient {
     }
 
     /// `path` below the version root (`/identity/...`), or an absolute nextLink.
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             return path.to_string();
         }
@@ -213,7 +211,13 @@ impl GraphClient {
     }
 
     /// Sends one request with pacing, token handling and bounded retries.
-    async fn send(&self, tenant: &str, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, GraphError> {
+    pub(super) async fn send(
+        &self,
+        tenant: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, GraphError> {
         self.send_to(tenant, method, self.url(path), body, false).await
     }
 
@@ -293,7 +297,7 @@ impl GraphClient {
         }
     }
 
-    fn decode<T: DeserializeOwned>(tenant: &str, url: &str, a: &Answer) -> Result<T, GraphError> {
+    pub(super) fn decode<T: DeserializeOwned>(tenant: &str, url: &str, a: &Answer) -> Result<T, GraphError> {
         serde_json::from_slice(&a.body).map_err(|e| GraphError::Decode {
             tenant: tenant.into(),
             url: url.into(),
@@ -396,95 +400,6 @@ impl GraphClient {
 
     pub async fn delete(&self, tenant: &str, path: &str) -> Result<(), GraphError> {
         self.send(tenant, Method::DELETE, path, None).await.map(|_| ())
-    }
-
-    /// Sends up to 20 requests in one `$batch`.
-    ///
-    /// Graph throttles each request inside a batch on its own, so a batch may
-    /// carry at most one CA request: it is paced like a direct one. Sub-requests
-    /// answered 429/503/504 are re-sent on their own with the usual retries.
-    pub async fn batch(
-        &self,
-        tenant: &str,
-        items: Vec<BatchRequestItem>,
-    ) -> Result<Vec<BatchResponseItem>, GraphError> {
-        if items.len() > MAX_BATCH {
-            return Err(GraphError::Invalid {
-                tenant: tenant.into(),
-                message: format!("a batch holds at most {MAX_BATCH} requests, got {}", items.len()),
-            });
-        }
-        let ca_items = items
-            .iter()
-            .filter(|i| i.url.as_ref().is_some_and(|u| is_ca_url(&format!("/{}", u.trim_start_matches('/')))))
-            .count();
-        if ca_items > 1 {
-            return Err(GraphError::Invalid {
-                tenant: tenant.into(),
-                message: format!(
-                    "a batch may carry one Conditional Access request (1 request/second/tenant), got {ca_items}"
-                ),
-            });
-        }
-        if ca_items == 1 {
-            // Reserve the CA slot before the batch leaves.
-            self.inner.tokens.get(tenant).await?;
-            self.inner.pacer.wait(tenant).await;
-        }
-        let body = serde_json::to_value(BatchRequest { requests: items.clone().into(), extra: Default::default() })
-            .expect("serializable");
-        let a = self.send(tenant, Method::POST, "/$batch", Some(&body)).await;
-        if ca_items == 1 {
-            self.inner.pacer.completed(tenant);
-        }
-        let a = a?;
-        // The POST itself is a read when every item is.
-        if items.iter().all(|i| i.method.as_ref().is_some_and(|m| m.eq_ignore_ascii_case("GET"))) {
-            self.inner.counters.writes.fetch_sub(1, Ordering::Relaxed);
-            self.inner.counters.reads.fetch_add(1, Ordering::Relaxed);
-        }
-        let resp: BatchResponse = Self::decode(tenant, &self.url("/$batch"), &a)?;
-        let mut out = resp.responses.into_option().unwrap_or_default();
-        for r in out.iter_mut() {
-            let status = r.status.as_ref().copied().unwrap_or(0);
-            if status == 429 {
-                self.inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
-            }
-            if !retryable(StatusCode::from_u16(status).unwrap_or(StatusCode::OK)) {
-                continue;
-            }
-            let Some(item) = items.iter().find(|i| i.id == r.id) else { continue };
-            self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-            *r = self.resend(tenant, item).await?;
-        }
-        out.sort_by(|a, b| a.id.as_ref().cmp(&b.id.as_ref()));
-        Ok(out)
-    }
-
-    /// Re-sends one batch item on its own, returning it in batch-response shape.
-    async fn resend(&self, tenant: &str, item: &BatchRequestItem) -> Result<BatchResponseItem, GraphError> {
-        let method = item
-            .method
-            .as_ref()
-            .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-            .unwrap_or(Method::GET);
-        let path = item.url.as_ref().cloned().unwrap_or_default();
-        let body = item.body.as_ref();
-        let result = self.send(tenant, method, &format!("/{}", path.trim_start_matches('/')), body).await;
-        let (status, body) = match result {
-            Ok(a) => (a.status.as_u16(), serde_json::from_slice(&a.body).ok()),
-            Err(GraphError::Api { status, code, message, .. }) => {
-                (status, Some(serde_json::json!({"error": {"code": code, "message": message}})))
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(BatchResponseItem {
-            id: item.id.clone(),
-            status: status.into(),
-            headers: Default::default(),
-            body: body.into(),
-            extra: Default::default(),
-        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! - 429/503/504 are retried, honouring Retry-After when sent and with jittered
 //!   exponential backoff when not. Retries are bounded.
 
+mod batch;
 mod client;
 mod error;
 mod pacer;
