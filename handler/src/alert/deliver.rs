@@ -6,20 +6,15 @@ use super::format::{self, Context};
 use super::{Alert, raise};
 use crate::graph::GraphClient;
 use crate::store::Store;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The store kind undelivered alerts are kept under.
-pub const UNDELIVERED: &str = "undelivered-alert";
 /// The store kind keeping the full text of an alert some channel got cut.
 pub const RECORD: &str = "alert-record";
 /// The store kind of a channel switched off for a reason (email without `Mail.Send`).
 const CHANNEL_STATE: &str = "alert-channel";
-/// How long an undelivered alert is re-sent before it is dropped (and logged).
-pub const UNDELIVERED_HOURS: i64 = 24;
 /// How long a disabled email channel stays off before it is tried again.
 const EMAIL_RECHECK_HOURS: i64 = 6;
 
@@ -114,56 +109,16 @@ pub enum Delivery {
     Suppressed { count: u32 },
 }
 
-/// An alert a channel did not take, kept until it is delivered or expires.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Undelivered {
-    pub channel: String,
-    /// The last error (a status and Slack's or Graph's error text; never the URL).
-    pub error: String,
-    pub attempts: u32,
-    pub first_failed_at: String,
-    pub last_tried_at: String,
-    pub expires_at: String,
-    pub earlier: u32,
-    pub record: String,
-    pub alert: Alert,
-}
-
-impl Undelivered {
-    /// As `status` and the Status API show it: which channel, what, why (no URL, no diff).
-    pub fn summary(&self) -> Value {
-        json!({
-            "channel": self.channel,
-            "kind": self.alert.kind,
-            "tenant": self.alert.tenant_name,
-            "title": self.alert.title(),
-            "error": crate::logging::bounded(&self.error),
-            "attempts": self.attempts,
-            "firstFailedAt": self.first_failed_at,
-            "expiresAt": self.expires_at,
-        })
-    }
-}
-
-/// What a resend pass did.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct ResendReport {
-    pub delivered: usize,
-    pub still_undelivered: usize,
-    pub expired: usize,
-}
-
 /// Sends alerts to the configured channels, once per key per window.
 #[derive(Clone)]
 pub struct Alerter {
     channels: Vec<Channel>,
     email: Option<Email>,
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     window_minutes: i64,
     http: reqwest::Client,
     retry: Retry,
-    status_url: Option<String>,
+    pub(super) status_url: Option<String>,
     broken: Arc<Mutex<HashMap<&'static str, Instant>>>,
     telemetry: Option<crate::telemetry::Telemetry>,
 }
@@ -214,7 +169,7 @@ impl Alerter {
         self.trace(&format!("{}: {}", alert.title(), alert.message), severity, alert.dimensions()).await;
     }
 
-    async fn trace_undelivered(&self, channel: &str, alert: &Alert, what: &str) {
+    pub(super) async fn trace_undelivered(&self, channel: &str, alert: &Alert, what: &str) {
         let mut dims = alert.dimensions();
         dims.remove("alert");
         dims.extend(crate::telemetry::dimensions(&[("undelivered", "true"), ("channel", channel)]));
@@ -295,7 +250,7 @@ impl Alerter {
     }
 
     /// Sends to every channel (or only `only`) at once and stores what failed.
-    async fn deliver(&self, alert: &Alert, cx: &Context, only: Option<&str>) -> Delivery {
+    pub(super) async fn deliver(&self, alert: &Alert, cx: &Context, only: Option<&str>) -> Delivery {
         let wanted = |name: &str| only.is_none_or(|o| o == name);
         let posts = self.channels.iter().filter(|c| wanted(c.name())).map(|ch| async move {
             let (url, body, cut) = ch.payload(alert, cx);
@@ -409,80 +364,11 @@ impl Alerter {
         off.then(|| v["reason"].as_str().unwrap_or("switched off").to_string())
     }
 
-    async fn keep_undelivered(&self, channel: &str, error: &str, alert: &Alert, cx: &Context) {
-        let key = format!("{channel}-{}", cx.record);
-        let now = chrono::Utc::now();
-        let existing = self.undelivered().await.into_iter().find(|u| u.channel == channel && u.record == cx.record);
-        let record = match existing {
-            Some(u) => {
-                Undelivered { error: error.into(), attempts: u.attempts + 1, last_tried_at: now.to_rfc3339(), ..u }
-            }
-            None => Undelivered {
-                channel: channel.into(),
-                error: error.into(),
-                attempts: 1,
-                first_failed_at: now.to_rfc3339(),
-                last_tried_at: now.to_rfc3339(),
-                expires_at: (now + chrono::Duration::hours(UNDELIVERED_HOURS)).to_rfc3339(),
-                earlier: cx.earlier,
-                record: cx.record.clone(),
-                alert: alert.clone(),
-            },
-        };
-        if record.attempts == 1 {
-            self.trace_undelivered(channel, alert, "an alert was not delivered").await;
-        }
-        let value = serde_json::to_value(&record).expect("json");
-        if let Err(e) = self.store.put_record(UNDELIVERED, &key, value).await {
-            tracing::error!(alert = true, "an undelivered {channel} alert could not be stored either: {e}");
-        }
-    }
-
     async fn keep_full_text(&self, alert: &Alert, cx: &Context) {
         let value = json!({"at": cx.at.to_rfc3339(), "alert": alert});
         if let Err(e) = self.store.put_record(RECORD, &cx.record, value).await {
             tracing::warn!("the full text of alert record {} could not be stored: {e}", cx.record);
         }
-    }
-
-    /// The undelivered alerts in the store.
-    pub async fn undelivered(&self) -> Vec<Undelivered> {
-        undelivered(self.store.as_ref()).await
-    }
-
-    /// Sends each undelivered alert again, to the channel that missed it; drops
-    /// (and logs) those past their expiry. Called on every timer tick.
-    pub async fn resend_undelivered(&self) -> ResendReport {
-        let mut report = ResendReport::default();
-        let now = chrono::Utc::now();
-        for u in self.undelivered().await {
-            let key = format!("{}-{}", u.channel, u.record);
-            let expired = chrono::DateTime::parse_from_rfc3339(&u.expires_at).map_or(true, |t| t < now);
-            if expired {
-                let (title, text) = (u.alert.title(), crate::logging::bounded(&u.alert.message));
-                tracing::error!(channel = %u.channel, "an alert was never delivered and expired: {title}: {text}");
-                self.trace_undelivered(&u.channel, &u.alert, "an alert was never delivered and expired").await;
-                let _ = self.store.delete_record(UNDELIVERED, &key).await;
-                report.expired += 1;
-                continue;
-            }
-            let cx =
-                Context { earlier: u.earlier, at: now, record: u.record.clone(), status_url: self.status_url.clone() };
-            match self.deliver(&u.alert, &cx, Some(&u.channel)).await {
-                Delivery::Sent { channels, .. } if channels.iter().any(|c| *c == u.channel) => {
-                    let _ = self.store.delete_record(UNDELIVERED, &key).await;
-                    report.delivered += 1;
-                }
-                Delivery::Sent { failed, skipped, .. } if failed.is_empty() && skipped.is_empty() => {
-                    // The channel is no longer configured: nobody is left to send it to.
-                    tracing::warn!(channel = %u.channel, "an undelivered alert was dropped: its channel is no longer configured");
-                    let _ = self.store.delete_record(UNDELIVERED, &key).await;
-                    report.expired += 1;
-                }
-                _ => report.still_undelivered += 1,
-            }
-        }
-        report
     }
 }
 
@@ -492,12 +378,4 @@ enum Failure {
     Failed(String),
     /// Switched off for a reason already said once.
     Skipped(String),
-}
-
-/// The undelivered alerts in `store` (for `status` and the status page).
-pub async fn undelivered(store: &dyn Store) -> Vec<Undelivered> {
-    let all = store.records(UNDELIVERED).await.unwrap_or_default();
-    let mut out: Vec<Undelivered> = all.into_iter().filter_map(|(_, v)| serde_json::from_value(v).ok()).collect();
-    out.sort_by(|a, b| a.first_failed_at.cmp(&b.first_failed_at));
-    out
 }

@@ -11,13 +11,12 @@
 
 mod deliver;
 pub mod format;
+mod undelivered;
 
-pub use deliver::{
-    Alerter, Delivery, Email, RECORD, ResendReport, Retry, SLACK_URL, Schema, TEAMS_URL, UNDELIVERED, Undelivered,
-    WEBHOOK_URL, undelivered,
-};
+pub use deliver::{Alerter, Delivery, Email, RECORD, Retry, SLACK_URL, Schema, TEAMS_URL, WEBHOOK_URL};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+pub use undelivered::{ResendReport, UNDELIVERED, Undelivered, undelivered};
 
 /// Alert kinds.
 pub mod kind {
