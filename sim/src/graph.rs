@@ -189,7 +189,7 @@ pub(crate) fn route(state: &mut State, req: Req) -> Resp {
             let items = tenant(state, &req).spec.subscriptions.clone();
             list(items, &req, "subscriptions")
         }
-        (_, ["subscriptions", _]) => subscription(state, &req, segs[1]),
+        (_, ["subscriptions", _]) => crate::subscriptions::subscription(state, &req, segs[1]),
         ("POST", ["subscriptions", _, "reauthorize"]) => {
             let found = find(&tenant(state, &req).spec.subscriptions, segs[1]).is_some();
             if found { Resp::new(204, None) } else { not_found(segs[1]) }
@@ -420,88 +420,6 @@ fn evaluate(state: &mut State, req: &Req) -> Resp {
             json!({"@odata.context": format!("{}/$metadata#Collection(microsoft.graph.whatIfAnalysisResult)", req.base), "value": value}),
         ),
     )
-}
-
-/// Subscription GET / PATCH / DELETE (creation needs the async handshake: see `server`).
-fn subscription(state: &mut State, req: &Req, id: &str) -> Resp {
-    let subs = &mut tenant(state, req).spec.subscriptions;
-    let Some(idx) = subs.iter().position(|s| s["id"].as_str() == Some(id)) else { return not_found(id) };
-    match req.method {
-        "GET" => Resp::new(200, Some(subs[idx].clone())),
-        "PATCH" => {
-            let Some(exp) = req.body.as_ref().and_then(|b| b.get("expirationDateTime")).and_then(Value::as_str) else {
-                return error(400, "BadRequest", "expirationDateTime is required.");
-            };
-            let resource = subs[idx]["resource"].as_str().unwrap_or_default().to_string();
-            if let Err(e) = check_expiry(&resource, exp) {
-                return error(400, "ExtensionError", &e);
-            }
-            subs[idx]["expirationDateTime"] = json!(exp);
-            Resp::new(200, Some(subs[idx].clone()))
-        }
-        "DELETE" => {
-            subs.remove(idx);
-            Resp::new(204, None)
-        }
-        _ => error(405, "BadRequest", "Method not allowed."),
-    }
-}
-
-/// Graph's subscription lifetime rules: in the future, and at most 41,760
-/// minutes (29 days) for users and groups, 4,230 minutes otherwise.
-pub(crate) fn check_expiry(resource: &str, exp: &str) -> Result<(), String> {
-    let at = chrono::DateTime::parse_from_rfc3339(exp)
-        .map_err(|_| format!("expirationDateTime '{exp}' is not a valid date."))?;
-    let now = chrono::Utc::now();
-    let max_minutes = if resource.trim_start_matches('/').to_ascii_lowercase().starts_with("users")
-        || resource.trim_start_matches('/').to_ascii_lowercase().starts_with("groups")
-    {
-        41_760
-    } else {
-        4_230
-    };
-    if at < now {
-        return Err(format!("Subscription expiration '{exp}' is in the past."));
-    }
-    if at > now + chrono::Duration::minutes(max_minutes) {
-        return Err(format!("Subscription expiration can only be {max_minutes} minutes in the future."));
-    }
-    Ok(())
-}
-
-/// Stores a subscription whose handshake succeeded.
-pub(crate) fn insert_subscription(
-    state: &mut State,
-    tenant_id: &str,
-    app_id: &str,
-    mut sub: Value,
-    base: &str,
-) -> Resp {
-    sub["id"] = json!(new_guid());
-    sub["applicationId"] = json!(app_id);
-    sub["creatorId"] = json!(new_guid());
-    if sub.get("latestSupportedTlsVersion").is_none() {
-        sub["latestSupportedTlsVersion"] = json!("v1_2");
-    }
-    sub["notificationContentType"] = json!("application/json");
-    // Graph answers with every property, defaulted when not sent.
-    for (k, v) in [
-        ("clientState", Value::Null),
-        ("lifecycleNotificationUrl", Value::Null),
-        ("encryptionCertificate", Value::Null),
-        ("encryptionCertificateId", Value::Null),
-        ("includeResourceData", json!(false)),
-    ] {
-        if sub.get(k).is_none() {
-            sub[k] = v;
-        }
-    }
-    if let Some(t) = state.tenants.get_mut(tenant_id) {
-        t.spec.subscriptions.push(sub.clone());
-    }
-    let mut body = json!({"@odata.context": format!("{base}/$metadata#subscriptions/$entity")});
-    merge(&mut body, &sub);
-    Resp::new(201, Some(body))
 }
 
 /// `GET /me`: the signed-in user; app-only tokens have none, and Graph answers 400.
