@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 pub const UNDELIVERED: &str = "undelivered-alert";
 /// How long an undelivered alert is re-sent before it is dropped (and logged).
 pub const UNDELIVERED_HOURS: i64 = 24;
+
 /// An alert a channel did not take, kept until it is delivered or expires.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
