@@ -176,6 +176,17 @@ pub fn unique_table(prefix: &str) -> String {
     format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
 }
 
+/// CIPP's five tables under names no other test uses (not created).
+pub fn unique_tables() -> caguard::cipp::Tables {
+    caguard::cipp::Tables {
+        api_clients: unique_table("ApiClients"),
+        access_ip_ranges: unique_table("AccessIPRanges"),
+        logs: unique_table("CippLogs"),
+        custom_roles: unique_table("CustomRoles"),
+        tenants: unique_table("Tenants"),
+    }
+}
+
 /// The `caguard` binary of this workspace (built if a test run did not build it yet),
 /// for end-to-end tests that drive the CLI on the same store as the Functions app.
 pub fn caguard_binary() -> PathBuf {

@@ -3,7 +3,7 @@
 use caguard::cipp::{self, RowOutcome, Tables, decode_ranges};
 use caguard::config::{self, Config};
 use caguard::storage::{Auth, TableClient};
-use caguard_e2e::{Azurite, fixtures_dir, unique_table};
+use caguard_e2e::{Azurite, fixtures_dir, unique_table, unique_tables};
 use serde_json::{Map, Value, json};
 
 fn config(mode: &str) -> Config {
@@ -43,13 +43,7 @@ struct Fixture {
 async fn seed(rows: Vec<(String, String, Map<String, Value>)>) -> Fixture {
     let az = Azurite::start();
     let client = az.client();
-    let tables = Tables {
-        api_clients: unique_table("ApiClients"),
-        access_ip_ranges: unique_table("AccessIPRanges"),
-        logs: unique_table("CippLogs"),
-        custom_roles: unique_table("CustomRoles"),
-        tenants: unique_table("Tenants"),
-    };
+    let tables = unique_tables();
     client.create_table(&tables.api_clients).await.unwrap();
     client.create_table(&tables.access_ip_ranges).await.unwrap();
     client.create_table(&tables.logs).await.unwrap();

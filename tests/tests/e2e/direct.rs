@@ -4,10 +4,10 @@
 //! one sweep leaves GDAP tenants excluding the MSP's service-provider users (D1)
 //! and direct tenants excluding the user caguard signs in as there (D2).
 
-use caguard::cipp::{Cipp, Tables};
+use caguard::cipp::Cipp;
 use caguard::graph::{CredentialSource, Credentials, GraphClient, GraphConfig};
 use caguard::sweep::{self, SweepOptions};
-use caguard_e2e::{Azurite, unique_table};
+use caguard_e2e::{Azurite, unique_table, unique_tables};
 use caguard_sim::{Estate, RefreshTokenSpec, SimOptions, TenantSpec};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -76,13 +76,7 @@ fn partner(estate: &Estate) -> Credentials {
 
 async fn cipp_with_direct(az: &Azurite, direct: &[(String, String)]) -> Cipp {
     let client = az.client();
-    let tables = Tables {
-        api_clients: unique_table("ApiClients"),
-        access_ip_ranges: unique_table("AccessIPRanges"),
-        logs: unique_table("CippLogs"),
-        custom_roles: unique_table("CustomRoles"),
-        tenants: unique_table("Tenants"),
-    };
+    let tables = unique_tables();
     client.create_table(&tables.tenants).await.unwrap();
     // Invoke-ExecAddTenant.ps1's row for a direct tenant, and a GDAP row that must not count.
     for (i, (id, _)) in direct.iter().enumerate() {

@@ -288,14 +288,7 @@ fn registration_calls(sim: &caguard_sim::SimHandle) -> Vec<String> {
 async fn the_webhook_registration_is_created_then_updated_but_never_anyone_elses() {
     use caguard::partner::{Registered, register};
     let (sim, estate) = sample_sim(0, false).await;
-    let app = &estate.apps[0];
-    let creds = caguard::graph::Credentials::ClientSecret {
-        client_id: app.client_id.clone(),
-        client_secret: app.client_secret.clone(),
-    };
-    let client =
-        caguard::partner::client(&sim.base_url, &sim.base_url, Arc::new(caguard::graph::StaticCredentials(creds)))
-            .unwrap();
+    let client = partner_client(&sim, &estate);
     let ours = "https://caguard.example/api/PartnerCenterEvents";
     let Registered::Created(first) = register(&client, &estate.msp_tenant_id, ours, false).await.unwrap() else {
         panic!("created")
@@ -323,14 +316,7 @@ async fn the_webhook_registration_is_created_then_updated_but_never_anyone_elses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_register_command_exits_non_zero_naming_cipps_url_and_writes_nothing() {
     let (sim, estate) = sample_sim(0, false).await;
-    let app = &estate.apps[0];
-    let creds = caguard::graph::Credentials::ClientSecret {
-        client_id: app.client_id.clone(),
-        client_secret: app.client_secret.clone(),
-    };
-    let client =
-        caguard::partner::client(&sim.base_url, &sim.base_url, Arc::new(caguard::graph::StaticCredentials(creds)))
-            .unwrap();
+    let client = partner_client(&sim, &estate);
     let cipp = "https://cipp.contosomsp.example/API/PublicWebhooks?CIPPID=partner";
     caguard::partner::register(&client, &estate.msp_tenant_id, cipp, false).await.unwrap();
     let config = std::env::temp_dir().join(format!("caguard-register-{}.toml", std::process::id()));
@@ -354,4 +340,10 @@ async fn the_register_command_exits_non_zero_naming_cipps_url_and_writes_nothing
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("CIPP's onboarding") && stderr.contains(cipp), "warned: {stderr}");
     assert_eq!(registration_calls(&sim).last().unwrap(), "PUT 200");
+}
+
+/// A Partner Center client against the simulator, as the estate's app.
+fn partner_client(sim: &caguard_sim::SimHandle, estate: &caguard_sim::Estate) -> caguard::graph::GraphClient {
+    let creds = caguard_e2e::app_credentials(estate);
+    caguard::partner::client(&sim.base_url, &sim.base_url, Arc::new(caguard::graph::StaticCredentials(creds))).unwrap()
 }
